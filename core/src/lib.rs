@@ -1,0 +1,12 @@
+//! Hutch's shared model, used by the GUI/CLI (`hutch`) and the daemon (`hutch-helper`).
+//!
+//! - [`profile`]: per-app profiles (TOML), their defaults and validation.
+//! - [`protocol`]: the messages exchanged over the helper's Unix socket.
+//! - [`frame`]: length-prefixed JSON framing of those messages.
+//!
+//! This crate does no I/O and has no `unsafe`: everything here is plain data and pure
+//! functions, unit tested without a socket or a syscall.
+
+pub mod frame;
+pub mod profile;
+pub mod protocol;

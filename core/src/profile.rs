@@ -1,0 +1,465 @@
+//! App profiles: one TOML file per app, `$XDG_CONFIG_HOME/hutch/profiles/NAME.toml`.
+//!
+//! ```toml
+//! description = "A command-line tool I do not trust"
+//! command = ["tool", "--flag"]     # default command when none is given
+//! home = "tmp"                      # "tmp" (throwaway) or "persist" (kept per app)
+//! network = "none"                  # loopback only
+//! hostname = "tool"                 # defaults to "hutch-NAME"
+//! allow_user_namespaces = false     # may the app create nested user namespaces?
+//! env = { EDITOR = "vi" }           # extra environment
+//!
+//! [[share]]
+//! path = "~/Documents/tool"         # absolute, or under ~/
+//! mode = "rw"                       # "ro" (default) or "rw"
+//! ```
+//!
+//! Parsing never trusts the file: unknown keys, wrong types and invalid values are errors that
+//! name the file, the line and the key.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+/// The name used when no profile is given.
+pub const DEFAULT_PROFILE: &str = "default";
+
+/// Where the app's home directory comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HomeMode {
+    /// A fresh empty tmpfs each run.
+    #[default]
+    Tmp,
+    /// A folder kept per app under `$XDG_DATA_HOME/hutch/homes/NAME`.
+    Persist,
+}
+
+impl std::str::FromStr for HomeMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tmp" => Ok(Self::Tmp),
+            "persist" => Ok(Self::Persist),
+            other => Err(format!("unknown home mode `{other}` (use tmp or persist)")),
+        }
+    }
+}
+
+/// Network access.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// An empty network namespace: loopback only.
+    #[default]
+    None,
+}
+
+/// Whether a shared path can be written from inside.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShareMode {
+    #[default]
+    #[serde(rename = "ro")]
+    ReadOnly,
+    #[serde(rename = "rw")]
+    ReadWrite,
+}
+
+/// A host path made visible inside the sandbox at the same path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Share {
+    /// Absolute, or `~/...` relative to the user's home.
+    pub path: String,
+    pub mode: ShareMode,
+}
+
+/// A validated profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    pub command: Vec<String>,
+    pub home: HomeMode,
+    pub network: NetworkMode,
+    pub hostname: String,
+    pub allow_user_namespaces: bool,
+    pub env: BTreeMap<String, String>,
+    pub shares: Vec<Share>,
+}
+
+impl Profile {
+    /// The profile used when none is named: no network, throwaway home, nothing shared.
+    pub fn builtin_default() -> Self {
+        Self::with_defaults(DEFAULT_PROFILE)
+    }
+
+    fn with_defaults(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            description: String::new(),
+            command: Vec::new(),
+            home: HomeMode::default(),
+            network: NetworkMode::default(),
+            hostname: default_hostname(name),
+            allow_user_namespaces: false,
+            env: BTreeMap::new(),
+            shares: Vec::new(),
+        }
+    }
+
+    /// Parses and validates the TOML text of profile `name`, read from `file`.
+    pub fn parse(name: &str, file: &Path, text: &str) -> Result<Self, ProfileError> {
+        validate_name(name).map_err(|reason| ProfileError::Name {
+            name: name.to_owned(),
+            reason,
+        })?;
+        let raw: RawProfile = toml::from_str(text).map_err(|err| {
+            let line = err.span().map(|span| line_of(text, span.start)).unwrap_or(1);
+            ProfileError::Invalid {
+                file: file.to_owned(),
+                line,
+                key: key_at_line(text, line),
+                message: err.message().trim().to_owned(),
+            }
+        })?;
+        let mut profile = Self::with_defaults(name);
+        let fail = |span: Range<usize>, key: &str, message: String| ProfileError::Invalid {
+            file: file.to_owned(),
+            line: line_of(text, span.start),
+            key: key.to_owned(),
+            message,
+        };
+        if let Some(description) = raw.description {
+            profile.description = description;
+        }
+        if let Some(command) = raw.command {
+            if let Some(bad) = command.get_ref().iter().find(|a| a.contains('\0')) {
+                return Err(fail(command.span(), "command", format!("{bad:?} contains a NUL")));
+            }
+            if command.get_ref().first().is_some_and(|c| c.is_empty()) {
+                return Err(fail(command.span(), "command", "the program name is empty".into()));
+            }
+            profile.command = command.into_inner();
+        }
+        if let Some(home) = raw.home {
+            profile.home = home;
+        }
+        if let Some(network) = raw.network {
+            profile.network = network;
+        }
+        if let Some(hostname) = raw.hostname {
+            validate_hostname(hostname.get_ref())
+                .map_err(|m| fail(hostname.span(), "hostname", m))?;
+            profile.hostname = hostname.into_inner();
+        }
+        if let Some(allow) = raw.allow_user_namespaces {
+            profile.allow_user_namespaces = allow;
+        }
+        if let Some(env) = raw.env {
+            for (key, value) in env.get_ref() {
+                validate_env(key, value).map_err(|m| fail(env.span(), "env", m))?;
+            }
+            profile.env = env.into_inner();
+        }
+        for share in raw.share.unwrap_or_default() {
+            let span = share.span();
+            let share = share.into_inner();
+            validate_share_path(&share.path).map_err(|m| fail(span, "share.path", m))?;
+            profile.shares.push(Share { path: share.path, mode: share.mode.unwrap_or_default() });
+        }
+        Ok(profile)
+    }
+
+    /// The profile as TOML, in the same form [`Profile::parse`] reads.
+    pub fn to_toml(&self) -> String {
+        let raw = WriteProfile {
+            description: (!self.description.is_empty()).then_some(&self.description),
+            command: (!self.command.is_empty()).then_some(&self.command),
+            home: self.home,
+            network: self.network,
+            hostname: &self.hostname,
+            allow_user_namespaces: self.allow_user_namespaces,
+            env: &self.env,
+            share: &self.shares,
+        };
+        // Serialising plain strings, lists and maps cannot fail.
+        toml::to_string_pretty(&raw).unwrap_or_default()
+    }
+}
+
+/// Why a profile could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProfileError {
+    #[error("invalid profile name `{name}`: {reason}")]
+    Name { name: String, reason: String },
+    #[error("{}, line {line}, key `{key}`: {message}", file.display())]
+    Invalid { file: PathBuf, line: usize, key: String, message: String },
+    #[error(
+        "no profile named `{name}` in {} (create {name}.toml there, or leave out --profile)",
+        dir.display()
+    )]
+    NotFound { name: String, dir: PathBuf },
+    #[error("cannot read profile {}: {message}", file.display())]
+    Read { file: PathBuf, message: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    description: Option<String>,
+    command: Option<Spanned<Vec<String>>>,
+    home: Option<HomeMode>,
+    network: Option<NetworkMode>,
+    hostname: Option<Spanned<String>>,
+    allow_user_namespaces: Option<bool>,
+    env: Option<Spanned<BTreeMap<String, String>>>,
+    share: Option<Vec<Spanned<RawShare>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShare {
+    path: String,
+    mode: Option<ShareMode>,
+}
+
+#[derive(Serialize)]
+struct WriteProfile<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command: Option<&'a Vec<String>>,
+    home: HomeMode,
+    network: NetworkMode,
+    hostname: &'a str,
+    allow_user_namespaces: bool,
+    env: &'a BTreeMap<String, String>,
+    share: &'a [Share],
+}
+
+fn default_hostname(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    let host = format!("hutch-{}", cleaned.trim_matches('-'));
+    host.trim_end_matches('-').chars().take(63).collect()
+}
+
+/// A profile name is a file stem: letters, digits, `.`, `_`, `-`; no leading dot.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("it must be 1 to 64 characters long".into());
+    }
+    if name.starts_with('.') {
+        return Err("it must not start with a dot".into());
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c))) {
+        return Err(format!("`{c}` is not allowed (use letters, digits, `.`, `_` and `-`)"));
+    }
+    Ok(())
+}
+
+fn validate_hostname(host: &str) -> Result<(), String> {
+    let ok = !host.is_empty()
+        && host.len() <= 63
+        && !host.starts_with('-')
+        && !host.ends_with('-')
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{host:?} is not a valid host name (1-63 letters, digits and inner `-`)"))
+    }
+}
+
+fn validate_env(key: &str, value: &str) -> Result<(), String> {
+    if key.is_empty() || key.contains('=') || key.contains('\0') {
+        return Err(format!("{key:?} is not a valid variable name"));
+    }
+    if value.contains('\0') {
+        return Err(format!("the value of {key} contains a NUL"));
+    }
+    Ok(())
+}
+
+/// Paths that can never be shared: they would hand the sandbox the host itself.
+const UNSHAREABLE: &[&str] = &["/", "/proc", "/sys", "/dev", "/run", "/etc", "/usr", "/boot"];
+
+/// Checks a shared path's form (not its existence, which is the helper's business).
+pub fn validate_share_path(path: &str) -> Result<(), String> {
+    if path.contains('\0') {
+        return Err(format!("{path:?} contains a NUL"));
+    }
+    if !(path.starts_with('/') || path.starts_with("~/")) {
+        return Err(format!("{path:?} must be absolute or start with ~/"));
+    }
+    if path.split('/').any(|part| part == "..") {
+        return Err(format!("{path:?} must not contain `..`"));
+    }
+    let trimmed = path.trim_end_matches('/');
+    let normal = if trimmed.is_empty() { "/" } else { trimmed };
+    if UNSHAREABLE.contains(&normal) || normal.starts_with("/proc/") || normal.starts_with("/sys/")
+    {
+        return Err(format!("{path:?} is part of the host system and cannot be shared"));
+    }
+    Ok(())
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// The dotted key defined on `line` (1-based), with the table it sits in.
+fn key_at_line(text: &str, line: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(current) = lines.get(line.saturating_sub(1)) else {
+        return String::from("(end of file)");
+    };
+    let key = current.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_owned());
+    let table = lines[..line.saturating_sub(1)].iter().rev().find_map(|l| {
+        let l = l.trim();
+        l.starts_with('[').then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned())
+    });
+    match (table, key) {
+        (Some(table), Some(key)) => format!("{table}.{key}"),
+        (None, Some(key)) => key,
+        (Some(table), None) => table,
+        (None, None) => current.trim().chars().take(40).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Profile, ProfileError> {
+        Profile::parse("tool", Path::new("/cfg/hutch/profiles/tool.toml"), text)
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let p = parse("").unwrap();
+        assert_eq!(p.home, HomeMode::Tmp);
+        assert_eq!(p.network, NetworkMode::None);
+        assert_eq!(p.hostname, "hutch-tool");
+        assert!(!p.allow_user_namespaces && p.shares.is_empty() && p.command.is_empty());
+    }
+
+    #[test]
+    fn full_profile_parses() {
+        let p = parse(
+            r#"
+description = "x"
+command = ["tool", "--flag"]
+home = "persist"
+hostname = "box1"
+allow_user_namespaces = true
+env = { EDITOR = "vi" }
+
+[[share]]
+path = "~/Documents"
+mode = "rw"
+
+[[share]]
+path = "/srv/data"
+"#,
+        )
+        .unwrap();
+        assert_eq!(p.command, ["tool", "--flag"]);
+        assert_eq!(p.home, HomeMode::Persist);
+        assert_eq!(p.hostname, "box1");
+        assert!(p.allow_user_namespaces);
+        assert_eq!(p.env["EDITOR"], "vi");
+        assert_eq!(
+            p.shares,
+            [
+                Share { path: "~/Documents".into(), mode: ShareMode::ReadWrite },
+                Share { path: "/srv/data".into(), mode: ShareMode::ReadOnly },
+            ]
+        );
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let mut p = Profile::builtin_default();
+        p.command = vec!["a b".into(), "c".into()];
+        p.shares.push(Share { path: "/srv".into(), mode: ShareMode::ReadWrite });
+        p.env.insert("K".into(), "v".into());
+        let text = p.to_toml();
+        assert_eq!(Profile::parse("default", Path::new("x"), &text).unwrap(), p);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = parse("home = \"tmp\"\nnetwrok = \"none\"\n").unwrap_err();
+        let ProfileError::Invalid { file, line, key, message } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(file, Path::new("/cfg/hutch/profiles/tool.toml"));
+        assert_eq!((*line, key.as_str()), (2, "netwrok"));
+        assert!(message.contains("netwrok"), "{message}");
+        assert!(err.to_string().starts_with("/cfg/hutch/profiles/tool.toml, line 2, key `netwrok`"));
+    }
+
+    #[test]
+    fn wrong_type_names_the_key_in_its_table() {
+        let err = parse("[[share]]\npath = \"/srv\"\nmode = \"rwx\"\n").unwrap_err();
+        let ProfileError::Invalid { line, key, .. } = err else { panic!() };
+        assert_eq!((line, key.as_str()), (3, "share.mode"));
+        let err = parse("allow_user_namespaces = \"yes\"").unwrap_err();
+        let ProfileError::Invalid { line, key, .. } = err else { panic!() };
+        assert_eq!((line, key.as_str()), (1, "allow_user_namespaces"));
+    }
+
+    #[test]
+    fn syntax_error_has_a_line() {
+        let err = parse("home = \"tmp\"\n\ncommand = [\"a\"\n").unwrap_err();
+        let ProfileError::Invalid { line, .. } = err else { panic!() };
+        assert!(line >= 3, "line {line}");
+    }
+
+    #[test]
+    fn invalid_values_are_refused_with_their_line() {
+        let err = parse("\nhostname = \"-bad-\"").unwrap_err();
+        assert!(matches!(&err, ProfileError::Invalid { line: 2, key, .. } if key == "hostname"));
+        let err = parse("[[share]]\npath = \"relative/dir\"").unwrap_err();
+        assert!(matches!(&err, ProfileError::Invalid { line: 1, key, .. } if key == "share.path"));
+        assert!(err.to_string().contains("must be absolute"), "{err}");
+        let err = parse("[[share]]\npath = \"/proc/1\"").unwrap_err();
+        assert!(err.to_string().contains("cannot be shared"), "{err}");
+        let err = parse("command = [\"\"]").unwrap_err();
+        assert!(err.to_string().contains("program name is empty"), "{err}");
+        let err = parse("env = { \"A=B\" = \"x\" }").unwrap_err();
+        assert!(err.to_string().contains("not a valid variable name"), "{err}");
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("firefox-esr_2.0").is_ok());
+        for bad in ["", ".hidden", "a/b", "a b", &"x".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+        let err = Profile::parse("../x", Path::new("x"), "").unwrap_err();
+        assert!(err.to_string().starts_with("invalid profile name `../x`"), "{err}");
+    }
+
+    #[test]
+    fn share_paths_are_checked() {
+        assert!(validate_share_path("/home/u/Documents").is_ok());
+        assert!(validate_share_path("~/x").is_ok());
+        for bad in ["/", "//", "/usr", "/etc/", "/proc/self", "/a/../b", "x", "~x"] {
+            assert!(validate_share_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn default_hostname_is_clean() {
+        assert_eq!(default_hostname("My App.2"), "hutch-my-app-2");
+        assert_eq!(default_hostname("default"), "hutch-default");
+    }
+}

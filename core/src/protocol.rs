@@ -1,0 +1,359 @@
+//! The messages between a client (`hutch` CLI or GUI) and `hutch-helper`.
+//!
+//! A connection starts with [`Request::Hello`]; the helper answers [`Response::Hello`] or an
+//! error and closes. After that the client sends requests and the helper sends
+//! [`ServerMessage`]s: a [`Response`] for each request, in order, and [`Event`]s at any time.
+//! File descriptors (the caller's stdio for [`Request::Run`], a pseudo-terminal for `tty` runs)
+//! travel beside the frame that names them, as `SCM_RIGHTS`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::profile::{HomeMode, ShareMode};
+
+/// Bumped on any incompatible change to these types.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What a client asks of the helper.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Must be the first frame of every connection.
+    Hello { protocol: u32, client: String },
+    /// Start a sandbox.
+    Run(RunRequest),
+    /// List the sandboxes the helper knows.
+    List,
+    /// SIGTERM the sandbox, then SIGKILL after `grace_ms`; answered once it has exited.
+    Stop {
+        id: String,
+        #[serde(default)]
+        grace_ms: Option<u64>,
+    },
+    /// Deliver a signal to the sandboxed app (its pid 1 forwards it).
+    Signal { id: String, signal: i32 },
+    /// Run the system checks.
+    Doctor,
+}
+
+/// How the sandboxed app gets its standard streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Stdio {
+    /// The three fds sent beside the `Run` frame become the app's stdin, stdout and stderr.
+    Inherit,
+    /// The helper makes a pseudo-terminal for the app and sends its controller side back with
+    /// [`Response::Started`]; the client relays it to its own terminal.
+    Tty { rows: u16, cols: u16 },
+    /// /dev/null for all three.
+    Null,
+}
+
+/// A shared path as given on the command line (`--share PATH[:ro|:rw]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareSpec {
+    pub path: String,
+    pub mode: ShareMode,
+}
+
+impl ShareSpec {
+    /// Parses `PATH`, `PATH:ro` or `PATH:rw` (read-only when no mode is given).
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let (path, mode) = match spec.rsplit_once(':') {
+            Some((path, "ro")) => (path, ShareMode::ReadOnly),
+            Some((path, "rw")) => (path, ShareMode::ReadWrite),
+            Some((_, other)) if !other.contains('/') => {
+                return Err(format!(
+                    "share `{spec}`: unknown mode `{other}` (use PATH, PATH:ro or PATH:rw)"
+                ));
+            }
+            _ => (spec, ShareMode::ReadOnly),
+        };
+        if path.is_empty() {
+            return Err(format!("share `{spec}`: the path is empty"));
+        }
+        Ok(Self { path: path.to_owned(), mode })
+    }
+}
+
+/// Everything needed to start one sandbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// Profile name; `None` means the built-in default profile.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// The command and its arguments; empty means the profile's `command`.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Paths shared on top of the profile's.
+    #[serde(default)]
+    pub shares: Vec<ShareSpec>,
+    /// Overrides the profile's home mode.
+    #[serde(default)]
+    pub home: Option<HomeMode>,
+    /// The client's environment; the helper keeps only its documented allowlist.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The client's working directory, used inside when it is shared.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    pub stdio: Stdio,
+}
+
+/// A sandbox's exit: the app's exit code, or the signal that killed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// The status a shell would report: the code, or 128 + the signal number.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            Self::Code(code) => code,
+            Self::Signal(sig) => 128 + sig,
+        }
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Code(code) => write!(f, "exit code {code}"),
+            Self::Signal(sig) => write!(f, "killed by signal {sig}"),
+        }
+    }
+}
+
+/// Where a sandbox is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxState {
+    Starting,
+    Running,
+    Stopping,
+    Exited,
+}
+
+/// How the sandbox's uid/gid maps were written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdMapKind {
+    /// `newuidmap`/`newgidmap` with the user's /etc/subuid and /etc/subgid ranges.
+    SubordinateRange,
+    /// Only the user's own uid and gid (no subordinate range).
+    SingleId,
+}
+
+/// One sandbox as `hutch ps` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxInfo {
+    pub id: String,
+    pub profile: String,
+    /// Host pid of the app (or of the sandbox's pid 1 until the app has started).
+    pub pid: Option<u32>,
+    /// Milliseconds since the Unix epoch.
+    pub started_at_ms: u64,
+    pub command: Vec<String>,
+    pub state: SandboxState,
+    pub id_map: IdMapKind,
+    #[serde(default)]
+    pub exit: Option<ExitStatus>,
+}
+
+/// The result of one system check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// One line of `hutch doctor`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// Stable identifier, e.g. `user_namespaces`.
+    pub id: String,
+    pub title: String,
+    pub status: CheckStatus,
+    pub detail: String,
+    /// What to do about a warning or failure.
+    #[serde(default)]
+    pub fix: Option<String>,
+}
+
+/// The system checks the helper ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoctorReport {
+    pub checks: Vec<Check>,
+}
+
+impl DoctorReport {
+    /// The worst status among the checks.
+    pub fn overall(&self) -> CheckStatus {
+        let statuses = self.checks.iter().map(|c| c.status);
+        if statuses.clone().any(|s| s == CheckStatus::Fail) {
+            CheckStatus::Fail
+        } else if statuses.clone().any(|s| s == CheckStatus::Warn) {
+            CheckStatus::Warn
+        } else {
+            CheckStatus::Ok
+        }
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame could not be read (bad length, bad JSON, unknown request).
+    BadFrame,
+    /// The first frame was not `hello`, or `hello` came twice.
+    Handshake,
+    /// The client speaks another protocol version.
+    UnsupportedVersion,
+    /// The peer is not allowed (another uid).
+    Denied,
+    /// The named sandbox does not exist.
+    NotFound,
+    /// The profile is missing or invalid.
+    Profile,
+    /// The request itself is invalid (a missing shared path, an empty command...).
+    InvalidRequest,
+    /// The sandbox could not be set up.
+    Setup,
+    /// A fault inside the helper.
+    Internal,
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Response {
+    Hello {
+        protocol: u32,
+        helper_version: String,
+        helper_pid: u32,
+    },
+    /// The app is running. With [`Stdio::Tty`], the terminal's controller fd is attached.
+    Started {
+        id: String,
+        pid: u32,
+        id_map: IdMapKind,
+        /// Things the user should know (e.g. the single-uid fallback).
+        #[serde(default)]
+        warnings: Vec<String>,
+    },
+    Sandboxes { sandboxes: Vec<SandboxInfo> },
+    /// The sandbox stopped (answer to [`Request::Stop`]).
+    Stopped { id: String, status: ExitStatus },
+    /// The signal was delivered.
+    Signaled { id: String },
+    Doctor { report: DoctorReport },
+    Error { code: ErrorCode, message: String },
+}
+
+/// Something that happened, sent without being asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Event {
+    /// A sandbox this connection started has exited.
+    Exited { id: String, status: ExitStatus },
+}
+
+/// Every frame the helper sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ServerMessage {
+    Response(Response),
+    Event(Event),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_spec_parses_modes() {
+        assert_eq!(
+            ShareSpec::parse("/data:rw").unwrap(),
+            ShareSpec { path: "/data".into(), mode: ShareMode::ReadWrite }
+        );
+        assert_eq!(ShareSpec::parse("/data:ro").unwrap().mode, ShareMode::ReadOnly);
+        assert_eq!(ShareSpec::parse("/data").unwrap().mode, ShareMode::ReadOnly);
+        // A colon inside a path is kept when what follows it is a path, not a mode.
+        assert_eq!(ShareSpec::parse("/a:b/c").unwrap().path, "/a:b/c");
+        let err = ShareSpec::parse("/data:rx").unwrap_err();
+        assert!(err.contains("unknown mode `rx`"), "{err}");
+        assert!(ShareSpec::parse(":rw").is_err());
+    }
+
+    #[test]
+    fn requests_have_a_stable_wire_form() {
+        let json = serde_json::to_string(&Request::Stop { id: "ab12".into(), grace_ms: None })
+            .unwrap();
+        assert_eq!(json, r#"{"type":"stop","id":"ab12","grace_ms":null}"#);
+        let run: Request = serde_json::from_str(
+            r#"{"type":"run","command":["true"],"stdio":{"mode":"tty","rows":24,"cols":80}}"#,
+        )
+        .unwrap();
+        let Request::Run(run) = run else { panic!("not a run request") };
+        assert_eq!(run.stdio, Stdio::Tty { rows: 24, cols: 80 });
+        assert!(run.shares.is_empty() && run.profile.is_none());
+    }
+
+    #[test]
+    fn unknown_fields_and_requests_are_refused() {
+        assert!(serde_json::from_str::<Request>(r#"{"type":"stop","id":"a","x":1}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"type":"reboot"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"[1,2,3]"#).is_err());
+    }
+
+    #[test]
+    fn server_messages_round_trip() {
+        let msgs = [
+            ServerMessage::Event(Event::Exited { id: "x".into(), status: ExitStatus::Signal(9) }),
+            ServerMessage::Response(Response::Error {
+                code: ErrorCode::Profile,
+                message: "bad".into(),
+            }),
+        ];
+        for msg in msgs {
+            let json = serde_json::to_string(&msg).unwrap();
+            assert_eq!(serde_json::from_str::<ServerMessage>(&json).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn exit_status_maps_to_shell_codes() {
+        assert_eq!(ExitStatus::Code(3).shell_code(), 3);
+        assert_eq!(ExitStatus::Signal(15).shell_code(), 143);
+        assert_eq!(ExitStatus::Signal(9).to_string(), "killed by signal 9");
+    }
+
+    #[test]
+    fn doctor_overall_is_the_worst_check() {
+        let check = |status| Check {
+            id: "x".into(),
+            title: "x".into(),
+            status,
+            detail: String::new(),
+            fix: None,
+        };
+        let mut report = DoctorReport { checks: vec![check(CheckStatus::Ok)] };
+        assert_eq!(report.overall(), CheckStatus::Ok);
+        report.checks.push(check(CheckStatus::Warn));
+        assert_eq!(report.overall(), CheckStatus::Warn);
+        report.checks.push(check(CheckStatus::Fail));
+        assert_eq!(report.overall(), CheckStatus::Fail);
+    }
+}
