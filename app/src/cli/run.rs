@@ -1,0 +1,116 @@
+//! `hutch run`: start a sandbox attached to this terminal and exit with the app's status.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::os::fd::AsFd;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use hutch_core::protocol::{Event, Request, Response, RunRequest, Stdio};
+use hutch_helper::client::Client;
+use nix::sys::signal::{SigSet, Signal};
+
+use super::{HUTCH_ERROR, RunArgs, connect, terminal};
+
+/// Signals the CLI passes on to the sandboxed app instead of dying of them.
+pub const FORWARDED: &[Signal] = &[Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT];
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    // Block the forwarded signals before any thread exists, so every thread inherits the mask
+    // and a signal thread can take them with sigwait.
+    let mut signals = SigSet::empty();
+    for &sig in FORWARDED {
+        signals.add(sig);
+    }
+    signals.add(Signal::SIGWINCH);
+    signals.thread_block()?;
+
+    let stdio = if args.tty {
+        let (rows, cols) = hutch_helper::sys::window_size(std::io::stdin().as_fd()).unwrap_or((24, 80));
+        Stdio::Tty { rows, cols }
+    } else {
+        Stdio::Inherit
+    };
+    let request = RunRequest {
+        profile: args.profile,
+        command: args.command,
+        shares: args.share,
+        home: args.home,
+        env: std::env::vars().collect::<BTreeMap<_, _>>(),
+        cwd: std::env::current_dir().ok().map(|p| p.display().to_string()),
+        stdio,
+    };
+    let mut client = connect()?;
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let fds = if args.tty { vec![] } else { vec![stdin.as_fd(), stdout.as_fd(), stderr.as_fd()] };
+    let id = match client.request(&Request::Run(request), &fds)? {
+        Response::Started { id, warnings, .. } => {
+            for w in warnings {
+                eprintln!("hutch: warning: {w}");
+            }
+            id
+        }
+        Response::Error { message, .. } => {
+            eprintln!("hutch: {message}");
+            return Ok(ExitCode::from(HUTCH_ERROR));
+        }
+        other => bail!("unexpected answer from the helper: {other:?}"),
+    };
+
+    let tty = if args.tty {
+        match client.take_fds(1).pop() {
+            Some(fd) => Some(fd),
+            None => bail!("the helper sent no terminal for sandbox {id}"),
+        }
+    } else {
+        None
+    };
+    let winch_target = tty.as_ref().map(|fd| fd.try_clone()).transpose()?;
+    forward_signals(signals, id.clone(), winch_target);
+
+    let status = match tty {
+        Some(master) => {
+            let raw = std::io::stdin().is_terminal().then(terminal::RawMode::enter).transpose()?;
+            let status = terminal::relay(&mut client, master, &id)?;
+            drop(raw);
+            status
+        }
+        None => wait_exit(&mut client, &id)?,
+    };
+    Ok(ExitCode::from(status.shell_code().clamp(0, 255) as u8))
+}
+
+fn wait_exit(client: &mut Client, id: &str) -> anyhow::Result<hutch_core::protocol::ExitStatus> {
+    loop {
+        match client.next_event()? {
+            Event::Exited { id: exited, status } if exited == id => return Ok(status),
+            Event::Exited { .. } => continue,
+        }
+    }
+}
+
+/// A thread that takes the blocked signals: window changes resize the sandbox's terminal, the
+/// others go to the app through the helper.
+fn forward_signals(signals: SigSet, id: String, tty: Option<std::os::fd::OwnedFd>) {
+    std::thread::spawn(move || {
+        loop {
+            let Ok(sig) = signals.wait() else { continue };
+            if sig == Signal::SIGWINCH {
+                if let (Some(tty), Some((rows, cols))) =
+                    (&tty, hutch_helper::sys::window_size(std::io::stdin().as_fd()))
+                {
+                    let _ = hutch_helper::sys::set_window_size(tty.as_fd(), rows, cols);
+                }
+                continue;
+            }
+            let sent = Client::connect_or_start("hutch-cli-signal").and_then(|mut c| {
+                c.request(&Request::Signal { id: id.clone(), signal: sig as i32 }, &[])
+            });
+            if let Err(e) = sent {
+                eprintln!("hutch: cannot pass {sig} to sandbox {id}: {e}");
+            }
+        }
+    });
+}

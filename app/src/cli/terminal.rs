@@ -1,0 +1,116 @@
+//! `hutch run -t`: the caller's terminal in raw mode, relayed to the sandbox's own
+//! pseudo-terminal. The app never holds the caller's terminal, so it cannot push input into it.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use hutch_core::protocol::{Event, ExitStatus};
+use hutch_helper::client::Client;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::termios::{self, SetArg, Termios};
+
+/// Restores the terminal's settings when dropped.
+pub struct RawMode {
+    saved: Termios,
+}
+
+impl RawMode {
+    pub fn enter() -> anyhow::Result<Self> {
+        let stdin = std::io::stdin();
+        let saved = termios::tcgetattr(stdin.as_fd())?;
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw)?;
+        Ok(Self { saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, &self.saved);
+    }
+}
+
+/// Copies stdin to the sandbox's terminal and its output to stdout until the app exits.
+pub fn relay(client: &mut Client, master: OwnedFd, id: &str) -> anyhow::Result<ExitStatus> {
+    let mut pty = std::fs::File::from(master);
+    let mut pty_in = pty.try_clone()?;
+    // stdin on its own thread: a blocked read there must not hold up the output.
+    let stdin_is_tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    // End of piped input: an end-of-file character for the app's terminal.
+                    if !stdin_is_tty {
+                        let _ = pty_in.write_all(&[4]);
+                    }
+                    break;
+                }
+                Ok(n) => {
+                    if pty_in.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let mut stdout = std::io::stdout();
+    let mut status: Option<ExitStatus> = None;
+    let mut drain_until: Option<Instant> = None;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if drain_until.is_some_and(|t| Instant::now() > t) {
+            break;
+        }
+        let (pty_ready, sock_ready) = {
+            let mut fds = [
+                PollFd::new(pty.as_fd(), PollFlags::POLLIN),
+                PollFd::new(client.stream().as_fd(), PollFlags::POLLIN),
+            ];
+            let timeout = if status.is_some() { 50u16 } else { 1000 };
+            match poll(&mut fds, PollTimeout::from(timeout)) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
+            }
+            let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+            (ready(&fds[0]), status.is_none() && ready(&fds[1]))
+        };
+        if pty_ready {
+            match pty.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    // EIO: every holder of the terminal's other side is gone.
+                    if status.is_some() {
+                        break;
+                    }
+                    drain_until.get_or_insert(Instant::now() + Duration::from_secs(5));
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Ok(n) => {
+                    stdout.write_all(&buf[..n])?;
+                    stdout.flush()?;
+                }
+            }
+        }
+        if sock_ready {
+            let Event::Exited { id: exited, status: s } = client.next_event()?;
+            if exited == id {
+                status = Some(s);
+                drain_until = Some(Instant::now() + Duration::from_millis(500));
+            }
+        }
+    }
+    match status {
+        Some(s) => Ok(s),
+        None => loop {
+            let Event::Exited { id: exited, status } = client.next_event()?;
+            if exited == id {
+                break Ok(status);
+            }
+        },
+    }
+}

@@ -1,0 +1,161 @@
+//! Framed messages over a Unix stream socket, with file descriptors passed beside them.
+//!
+//! The framing itself (length prefix, size limit, JSON) lives in `hutch_core::frame`; this
+//! module adds the socket: `sendmsg` with `SCM_RIGHTS` on the way out, `recvmsg` on the way in.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+use hutch_core::frame::{self, FrameBuffer, FrameError};
+use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::sys;
+
+/// A failure on a framed channel.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("connection closed by the other side")]
+    Closed,
+    #[error("connection closed in the middle of a frame ({0} bytes pending)")]
+    Truncated(usize),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("socket error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl ChannelError {
+    /// Whether the other side simply went away.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Self::Closed | Self::Truncated(_))
+            || matches!(self, Self::Io(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset))
+    }
+}
+
+/// Sends one message, with `fds` attached to its first byte.
+pub fn send<T: Serialize>(
+    stream: &UnixStream,
+    msg: &T,
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), ChannelError> {
+    let bytes = frame::encode(msg)?;
+    let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    let mut sent = 0;
+    while sent < bytes.len() {
+        let iov = [IoSlice::new(&bytes[sent..])];
+        let cmsgs_storage;
+        let cmsgs: &[ControlMessage<'_>] = if sent == 0 && !raw.is_empty() {
+            cmsgs_storage = [ControlMessage::ScmRights(&raw)];
+            &cmsgs_storage
+        } else {
+            &[]
+        };
+        match sendmsg::<()>(stream.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            Ok(n) => sent += n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(io::Error::from(e).into()),
+        }
+    }
+    Ok(())
+}
+
+/// Reads framed messages from a stream, keeping fds that arrive with them.
+#[derive(Debug)]
+pub struct Receiver {
+    stream: UnixStream,
+    buf: FrameBuffer,
+    fds: VecDeque<OwnedFd>,
+}
+
+impl Receiver {
+    pub fn new(stream: UnixStream) -> Self {
+        Self { stream, buf: FrameBuffer::new(), fds: VecDeque::new() }
+    }
+
+    pub fn stream(&self) -> &UnixStream {
+        &self.stream
+    }
+
+    /// The next message; [`ChannelError::Closed`] at a clean end of stream.
+    pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T, ChannelError> {
+        let body = self.recv_body()?;
+        Ok(frame::decode(&body)?)
+    }
+
+    /// The next frame body, undecoded.
+    pub fn recv_body(&mut self) -> Result<Vec<u8>, ChannelError> {
+        loop {
+            if let Some(body) = self.buf.next_frame()? {
+                return Ok(body);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let (n, fds) = sys::recv_with_fds(self.stream.as_fd(), &mut chunk)?;
+            self.fds.extend(fds);
+            if n == 0 {
+                return Err(match self.buf.pending() {
+                    0 => ChannelError::Closed,
+                    pending => ChannelError::Truncated(pending),
+                });
+            }
+            self.buf.push(&chunk[..n]);
+        }
+    }
+
+    /// Takes up to `n` fds received so far, oldest first.
+    pub fn take_fds(&mut self, n: usize) -> Vec<OwnedFd> {
+        let n = n.min(self.fds.len());
+        self.fds.drain(..n).collect()
+    }
+
+    /// Drops any fds received but not taken (a client may attach fds where none are expected).
+    pub fn discard_fds(&mut self) {
+        self.fds.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hutch_core::protocol::{PROTOCOL_VERSION, Request};
+    use std::io::{Read, Write};
+
+    #[test]
+    fn message_and_fds_arrive_together() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (mut pipe_r, mut pipe_w) = {
+            let (r, w) = nix::unistd::pipe().unwrap();
+            (std::fs::File::from(r), std::fs::File::from(w))
+        };
+        let hello = Request::Hello { protocol: PROTOCOL_VERSION, client: "t".into() };
+        send(&a, &hello, &[pipe_w.as_fd()]).unwrap();
+        let mut rx = Receiver::new(b);
+        assert_eq!(rx.recv::<Request>().unwrap(), hello);
+        let fds = rx.take_fds(3);
+        assert_eq!(fds.len(), 1);
+        // The received fd is the same pipe: writing through it reaches the read end.
+        let mut passed = std::fs::File::from(fds.into_iter().next().unwrap());
+        passed.write_all(b"hi").unwrap();
+        drop(passed);
+        pipe_w.flush().unwrap();
+        drop(pipe_w);
+        let mut got = String::new();
+        pipe_r.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "hi");
+    }
+
+    #[test]
+    fn clean_close_and_truncated_frame_are_told_apart() {
+        let (a, b) = UnixStream::pair().unwrap();
+        drop(a);
+        assert!(matches!(Receiver::new(b).recv::<Request>(), Err(ChannelError::Closed)));
+
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(&[0, 0, 0, 10, b'{']).unwrap();
+        drop(a);
+        assert!(matches!(Receiver::new(b).recv::<Request>(), Err(ChannelError::Truncated(1))));
+    }
+}

@@ -1,0 +1,211 @@
+//! One client connection: the handshake, then requests answered in order.
+//!
+//! A bad frame (oversized, truncated, not JSON, an unknown request) gets an error response
+//! and the connection is closed; other connections are not affected.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hutch_core::protocol::{
+    ErrorCode, Event, PROTOCOL_VERSION, Request, Response, RunRequest, ServerMessage,
+};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+
+use super::{State, launch};
+use crate::channel::{self, ChannelError, Receiver};
+use crate::doctor;
+
+/// How long a client may take to say hello.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time between SIGTERM and SIGKILL for `stop`.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+/// The writing half, shared with threads that send events.
+type Writer = Arc<Mutex<UnixStream>>;
+
+fn send(writer: &Writer, msg: &ServerMessage, fds: &[BorrowedFd<'_>]) -> bool {
+    let stream = writer.lock().unwrap_or_else(|p| p.into_inner());
+    channel::send(&stream, msg, fds).is_ok()
+}
+
+fn reply(writer: &Writer, response: Response) -> bool {
+    send(writer, &ServerMessage::Response(response), &[])
+}
+
+fn error(writer: &Writer, code: ErrorCode, message: impl Into<String>) -> bool {
+    reply(writer, Response::Error { code, message: message.into() })
+}
+
+/// Serves one connection until it closes or misbehaves.
+pub fn serve(stream: UnixStream, state: Arc<State>) {
+    let peer = match getsockopt(&stream, PeerCredentials) {
+        Ok(cred) => cred,
+        Err(e) => {
+            tracing::warn!("cannot read peer credentials, closing: {e}");
+            return;
+        }
+    };
+    let Ok(write_half) = stream.try_clone() else { return };
+    let writer: Writer = Arc::new(Mutex::new(write_half));
+    if peer.uid() != state.uid {
+        tracing::warn!(uid = peer.uid(), pid = peer.pid(), "refused a connection from another user");
+        error(
+            &writer,
+            ErrorCode::Denied,
+            format!("this helper serves uid {} only; you are uid {}", state.uid, peer.uid()),
+        );
+        return;
+    }
+    let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+    let mut rx = Receiver::new(stream);
+    match rx.recv::<Request>() {
+        Ok(Request::Hello { protocol, client }) if protocol == PROTOCOL_VERSION => {
+            tracing::debug!(pid = peer.pid(), %client, "client connected");
+            reply(
+                &writer,
+                Response::Hello {
+                    protocol: PROTOCOL_VERSION,
+                    helper_version: env!("CARGO_PKG_VERSION").to_owned(),
+                    helper_pid: std::process::id(),
+                },
+            );
+        }
+        Ok(Request::Hello { protocol, .. }) => {
+            error(
+                &writer,
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "client speaks protocol {protocol}, this helper speaks {PROTOCOL_VERSION}: \
+                     restart the helper with `hutch-helper` from the same Hutch version"
+                ),
+            );
+            return;
+        }
+        Ok(_) => {
+            error(&writer, ErrorCode::Handshake, "the first request must be hello");
+            return;
+        }
+        Err(e) => {
+            bad_frame(&writer, &e);
+            return;
+        }
+    }
+    let _ = rx.stream().set_read_timeout(None);
+    loop {
+        match rx.recv::<Request>() {
+            Ok(request) => {
+                if !handle(request, &mut rx, &writer, &state) {
+                    break;
+                }
+                rx.discard_fds();
+            }
+            Err(e) => {
+                bad_frame(&writer, &e);
+                break;
+            }
+        }
+    }
+}
+
+fn bad_frame(writer: &Writer, err: &ChannelError) {
+    if err.is_closed() {
+        return;
+    }
+    tracing::warn!("bad frame from client, closing its connection: {err}");
+    error(writer, ErrorCode::BadFrame, err.to_string());
+}
+
+/// Answers one request; `false` closes the connection.
+fn handle(request: Request, rx: &mut Receiver, writer: &Writer, state: &Arc<State>) -> bool {
+    match request {
+        Request::Hello { .. } => {
+            error(writer, ErrorCode::Handshake, "hello was already sent");
+            false
+        }
+        Request::Run(run) => {
+            let fds = rx.take_fds(3);
+            handle_run(run, fds, writer, state)
+        }
+        Request::List => reply(writer, Response::Sandboxes { sandboxes: state.registry.list() }),
+        Request::Signal { id, signal } => {
+            let result = state.registry.resolve(&id).and_then(|id| {
+                nix::sys::signal::Signal::try_from(signal).map_err(|_| {
+                    (ErrorCode::InvalidRequest, format!("{signal} is not a signal number"))
+                })?;
+                state.registry.signal(&id, signal, false).map(|()| id)
+            });
+            match result {
+                Ok(id) => reply(writer, Response::Signaled { id }),
+                Err((code, msg)) => error(writer, code, msg),
+            }
+        }
+        Request::Stop { id, grace_ms } => {
+            let grace = grace_ms.map(Duration::from_millis).unwrap_or(DEFAULT_GRACE);
+            match stop(state, &id, grace) {
+                Ok((id, status)) => reply(writer, Response::Stopped { id, status }),
+                Err((code, msg)) => error(writer, code, msg),
+            }
+        }
+        Request::Doctor => reply(writer, Response::Doctor { report: doctor::run(state) }),
+    }
+}
+
+fn stop(
+    state: &State,
+    id: &str,
+    grace: Duration,
+) -> Result<(String, hutch_core::protocol::ExitStatus), super::registry::Refusal> {
+    let id = state.registry.resolve(id)?;
+    let exited = state.registry.watch(&id)?;
+    state.registry.signal(&id, libc::SIGTERM, true)?;
+    let status = match exited.recv_timeout(grace) {
+        Ok(status) => status,
+        Err(_) => {
+            tracing::info!(%id, "grace period over, killing the sandbox");
+            // It may have exited just now; the status still arrives below.
+            let _ = state.registry.signal(&id, libc::SIGKILL, true);
+            exited.recv().map_err(|_| (ErrorCode::Internal, format!("lost track of sandbox {id}")))?
+        }
+    };
+    Ok((id, status))
+}
+
+fn handle_run(
+    run: RunRequest,
+    fds: Vec<std::os::fd::OwnedFd>,
+    writer: &Writer,
+    state: &Arc<State>,
+) -> bool {
+    match launch::launch(state, run, fds) {
+        Ok(started) => {
+            let exited = state.registry.watch(&started.id);
+            let response = ServerMessage::Response(Response::Started {
+                id: started.id.clone(),
+                pid: started.pid,
+                id_map: started.id_map,
+                warnings: started.warnings,
+            });
+            let fds: Vec<BorrowedFd<'_>> = started.tty.iter().map(|fd| fd.as_fd()).collect();
+            if !send(writer, &response, &fds) {
+                return false;
+            }
+            drop(started.tty);
+            if let Ok(exited) = exited {
+                let writer = Arc::clone(writer);
+                let id = started.id;
+                let _ = std::thread::Builder::new().name(format!("wait-{id}")).spawn(move || {
+                    if let Ok(status) = exited.recv() {
+                        send(&writer, &ServerMessage::Event(Event::Exited { id, status }), &[]);
+                    }
+                });
+            }
+            true
+        }
+        Err((code, message)) => {
+            tracing::info!(?code, %message, "run refused");
+            error(writer, code, message)
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The daemon: one per user, listening on `$XDG_RUNTIME_DIR/hutch/helper.sock`.
+
+pub mod connection;
+pub mod launch;
+pub mod registry;
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::paths;
+
+/// What the daemon shares between its threads.
+#[derive(Debug)]
+pub struct State {
+    pub uid: u32,
+    pub registry: registry::Registry,
+    pub runtime_dir: PathBuf,
+    pub socket: PathBuf,
+    pub profiles_dir: PathBuf,
+    pub homes_dir: PathBuf,
+    /// Folders a sandbox may never see.
+    pub private_dirs: Vec<PathBuf>,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Paths(#[from] paths::PathError),
+    #[error("another hutch-helper{} is already serving {}", pid.map(|p| format!(" (pid {p})")).unwrap_or_default(), socket.display())]
+    AlreadyRunning { socket: PathBuf, pid: Option<u32> },
+    #[error("{} is owned by uid {owner}, not by you (uid {uid}): remove it or choose another XDG_RUNTIME_DIR", path.display())]
+    NotOurs { path: PathBuf, owner: u32, uid: u32 },
+    #[error("{what} {}: {source}", path.display())]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let path = path.to_owned();
+    move |source| DaemonError::Io { what, path, source }
+}
+
+/// Creates `dir` with mode 0700, or checks an existing one is ours and makes it 0700.
+fn private_dir(dir: &Path, uid: u32) -> Result<(), DaemonError> {
+    DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err("cannot create", dir))?;
+    let meta = std::fs::metadata(dir).map_err(io_err("cannot inspect", dir))?;
+    if meta.uid() != uid {
+        return Err(DaemonError::NotOurs { path: dir.to_owned(), owner: meta.uid(), uid });
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io_err("cannot chmod 0700", dir))?;
+    }
+    Ok(())
+}
+
+/// A bound listener, holding the single-instance lock while it lives.
+#[derive(Debug)]
+pub struct Listening {
+    pub listener: UnixListener,
+    pub state: Arc<State>,
+    _lock: Flock<std::fs::File>,
+}
+
+/// Takes the single-instance lock, replaces a stale socket and binds.
+pub fn bind(socket: PathBuf) -> Result<Listening, DaemonError> {
+    let uid = nix::unistd::getuid().as_raw();
+    let runtime_dir = paths::runtime_dir()?;
+    private_dir(&runtime_dir, uid)?;
+    private_dir(&runtime_dir.join("sandboxes"), uid)?;
+    if let Some(parent) = socket.parent() {
+        if parent != runtime_dir {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(io_err("cannot create", parent))?;
+        }
+    }
+    let lock_path = paths::lock_path(&socket);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(io_err("cannot open lock file", &lock_path))?;
+    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((mut file, _)) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(DaemonError::AlreadyRunning { socket, pid: text.trim().parse().ok() });
+        }
+    };
+    let _ = lock.set_len(0);
+    let _ = lock.rewind();
+    let _ = writeln!(lock, "{}", std::process::id());
+    // We hold the lock, so a socket file left here belongs to a helper that died.
+    if std::fs::symlink_metadata(&socket).is_ok() {
+        tracing::info!(socket = %socket.display(), "replacing a stale socket");
+        std::fs::remove_file(&socket).map_err(io_err("cannot remove stale socket", &socket))?;
+    }
+    let listener = UnixListener::bind(&socket).map_err(io_err("cannot listen on", &socket))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(io_err("cannot chmod", &socket))?;
+    let config_dir = paths::config_dir()?;
+    let data_dir = paths::data_dir()?;
+    let state = State {
+        uid,
+        registry: registry::Registry::default(),
+        private_dirs: vec![config_dir, data_dir.clone(), runtime_dir.clone(), socket.clone()],
+        runtime_dir,
+        socket,
+        profiles_dir: paths::profiles_dir()?,
+        homes_dir: paths::homes_dir()?,
+    };
+    Ok(Listening { listener, state: Arc::new(state), _lock: lock })
+}
+
+/// Accepts connections forever, a thread each.
+pub fn serve(listening: Listening) {
+    tracing::info!(socket = %listening.state.socket.display(), pid = std::process::id(), "hutch-helper listening");
+    for stream in listening.listener.incoming() {
+        match stream {
+            Ok(stream) => {
+                let state = Arc::clone(&listening.state);
+                let spawned = std::thread::Builder::new()
+                    .name("client".into())
+                    .spawn(move || connection::serve(stream, state));
+                if let Err(e) = spawned {
+                    tracing::error!("cannot start a client thread: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("accept failed: {e}"),
+        }
+    }
+}

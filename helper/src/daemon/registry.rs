@@ -1,0 +1,195 @@
+//! The sandboxes this helper runs, and who waits for them to end.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Mutex, MutexGuard, mpsc};
+
+use hutch_core::protocol::{ErrorCode, ExitStatus, SandboxInfo, SandboxState};
+use nix::unistd::Pid;
+
+use crate::sys;
+
+/// Exited sandboxes kept for `hutch ps`.
+const RECENT_EXITED: usize = 32;
+
+struct Slot {
+    info: SandboxInfo,
+    /// pidfd of the sandbox's pid 1: signals cannot reach a recycled pid.
+    init: Option<OwnedFd>,
+    waiters: Vec<mpsc::Sender<ExitStatus>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    live: BTreeMap<String, Slot>,
+    exited: VecDeque<SandboxInfo>,
+}
+
+/// A failed registry operation, as the protocol reports it.
+pub type Refusal = (ErrorCode, String);
+
+/// Thread-safe table of sandboxes.
+#[derive(Default)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("live", &self.lock().live.len()).finish()
+    }
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panicking request thread must not take the whole helper down with a poisoned lock.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn insert(&self, info: SandboxInfo) {
+        let id = info.id.clone();
+        self.lock().live.insert(id, Slot { info, init: None, waiters: Vec::new() });
+    }
+
+    /// Marks a sandbox running with its host pids.
+    pub fn started(&self, id: &str, init_pid: i32, app_pid: Option<i32>) {
+        let pidfd = sys::pidfd_open(Pid::from_raw(init_pid)).ok();
+        if let Some(slot) = self.lock().live.get_mut(id) {
+            slot.info.state = SandboxState::Running;
+            slot.info.pid = Some(app_pid.unwrap_or(init_pid) as u32);
+            slot.init = pidfd;
+        }
+    }
+
+    /// Records the exit and wakes everyone waiting for it.
+    pub fn finish(&self, id: &str, status: ExitStatus) {
+        let mut inner = self.lock();
+        let Some(mut slot) = inner.live.remove(id) else { return };
+        slot.info.state = SandboxState::Exited;
+        slot.info.exit = Some(status);
+        for waiter in slot.waiters.drain(..) {
+            let _ = waiter.send(status);
+        }
+        inner.exited.push_front(slot.info);
+        inner.exited.truncate(RECENT_EXITED);
+    }
+
+    /// Forgets a sandbox that never started.
+    pub fn remove(&self, id: &str) {
+        self.lock().live.remove(id);
+    }
+
+    /// Running sandboxes first, then recently exited ones.
+    pub fn list(&self) -> Vec<SandboxInfo> {
+        let inner = self.lock();
+        inner.live.values().map(|s| s.info.clone()).chain(inner.exited.iter().cloned()).collect()
+    }
+
+    /// The full id of the live sandbox `id` names (a unique prefix is enough).
+    pub fn resolve(&self, id: &str) -> Result<String, Refusal> {
+        let inner = self.lock();
+        if inner.live.contains_key(id) {
+            return Ok(id.to_owned());
+        }
+        let matches: Vec<&String> =
+            inner.live.keys().filter(|k| !id.is_empty() && k.starts_with(id)).collect();
+        match matches[..] {
+            [one] => Ok(one.clone()),
+            [] if inner.exited.iter().any(|s| s.id.starts_with(id) && !id.is_empty()) => {
+                Err((ErrorCode::NotFound, format!("sandbox {id} has already exited")))
+            }
+            [] => Err((
+                ErrorCode::NotFound,
+                format!("no running sandbox with id {id} (see `hutch ps`)"),
+            )),
+            _ => Err((ErrorCode::NotFound, format!("id {id} matches several sandboxes: give more of it"))),
+        }
+    }
+
+    /// Sends `signal` to the sandbox's pid 1, which forwards it to the app.
+    pub fn signal(&self, id: &str, signal: i32, stopping: bool) -> Result<(), Refusal> {
+        let mut inner = self.lock();
+        let slot = inner
+            .live
+            .get_mut(id)
+            .ok_or_else(|| (ErrorCode::NotFound, format!("no running sandbox with id {id}")))?;
+        let Some(pidfd) = &slot.init else {
+            return Err((ErrorCode::InvalidRequest, format!("sandbox {id} is still starting")));
+        };
+        sys::pidfd_send_signal(pidfd.as_fd(), signal).map_err(|e| {
+            (ErrorCode::Internal, format!("cannot signal sandbox {id}: {e}"))
+        })?;
+        if stopping {
+            slot.info.state = SandboxState::Stopping;
+        }
+        Ok(())
+    }
+
+    /// A channel that receives the sandbox's exit status.
+    pub fn watch(&self, id: &str) -> Result<mpsc::Receiver<ExitStatus>, Refusal> {
+        let (tx, rx) = mpsc::channel();
+        let mut inner = self.lock();
+        if let Some(slot) = inner.live.get_mut(id) {
+            slot.waiters.push(tx);
+            return Ok(rx);
+        }
+        if let Some(status) = inner.exited.iter().find(|s| s.id == id).and_then(|s| s.exit) {
+            let _ = tx.send(status);
+            return Ok(rx);
+        }
+        Err((ErrorCode::NotFound, format!("no sandbox with id {id}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hutch_core::protocol::IdMapKind;
+
+    fn info(id: &str) -> SandboxInfo {
+        SandboxInfo {
+            id: id.into(),
+            profile: "default".into(),
+            pid: None,
+            started_at_ms: 0,
+            command: vec!["true".into()],
+            state: SandboxState::Starting,
+            id_map: IdMapKind::SingleId,
+            exit: None,
+        }
+    }
+
+    #[test]
+    fn prefixes_resolve_when_unique() {
+        let reg = Registry::default();
+        reg.insert(info("ab12"));
+        reg.insert(info("ab34"));
+        reg.insert(info("cd56"));
+        assert_eq!(reg.resolve("cd").unwrap(), "cd56");
+        assert_eq!(reg.resolve("ab12").unwrap(), "ab12");
+        assert!(reg.resolve("ab").unwrap_err().1.contains("several"));
+        assert!(reg.resolve("zz").unwrap_err().1.contains("hutch ps"));
+        assert!(reg.resolve("").is_err());
+    }
+
+    #[test]
+    fn waiters_learn_the_exit_even_after_it_happened() {
+        let reg = Registry::default();
+        reg.insert(info("ab12"));
+        let before = reg.watch("ab12").unwrap();
+        reg.finish("ab12", ExitStatus::Code(3));
+        assert_eq!(before.recv().unwrap(), ExitStatus::Code(3));
+        assert_eq!(reg.watch("ab12").unwrap().recv().unwrap(), ExitStatus::Code(3));
+        let listed = reg.list();
+        assert_eq!(listed[0].state, SandboxState::Exited);
+        assert!(reg.resolve("ab12").unwrap_err().1.contains("already exited"));
+    }
+
+    #[test]
+    fn signalling_a_starting_sandbox_is_refused() {
+        let reg = Registry::default();
+        reg.insert(info("ab12"));
+        assert_eq!(reg.signal("ab12", 15, true).unwrap_err().0, ErrorCode::InvalidRequest);
+        assert_eq!(reg.signal("nope", 15, true).unwrap_err().0, ErrorCode::NotFound);
+    }
+}

@@ -1,0 +1,456 @@
+//! A sandbox as data: the launch request and profile turned into a validated plan.
+//!
+//! The plan says everything the sandbox will be (id maps, the mount list, hostname, argv,
+//! environment, filter options) before a single syscall is made. It is built from
+//! [`host::HostFacts`] and a [`host::HostFs`], so every rule here is unit tested against a
+//! made-up host; `sandbox::*` then executes it step by step.
+
+pub mod env;
+pub mod host;
+pub mod idmap;
+
+use std::path::{Component, Path, PathBuf};
+
+use hutch_core::profile::{HomeMode, Profile, ShareMode, validate_share_path};
+use hutch_core::protocol::{IdMapKind, RunRequest, Stdio};
+use serde::{Deserialize, Serialize};
+
+use host::{Entry, HostFacts, HostFs};
+use idmap::MapLine;
+
+/// Host top-level folders bound read-only when they are folders, recreated when symlinks.
+const SYSTEM_DIRS: &[&str] = &["usr", "opt", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+
+/// Entries of the host's /etc that programs need, bound read-only when present.
+/// passwd, group, hostname and hosts are generated instead (see [`generated_etc`]).
+const ETC_ENTRIES: &[&str] = &[
+    "alternatives",
+    "bash.bashrc",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "crypto-policies",
+    "fonts",
+    "gai.conf",
+    "host.conf",
+    "inputrc",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "locale.alias",
+    "locale.conf",
+    "localtime",
+    "mime.types",
+    "nsswitch.conf",
+    "os-release",
+    "pki",
+    "profile",
+    "resolv.conf",
+    "ssl",
+    "terminfo",
+    "timezone",
+];
+
+/// Device nodes bound from the host's /dev.
+const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Read-only or read-write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+/// One step of building the sandbox's root. Paths are as seen inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum MountOp {
+    /// An empty folder.
+    Dir { path: PathBuf, mode: u32 },
+    /// A symbolic link at `path` pointing to `target`.
+    Symlink { target: PathBuf, path: PathBuf },
+    /// A fresh tmpfs.
+    Tmpfs { path: PathBuf, mode: u32 },
+    /// A host file or folder bound at `path`.
+    Bind { source: PathBuf, path: PathBuf, access: Access, dir: bool },
+    /// A small generated file (read-only once the root is sealed).
+    File { path: PathBuf, contents: String },
+    /// The sandbox's own /proc (its pid namespace), with kernel knobs read-only.
+    Proc { path: PathBuf },
+    /// A private devpts instance.
+    Devpts { path: PathBuf },
+}
+
+/// How the user namespace's id maps are written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMapPlan {
+    pub kind: IdMapKind,
+    pub uid_lines: Vec<MapLine>,
+    pub gid_lines: Vec<MapLine>,
+    pub newuidmap: Option<PathBuf>,
+    pub newgidmap: Option<PathBuf>,
+}
+
+/// Everything one sandbox will be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxPlan {
+    pub id: String,
+    pub profile: String,
+    /// Host folder on which the sandbox's tmpfs root is built (in its own mount namespace).
+    pub root: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    pub id_map: IdMapPlan,
+    pub mounts: Vec<MountOp>,
+    pub hostname: String,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    pub allow_user_namespaces: bool,
+    pub tty: bool,
+    /// Host folders to create (mode 0700) before the sandbox starts (persistent homes).
+    pub prepare_dirs: Vec<PathBuf>,
+    /// What the user should know about this sandbox (e.g. the single-uid fallback).
+    pub warnings: Vec<String>,
+}
+
+/// Why a launch request cannot become a plan. Nothing has been started when this is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "no command given, and profile `{profile}` has no `command`: put the command after `--`, \
+         or set `command` in the profile"
+    )]
+    NoCommand { profile: String },
+    #[error("invalid shared path: {0}")]
+    ShareInvalid(String),
+    #[error("shared path {} does not exist (check --share and the profile's [[share]] entries)", .0.display())]
+    ShareMissing(PathBuf),
+    #[error("shared path {} is not a file or folder (sockets and devices cannot be shared)", .0.display())]
+    ShareNotShareable(PathBuf),
+    #[error(
+        "sharing {} would show the app Hutch's own files in {}: share a folder that does not \
+         contain them",
+        share.display(), private.display()
+    )]
+    ShareExposesHutch { share: PathBuf, private: PathBuf },
+    #[error("the command's program name is empty")]
+    EmptyProgram,
+}
+
+/// A path shared into the sandbox, after `~/` expansion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ResolvedShare {
+    path: PathBuf,
+    access: Access,
+    dir: bool,
+}
+
+/// Builds the plan for sandbox `id` on the host `root` folder.
+pub fn build(
+    id: &str,
+    root: PathBuf,
+    profile: &Profile,
+    request: &RunRequest,
+    host: &HostFacts,
+    fs: &dyn HostFs,
+) -> Result<SandboxPlan, PlanError> {
+    let argv = if request.command.is_empty() {
+        profile.command.clone()
+    } else {
+        request.command.clone()
+    };
+    match argv.first() {
+        None => return Err(PlanError::NoCommand { profile: profile.name.clone() }),
+        Some(p) if p.is_empty() => return Err(PlanError::EmptyProgram),
+        Some(_) => {}
+    }
+
+    let shares = resolve_shares(profile, request, host, fs)?;
+    let home_mode = request.home.unwrap_or(profile.home);
+    let mut prepare_dirs = Vec::new();
+
+    let mut mounts = system_mounts(fs);
+    mounts.extend(etc_mounts(host, &profile.hostname, fs));
+    mounts.push(MountOp::Proc { path: "/proc".into() });
+    mounts.extend(dev_mounts(fs));
+    mounts.extend([
+        MountOp::Tmpfs { path: "/tmp".into(), mode: 0o1777 },
+        MountOp::Dir { path: "/var".into(), mode: 0o755 },
+        MountOp::Tmpfs { path: "/var/tmp".into(), mode: 0o1777 },
+        MountOp::Tmpfs { path: "/run".into(), mode: 0o755 },
+    ]);
+
+    // The home and the shares, shallowest first, so a share inside the home lands on top of it.
+    let home_op = match home_mode {
+        HomeMode::Tmp => MountOp::Tmpfs { path: host.home.clone(), mode: 0o700 },
+        HomeMode::Persist => {
+            let dir = host.homes_dir.join(&profile.name);
+            prepare_dirs.push(dir.clone());
+            MountOp::Bind { source: dir, path: host.home.clone(), access: Access::ReadWrite, dir: true }
+        }
+    };
+    let mut placed: Vec<(usize, MountOp)> = vec![(depth(&host.home), home_op)];
+    for share in &shares {
+        placed.push((
+            depth(&share.path),
+            MountOp::Bind {
+                source: share.path.clone(),
+                path: share.path.clone(),
+                access: share.access,
+                dir: share.dir,
+            },
+        ));
+    }
+    placed.sort_by_key(|(d, _)| *d);
+    mounts.extend(placed.into_iter().map(|(_, op)| op));
+
+    let cwd = request
+        .cwd
+        .as_deref()
+        .map(PathBuf::from)
+        .filter(|cwd| shares.iter().any(|s| s.dir && cwd.starts_with(&s.path)))
+        .unwrap_or_else(|| host.home.clone());
+
+    let home = host.home.display().to_string();
+    let env = env::build(
+        &request.env,
+        env::Identity {
+            user: &host.user,
+            home: &home,
+            shell: &host.shell,
+            hostname: &profile.hostname,
+        },
+        &profile.env,
+    );
+
+    let (id_map, warning) = id_map_plan(host);
+    Ok(SandboxPlan {
+        id: id.to_owned(),
+        profile: profile.name.clone(),
+        root,
+        uid: host.uid,
+        gid: host.gid,
+        id_map,
+        mounts,
+        hostname: profile.hostname.clone(),
+        argv,
+        env,
+        cwd,
+        allow_user_namespaces: profile.allow_user_namespaces,
+        tty: matches!(request.stdio, Stdio::Tty { .. }),
+        prepare_dirs,
+        warnings: warning.into_iter().collect(),
+    })
+}
+
+fn depth(path: &Path) -> usize {
+    path.components().filter(|c| matches!(c, Component::Normal(_))).count()
+}
+
+fn expand_home(path: &str, home: &Path) -> PathBuf {
+    match path.strip_prefix("~/") {
+        Some(rest) => home.join(rest),
+        None => PathBuf::from(path),
+    }
+}
+
+fn resolve_shares(
+    profile: &Profile,
+    request: &RunRequest,
+    host: &HostFacts,
+    fs: &dyn HostFs,
+) -> Result<Vec<ResolvedShare>, PlanError> {
+    let wanted = profile
+        .shares
+        .iter()
+        .map(|s| (s.path.as_str(), s.mode))
+        .chain(request.shares.iter().map(|s| (s.path.as_str(), s.mode)));
+    let mut out: Vec<ResolvedShare> = Vec::new();
+    for (raw, mode) in wanted {
+        validate_share_path(raw).map_err(PlanError::ShareInvalid)?;
+        let path = expand_home(raw, &host.home);
+        let path = PathBuf::from(path.to_string_lossy().trim_end_matches('/'));
+        let dir = match fs.resolved(&path) {
+            None => return Err(PlanError::ShareMissing(path)),
+            Some(Entry::Dir) => true,
+            Some(Entry::File) => false,
+            Some(_) => return Err(PlanError::ShareNotShareable(path)),
+        };
+        let canonical = fs.canonical(&path).unwrap_or_else(|| path.clone());
+        for private in &host.private_dirs {
+            let private_c = fs.canonical(private).unwrap_or_else(|| private.clone());
+            let overlaps = |share: &Path| share.starts_with(&private_c) || private_c.starts_with(share)
+                || share.starts_with(private) || private.starts_with(share);
+            if overlaps(&canonical) || overlaps(&path) {
+                return Err(PlanError::ShareExposesHutch { share: path, private: private.clone() });
+            }
+        }
+        let access = match mode {
+            ShareMode::ReadOnly => Access::ReadOnly,
+            ShareMode::ReadWrite => Access::ReadWrite,
+        };
+        // The same path twice: the later one (the command line) wins.
+        out.retain(|s| s.path != path);
+        out.push(ResolvedShare { path, access, dir });
+    }
+    Ok(out)
+}
+
+fn system_mounts(fs: &dyn HostFs) -> Vec<MountOp> {
+    let mut ops = Vec::new();
+    for name in SYSTEM_DIRS {
+        let path = Path::new("/").join(name);
+        match fs.entry(&path) {
+            Some(Entry::Dir) => ops.push(MountOp::Bind {
+                source: path.clone(),
+                path,
+                access: Access::ReadOnly,
+                dir: true,
+            }),
+            Some(Entry::Symlink(target)) => ops.push(MountOp::Symlink { target, path }),
+            _ => {}
+        }
+    }
+    ops
+}
+
+/// The generated /etc files: only the sandbox's own user, group and host name.
+fn generated_etc(host: &HostFacts, hostname: &str) -> [(&'static str, String); 4] {
+    let home = host.home.display();
+    let (user, uid, gid, shell) = (&host.user, host.uid, host.gid, &host.shell);
+    let mut passwd = String::new();
+    let mut group = String::new();
+    if uid != 0 {
+        passwd.push_str("root:x:0:0:root:/root:/bin/sh\n");
+    }
+    passwd.push_str(&format!("{user}:x:{uid}:{gid}:{user}:{home}:{shell}\n"));
+    passwd.push_str("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+    if gid != 0 {
+        group.push_str("root:x:0:\n");
+    }
+    group.push_str(&format!("{}:x:{gid}:\n", host.group));
+    group.push_str("nogroup:x:65534:\n");
+    [
+        ("passwd", passwd),
+        ("group", group),
+        ("hostname", format!("{hostname}\n")),
+        (
+            "hosts",
+            format!(
+                "127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+            ),
+        ),
+    ]
+}
+
+fn etc_mounts(host: &HostFacts, hostname: &str, fs: &dyn HostFs) -> Vec<MountOp> {
+    let mut ops = vec![MountOp::Dir { path: "/etc".into(), mode: 0o755 }];
+    for (name, contents) in generated_etc(host, hostname) {
+        ops.push(MountOp::File { path: Path::new("/etc").join(name), contents });
+    }
+    for name in ETC_ENTRIES {
+        let path = Path::new("/etc").join(name);
+        match fs.entry(&path) {
+            Some(Entry::File) => {
+                ops.push(MountOp::Bind { source: path.clone(), path, access: Access::ReadOnly, dir: false })
+            }
+            Some(Entry::Dir) => {
+                ops.push(MountOp::Bind { source: path.clone(), path, access: Access::ReadOnly, dir: true })
+            }
+            Some(Entry::Symlink(target)) => {
+                let absolute = Path::new("/etc").join(&target);
+                if normalize(&absolute).starts_with("/usr") {
+                    // e.g. localtime -> /usr/share/zoneinfo/..., os-release -> ../usr/lib/...
+                    ops.push(MountOp::Symlink { target, path });
+                } else if let Some(kind @ (Entry::File | Entry::Dir)) = fs.resolved(&path) {
+                    // e.g. resolv.conf -> /run/systemd/resolve/stub-resolv.conf: bind the target.
+                    ops.push(MountOp::Bind {
+                        source: path.clone(),
+                        path,
+                        access: Access::ReadOnly,
+                        dir: kind == Entry::Dir,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    ops
+}
+
+fn dev_mounts(fs: &dyn HostFs) -> Vec<MountOp> {
+    let mut ops = vec![MountOp::Tmpfs { path: "/dev".into(), mode: 0o755 }];
+    for name in DEV_NODES {
+        let path = Path::new("/dev").join(name);
+        if fs.entry(&path).is_some() {
+            ops.push(MountOp::Bind { source: path.clone(), path, access: Access::ReadWrite, dir: false });
+        }
+    }
+    ops.push(MountOp::Devpts { path: "/dev/pts".into() });
+    ops.push(MountOp::Symlink { target: "pts/ptmx".into(), path: "/dev/ptmx".into() });
+    ops.push(MountOp::Tmpfs { path: "/dev/shm".into(), mode: 0o1777 });
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        ops.push(MountOp::Symlink { target: target.into(), path: Path::new("/dev").join(name) });
+    }
+    ops
+}
+
+/// Resolves `.` and `..` lexically.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn id_map_plan(host: &HostFacts) -> (IdMapPlan, Option<String>) {
+    let tools = host.newuidmap.is_some() && host.newgidmap.is_some();
+    let ranges = !host.subuids.is_empty() && !host.subgids.is_empty();
+    if tools && ranges {
+        let plan = IdMapPlan {
+            kind: IdMapKind::SubordinateRange,
+            uid_lines: idmap::build_map(host.uid, &host.subuids),
+            gid_lines: idmap::build_map(host.gid, &host.subgids),
+            newuidmap: host.newuidmap.clone(),
+            newgidmap: host.newgidmap.clone(),
+        };
+        return (plan, None);
+    }
+    let why = if !tools {
+        "newuidmap/newgidmap are not installed (install the `uidmap` package)".to_owned()
+    } else {
+        format!(
+            "{user} has no range in /etc/subuid and /etc/subgid (add one with `sudo usermod \
+             --add-subuids 100000-165535 --add-subgids 100000-165535 {user}`)",
+            user = host.user
+        )
+    };
+    let plan = IdMapPlan {
+        kind: IdMapKind::SingleId,
+        uid_lines: idmap::build_map(host.uid, &[]),
+        gid_lines: idmap::build_map(host.gid, &[]),
+        newuidmap: None,
+        newgidmap: None,
+    };
+    let warning = format!(
+        "single-uid sandbox: {why}; only your own uid exists inside, so programs that switch \
+         users will fail"
+    );
+    (plan, Some(warning))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,140 @@
+//! The last steps in the app's own process, just before `execve`.
+//!
+//! Order matters: a new session first (no controlling terminal to inject input into), then
+//! no_new_privs (needed for an unprivileged seccomp filter, and setuid binaries gain nothing),
+//! then every capability dropped, the working folder, fds above 2 marked close-on-exec, and the
+//! seccomp filter last, so that nothing after it needs a denied call.
+
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use caps::CapSet;
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+use seccompiler::BpfProgram;
+
+use super::{InitReport, SETUP_FAILED_CODE, SetupError, seccomp};
+use crate::plan::SandboxPlan;
+use crate::sys;
+
+/// Exit code when the command is not found (as shells do).
+pub const NOT_FOUND_CODE: i32 = 127;
+/// Exit code when the command exists but cannot be executed.
+pub const NOT_EXECUTABLE_CODE: i32 = 126;
+
+/// Drops every capability from every set (bounding and ambient included).
+pub fn drop_all_capabilities() -> Result<(), SetupError> {
+    for set in [CapSet::Ambient, CapSet::Bounding, CapSet::Inheritable, CapSet::Effective, CapSet::Permitted]
+    {
+        caps::clear(None, set).map_err(|e| SetupError::new(format!("clear {set:?} capabilities"), e))?;
+    }
+    Ok(())
+}
+
+/// Finds `name` in `path_var` the way a shell does; names with a `/` are taken as they are.
+pub fn resolve_command(name: &str, path_var: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        return Some(PathBuf::from(name));
+    }
+    path_var
+        .split(':')
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+fn cstring(s: &str) -> Result<CString, SetupError> {
+    CString::new(s).map_err(|_| SetupError::new("prepare exec", format!("{s:?} contains a NUL")))
+}
+
+fn prepare(plan: &SandboxPlan, mask: &SigSet) -> Result<(), SetupError> {
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
+        .map_err(|e| SetupError::new("restore the signal mask", e))?;
+    nix::unistd::setsid().map_err(|e| SetupError::new("setsid", e))?;
+    if plan.tty {
+        sys::set_controlling_tty(std::io::stdin().as_fd())
+            .map_err(|e| SetupError::new("make the terminal controlling", e))?;
+    }
+    nix::sys::prctl::set_no_new_privs().map_err(|e| SetupError::new("set no_new_privs", e))?;
+    drop_all_capabilities()?;
+    std::env::set_current_dir(&plan.cwd)
+        .map_err(|e| SetupError::new(format!("chdir {}", plan.cwd.display()), e))?;
+    sys::cloexec_from(3).map_err(|e| SetupError::new("mark fds close-on-exec", e))?;
+    Ok(())
+}
+
+fn report(fd: &OwnedFd, msg: &InitReport) {
+    let mut line = serde_json::to_vec(msg).unwrap_or_default();
+    line.push(b'\n');
+    // If pid 1 is gone there is nobody left to tell.
+    let _ = std::fs::File::from(fd.try_clone().expect("dup report fd")).write_all(&line);
+}
+
+fn fail(fd: &OwnedFd, err: SetupError) -> ! {
+    report(fd, &InitReport::SetupFailed { message: err.to_string() });
+    std::process::exit(SETUP_FAILED_CODE)
+}
+
+/// Runs in the freshly forked app process; never returns.
+pub fn run_app(plan: &SandboxPlan, report_fd: OwnedFd, programs: &[BpfProgram], mask: &SigSet) -> ! {
+    if let Err(e) = prepare(plan, mask) {
+        fail(&report_fd, e);
+    }
+    let name = &plan.argv[0];
+    let path_var = plan.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or("");
+    let Some(program) = resolve_command(name, path_var) else {
+        eprintln!("command not found in sandbox: {name}");
+        std::process::exit(NOT_FOUND_CODE);
+    };
+    let built = (|| {
+        let program = cstring(&program.to_string_lossy())?;
+        let argv = plan.argv.iter().map(|a| cstring(a)).collect::<Result<Vec<_>, _>>()?;
+        let env = plan
+            .env
+            .iter()
+            .map(|(k, v)| cstring(&format!("{k}={v}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok::<_, SetupError>((program, argv, env))
+    })();
+    let (c_program, argv, env) = match built {
+        Ok(v) => v,
+        Err(e) => fail(&report_fd, e),
+    };
+    if let Err(e) = seccomp::install(programs) {
+        fail(&report_fd, SetupError::new("install seccomp filter", e));
+    }
+    let err = match nix::unistd::execve(&c_program, &argv, &env) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    let code = match err {
+        Errno::ENOENT => {
+            eprintln!("command not found in sandbox: {}", program.display());
+            NOT_FOUND_CODE
+        }
+        other => {
+            eprintln!("cannot execute {} in sandbox: {}", program.display(), other.desc());
+            NOT_EXECUTABLE_CODE
+        }
+    };
+    std::process::exit(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_resolve_through_path() {
+        assert_eq!(resolve_command("sh", "/nonexistent:/bin:/usr/bin"), Some("/bin/sh".into()));
+        assert_eq!(resolve_command("./x", "/bin"), Some("./x".into()));
+        assert_eq!(resolve_command("no-such-command-hutch", "/bin:/usr/bin"), None);
+        // Not executable: /etc/passwd exists but is no program.
+        assert_eq!(resolve_command("passwd", "/etc"), None);
+    }
+}

@@ -1,0 +1,78 @@
+//! The sandbox, built step by step from a [`SandboxPlan`](crate::plan::SandboxPlan).
+//!
+//! Process chain (none of it runs in the multi-threaded daemon):
+//!
+//! ```text
+//! hutch-helper (daemon) --spawn--> hutch-helper supervise   fresh, single-threaded process
+//!                                   | clone(NEWUSER|NEWNS|NEWPID|NEWIPC|NEWUTS|NEWNET|NEWCGROUP)
+//!                                   | writes the id maps (idmap), then lets the child go
+//!                                   v
+//!                                 pid 1 (init): root (rootfs), hostname, loopback, reaper
+//!                                   | fork
+//!                                   v
+//!                                 app (exec): setsid, no_new_privs, no capabilities,
+//!                                   seccomp, fds closed, execve
+//! ```
+//!
+//! pid 1 reports to the supervisor over a pipe ([`InitReport`], JSON lines); the supervisor
+//! reports to the daemon over its control socket ([`SupervisorEvent`], frames).
+
+pub mod exec;
+pub mod idmap;
+pub mod init;
+pub mod rootfs;
+pub mod seccomp;
+pub mod supervisor;
+
+use hutch_core::protocol::ExitStatus;
+use serde::{Deserialize, Serialize};
+
+/// The namespaces every sandbox gets.
+pub const NAMESPACES: nix::sched::CloneFlags = nix::sched::CloneFlags::CLONE_NEWUSER
+    .union(nix::sched::CloneFlags::CLONE_NEWNS)
+    .union(nix::sched::CloneFlags::CLONE_NEWPID)
+    .union(nix::sched::CloneFlags::CLONE_NEWIPC)
+    .union(nix::sched::CloneFlags::CLONE_NEWUTS)
+    .union(nix::sched::CloneFlags::CLONE_NEWNET)
+    .union(nix::sched::CloneFlags::CLONE_NEWCGROUP);
+
+/// Exit code of pid 1 when the sandbox could not be set up (as docker/podman use 125).
+pub const SETUP_FAILED_CODE: i32 = 125;
+
+/// pid 1 (and the app before exec) to the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitReport {
+    /// The app has exec'd; its pid inside the sandbox.
+    Running { app_pid: i32 },
+    SetupFailed { message: String },
+    Exited { status: ExitStatus },
+}
+
+/// The supervisor to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SupervisorEvent {
+    /// The app runs. Host pids of the sandbox's pid 1 and of the app.
+    Started { init_pid: i32, app_pid: Option<i32> },
+    /// Nothing runs: the sandbox could not be set up.
+    Failed { message: String },
+    Exited { status: ExitStatus },
+}
+
+/// One failed setup step, naming what was attempted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {reason}")]
+pub struct SetupError {
+    pub what: String,
+    pub reason: String,
+}
+
+impl SetupError {
+    pub fn new(what: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Self { what: what.into(), reason: reason.to_string() }
+    }
+    pub fn io(what: String, err: std::io::Error) -> Self {
+        Self::new(what, err)
+    }
+}

@@ -1,0 +1,240 @@
+//! The sandbox's seccomp filter, in the spirit of Flatpak's denylist, built with `seccompiler`.
+//!
+//! Three filters are stacked (the kernel applies the strictest answer):
+//! 1. calls that fail with `EPERM`: kernel keyrings, ptrace, perf events, module loading, kexec,
+//!    bpf, userfaultfd, io_uring, the mount calls (the root is built already), new user
+//!    namespaces unless the profile allows them, TIOCSTI/TIOCLINUX ioctls (compared on the low
+//!    32 bits, as the kernel does: CVE-2019-10063), unusual socket families, personality
+//!    changes;
+//! 2. calls that fail with `ENOSYS`, so libc falls back to a call the first filter can inspect:
+//!    `clone3` (its flags are in memory a filter cannot read) and the new mount API;
+//! 3. on x86_64, every x32-ABI call (`ENOSYS`): a filter keyed on x86_64 numbers would not see
+//!    them (Firejail's x32 hole). Calls from other ABIs (i386 `int 0x80`) do not match the
+//!    filters' architecture and kill the process.
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op, SeccompCondition as Cond,
+    SeccompFilter, SeccompRule, TargetArch,
+};
+
+/// What the filter may let through.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Policy {
+    pub allow_user_namespaces: bool,
+}
+
+/// A filter could not be built or installed.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("unsupported architecture {0} for the seccomp filter")]
+    Arch(String),
+    #[error("cannot build the seccomp filter: {0}")]
+    Build(#[from] seccompiler::BackendError),
+    #[error("cannot install the seccomp filter: {0}")]
+    Install(#[from] seccompiler::Error),
+}
+
+const DENIED: &[libc::c_long] = &[
+    libc::SYS_acct,
+    libc::SYS_add_key,
+    libc::SYS_bpf,
+    libc::SYS_clock_adjtime,
+    libc::SYS_clock_settime,
+    libc::SYS_delete_module,
+    libc::SYS_fanotify_init,
+    libc::SYS_finit_module,
+    libc::SYS_init_module,
+    libc::SYS_io_uring_enter,
+    libc::SYS_io_uring_register,
+    libc::SYS_io_uring_setup,
+    libc::SYS_kexec_file_load,
+    libc::SYS_kexec_load,
+    libc::SYS_keyctl,
+    libc::SYS_mount,
+    libc::SYS_name_to_handle_at,
+    libc::SYS_open_by_handle_at,
+    libc::SYS_perf_event_open,
+    libc::SYS_pivot_root,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
+    libc::SYS_ptrace,
+    libc::SYS_quotactl,
+    libc::SYS_reboot,
+    libc::SYS_request_key,
+    libc::SYS_setns,
+    libc::SYS_settimeofday,
+    libc::SYS_swapoff,
+    libc::SYS_swapon,
+    libc::SYS_syslog,
+    libc::SYS_umount2,
+    libc::SYS_userfaultfd,
+    libc::SYS_vhangup,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_adjtimex,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_ioperm,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_iopl,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_uselib,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_lookup_dcookie,
+];
+
+const NOT_IMPLEMENTED: &[libc::c_long] = &[
+    libc::SYS_clone3,
+    libc::SYS_fsconfig,
+    libc::SYS_fsmount,
+    libc::SYS_fsopen,
+    libc::SYS_fspick,
+    libc::SYS_mount_setattr,
+    libc::SYS_move_mount,
+    libc::SYS_open_tree,
+];
+
+/// Terminal ioctls that inject input or read the console (CVE-2017-5226, CVE-2023-28100).
+const DENIED_IOCTLS: &[u64] = &[libc::TIOCSTI as u64, libc::TIOCLINUX as u64];
+
+/// Socket families allowed: AF_UNSPEC, AF_UNIX, AF_INET, AF_INET6, AF_NETLINK.
+const ALLOWED_FAMILIES: &[u64] = &[0, 1, 2, 10, 16];
+
+fn arch() -> Result<TargetArch, SeccompError> {
+    std::env::consts::ARCH
+        .try_into()
+        .map_err(|_| SeccompError::Arch(std::env::consts::ARCH.to_owned()))
+}
+
+fn cond(arg: u8, len: Len, op: Op, value: u64) -> Result<Cond, SeccompError> {
+    Ok(Cond::new(arg, len, op, value)?)
+}
+
+/// Rules matching `socket(domain, ...)` for every domain outside [`ALLOWED_FAMILIES`].
+fn unusual_families() -> Result<Vec<SeccompRule>, SeccompError> {
+    let mut rules = Vec::new();
+    let mut low = 0;
+    for &allowed in ALLOWED_FAMILIES {
+        if allowed > low {
+            rules.push(SeccompRule::new(vec![
+                cond(0, Len::Dword, Op::Ge, low)?,
+                cond(0, Len::Dword, Op::Lt, allowed)?,
+            ])?);
+        }
+        low = allowed + 1;
+    }
+    rules.push(SeccompRule::new(vec![cond(0, Len::Dword, Op::Ge, low)?])?);
+    Ok(rules)
+}
+
+/// The `EPERM` filter.
+pub fn deny_filter(policy: Policy) -> Result<BpfProgram, SeccompError> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        DENIED.iter().map(|&nr| (nr as i64, Vec::new())).collect();
+    let ioctls = DENIED_IOCTLS
+        .iter()
+        .map(|&req| Ok(SeccompRule::new(vec![cond(1, Len::Dword, Op::Eq, req)?])?))
+        .collect::<Result<Vec<_>, SeccompError>>()?;
+    rules.insert(libc::SYS_ioctl as i64, ioctls);
+    rules.insert(libc::SYS_socket as i64, unusual_families()?);
+    // personality(): only PER_LINUX, PER_LINUX32 and the 0xffffffff query.
+    rules.insert(
+        libc::SYS_personality as i64,
+        vec![SeccompRule::new(vec![
+            cond(0, Len::Dword, Op::Ne, 0)?,
+            cond(0, Len::Dword, Op::Ne, 0x0008)?,
+            cond(0, Len::Dword, Op::Ne, 0xffff_ffff)?,
+        ])?],
+    );
+    if !policy.allow_user_namespaces {
+        let newuser = libc::CLONE_NEWUSER as u64;
+        for nr in [libc::SYS_unshare, libc::SYS_clone] {
+            rules.insert(
+                nr as i64,
+                vec![SeccompRule::new(vec![cond(0, Len::Dword, Op::MaskedEq(newuser), newuser)?])?],
+            );
+        }
+    }
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch()?,
+    )?;
+    Ok(filter.try_into()?)
+}
+
+/// The `ENOSYS` filter.
+pub fn enosys_filter() -> Result<BpfProgram, SeccompError> {
+    let rules = NOT_IMPLEMENTED.iter().map(|&nr| (nr as i64, Vec::new())).collect();
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch()?,
+    )?;
+    Ok(filter.try_into()?)
+}
+
+/// On x86_64, a filter that fails every x32-ABI call (numbers with bit 30 set) with ENOSYS.
+///
+/// seccompiler keys rules on exact syscall numbers, so the whole x32 range is covered by this
+/// five-instruction program instead of hundreds of rules.
+#[cfg(target_arch = "x86_64")]
+pub fn x32_filter() -> BpfProgram {
+    const LD_W_ABS: u16 = 0x00 | 0x00 | 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x05 | 0x10; // BPF_JMP | BPF_JEQ | BPF_K
+    const JGE_K: u16 = 0x05 | 0x30; // BPF_JMP | BPF_JGE | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    let insn = |code, jt, jf, k| seccompiler::sock_filter { code, jt, jf, k };
+    vec![
+        insn(LD_W_ABS, 0, 0, 4),                   // A = seccomp_data.arch
+        insn(JEQ_K, 0, 3, AUDIT_ARCH_X86_64),      // not x86_64: allow (filter 1 kills it)
+        insn(LD_W_ABS, 0, 0, 0),                   // A = seccomp_data.nr
+        insn(JGE_K, 0, 1, X32_SYSCALL_BIT),        // x32 call?
+        insn(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        insn(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ]
+}
+
+/// Builds every filter (before installing any, so a build error leaves nothing half-applied).
+pub fn build(policy: Policy) -> Result<Vec<BpfProgram>, SeccompError> {
+    #[allow(unused_mut)]
+    let mut programs = vec![deny_filter(policy)?, enosys_filter()?];
+    #[cfg(target_arch = "x86_64")]
+    programs.push(x32_filter());
+    Ok(programs)
+}
+
+/// Installs the filters on the calling thread. Needs no_new_privs (or CAP_SYS_ADMIN).
+pub fn install(programs: &[BpfProgram]) -> Result<(), SeccompError> {
+    for program in programs {
+        seccompiler::apply_filter(program)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_build_for_both_policies() {
+        for allow in [false, true] {
+            let programs = build(Policy { allow_user_namespaces: allow }).unwrap();
+            assert!(programs.iter().all(|p| !p.is_empty() && p.len() < 4096));
+        }
+        // Allowing user namespaces removes the clone/unshare rules, so the program shrinks.
+        let strict = deny_filter(Policy { allow_user_namespaces: false }).unwrap();
+        let loose = deny_filter(Policy { allow_user_namespaces: true }).unwrap();
+        assert!(strict.len() > loose.len());
+    }
+
+    #[test]
+    fn family_rules_cover_exactly_the_gaps() {
+        // 0, 1, 2, 10, 16 allowed: gaps [3,10), [11,16), [17,..) -> three rules.
+        assert_eq!(unusual_families().unwrap().len(), 3);
+    }
+}

@@ -1,0 +1,245 @@
+//! The one module of the workspace allowed to use `unsafe`: thin wrappers over the few system
+//! calls that `nix` does not wrap safely. Each function puts the call and its arguments into
+//! the error it returns; each `unsafe` block says why it is sound.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use nix::sched::CloneFlags;
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+use nix::unistd::Pid;
+
+/// Which side of a fork-like clone we are on.
+#[derive(Debug)]
+pub enum CloneResult {
+    Parent { child: Pid },
+    Child,
+}
+
+/// `clone(flags | SIGCHLD)` without a new stack: fork semantics, plus new namespaces.
+///
+/// Only for single-threaded processes (the sandbox supervisor and the sandbox's pid 1): the
+/// child gets a copy of the address space with one thread, so it may allocate and take locks
+/// only because no other thread could have held them.
+pub fn clone_process(flags: CloneFlags) -> io::Result<CloneResult> {
+    let raw_flags = flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: with a null stack pointer the raw clone syscall behaves like fork(2): the child
+    // continues on a copy of the caller's stack. The callers are single-threaded processes
+    // (documented above), so no lock or allocator state can be held by a vanished thread. The
+    // remaining arguments (parent/child tid pointers, tls) are null and unused with these flags.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            raw_flags,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    match ret {
+        -1 => Err(io::Error::new(
+            io::Error::last_os_error().kind(),
+            format!("clone({flags:?}) failed: {}", io::Error::last_os_error()),
+        )),
+        0 => Ok(CloneResult::Child),
+        pid => Ok(CloneResult::Parent { child: Pid::from_raw(pid as libc::pid_t) }),
+    }
+}
+
+/// Marks every fd from `first` upwards close-on-exec (`close_range` with `CLOSE_RANGE_CLOEXEC`).
+pub fn cloexec_from(first: RawFd) -> io::Result<()> {
+    // SAFETY: close_range only changes fd flags in this process; it reads no memory of ours.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        let err = io::Error::last_os_error();
+        Err(io::Error::new(err.kind(), format!("close_range({first}, ~0, CLOEXEC) failed: {err}")))
+    }
+}
+
+/// Brings the loopback interface of the current network namespace up.
+pub fn loopback_up() -> io::Result<()> {
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| io::Error::new(io::ErrorKind::Other, format!("socket(AF_INET) failed: {e}")))?;
+    // SAFETY: ifreq is a plain C struct for which all-zero bytes are a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name and writes the flags into `req`, a
+    // valid, exclusively borrowed ifreq that lives across the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(err.kind(), format!("ioctl(SIOCGIFFLAGS, lo) failed: {err}")));
+    }
+    // SAFETY: after SIOCGIFFLAGS the flags member of the union is the initialised one.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(err.kind(), format!("ioctl(SIOCSIFFLAGS, lo up) failed: {err}")));
+    }
+    Ok(())
+}
+
+/// Makes the terminal on `fd` the controlling terminal of this (session leader) process.
+pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal) and touches no memory.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0 as libc::c_int) } < 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(err.kind(), format!("ioctl(TIOCSCTTY) failed: {err}")));
+    }
+    Ok(())
+}
+
+/// The window size of the terminal on `fd`, if it is one.
+pub fn window_size(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
+    // SAFETY: winsize is a plain C struct; all-zero bytes are valid.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes one winsize into `ws`, which is valid and exclusively borrowed.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    (ret == 0 && ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
+/// Sets the window size of the terminal on `fd`.
+pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads one winsize from `ws`, which lives across the call.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(err.kind(), format!("ioctl(TIOCSWINSZ) failed: {err}")));
+    }
+    Ok(())
+}
+
+/// Arranges for `fd` to be open as `target` in the child that `cmd` starts (not close-on-exec).
+pub fn pass_fd_as(cmd: &mut Command, fd: OwnedFd, target: RawFd) {
+    // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
+    // functions (dup2, fcntl). It owns `fd`, which stays open in the parent until `cmd` drops.
+    unsafe {
+        cmd.pre_exec(move || {
+            let raw = fd.as_raw_fd();
+            if raw == target {
+                if libc::fcntl(raw, libc::F_SETFD, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(raw, target) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Starts the child of `cmd` in a new session (detached from our terminal).
+pub fn new_session(cmd: &mut Command) {
+    // SAFETY: setsid is async-signal-safe and the closure captures nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Receives bytes into `buf` and any fds passed with them (made close-on-exec).
+///
+/// Returns `(0, [])` at end of stream.
+pub fn recv_with_fds(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!([RawFd; 8]);
+    let msg = loop {
+        match recvmsg::<()>(
+            fd.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => break other,
+        }
+    }
+    .map_err(io::Error::from)?;
+    let mut fds = Vec::new();
+    for cmsg in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(raw) = cmsg {
+            for r in raw {
+                // SAFETY: SCM_RIGHTS gave us a fresh descriptor that nothing else owns.
+                fds.push(unsafe { OwnedFd::from_raw_fd(r) });
+            }
+        }
+    }
+    let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+    let bytes = msg.bytes;
+    if truncated {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "too many fds passed in one message"));
+    }
+    Ok((bytes, fds))
+}
+
+/// Opens a pidfd for `pid` (`pidfd_open`), so later signals cannot hit a recycled pid.
+pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0 as libc::c_uint) };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(err.kind(), format!("pidfd_open({pid}) failed: {err}")));
+    }
+    // SAFETY: the syscall returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// Sends `signal` to the process behind `pidfd`.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal reads no memory when `info` is null.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null_mut::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        )
+    };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(err.kind(), format!("pidfd_send_signal({signal}) failed: {err}")));
+    }
+    Ok(())
+}
+
+/// Takes ownership of an fd this process inherited at a known number.
+pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only reads the fd's flags; it fails with EBADF when `fd` is not open.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(err.kind(), format!("fd {fd} is not open: {err}")));
+    }
+    // SAFETY: the fd is open (checked above) and was placed for us by our parent (pass_fd_as);
+    // nothing else in this process refers to it, so we may own and close it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Do not leak it into the sandbox.
+    nix::fcntl::fcntl(&owned, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+        .map_err(io::Error::from)?;
+    Ok(owned)
+}
