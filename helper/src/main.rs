@@ -36,6 +36,9 @@ enum Internal {
 }
 
 fn main() -> ExitCode {
+    // Whoever started us (a CLI forwarding signals, say) may have blocked some: start clean,
+    // so neither the daemon's threads nor the sandboxes it spawns inherit that mask.
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
     let cli = Cli::parse();
     match cli.command {
         Some(Internal::Supervise) => {

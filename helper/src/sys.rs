@@ -243,3 +243,21 @@ pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
         .map_err(io::Error::from)?;
     Ok(owned)
 }
+
+/// Resets every signal to its default action and unblocks all signals, so a program we exec
+/// starts as if from a clean shell (Rust ignores SIGPIPE; an ignored signal survives exec).
+pub fn reset_signals() -> io::Result<()> {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL registers no Rust code as a handler, so no handler can
+        // run with broken invariants. Numbers the kernel reserves fail with EINVAL, ignored.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+    nix::sys::signal::SigSet::empty()
+        .thread_set_mask()
+        .map_err(|e| io::Error::new(io::ErrorKind::Other, format!("sigprocmask: {e}")))
+}

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hutch_core::protocol::{ErrorCode, IdMapKind, RunRequest, SandboxInfo, SandboxState, Stdio};
-use nix::pty::{Winsize, openpty};
 
 use super::State;
 use super::registry::Refusal;
@@ -57,9 +56,8 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
-/// The three stdio fds for the supervisor, and the terminal controller to hand back.
-fn stdio_for(request: &RunRequest, mut fds: Vec<OwnedFd>) -> Result<([OwnedFd; 3], Option<OwnedFd>), Refusal> {
-    let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| (ErrorCode::Internal, format!("dup: {e}")));
+/// The three stdio fds for the supervisor.
+fn stdio_for(request: &RunRequest, mut fds: Vec<OwnedFd>) -> Result<[OwnedFd; 3], Refusal> {
     match request.stdio {
         Stdio::Inherit => {
             if fds.len() != 3 {
@@ -75,9 +73,11 @@ fn stdio_for(request: &RunRequest, mut fds: Vec<OwnedFd>) -> Result<([OwnedFd; 3
             let err = fds.pop().expect("3 fds");
             let out = fds.pop().expect("3 fds");
             let inp = fds.pop().expect("3 fds");
-            Ok(([inp, out, err], None))
+            Ok([inp, out, err])
         }
-        Stdio::Null => {
+        // The terminal is made inside the sandbox (its own devpts) and comes back with the
+        // supervisor's Started event; the supervisor itself gets /dev/null.
+        Stdio::Null | Stdio::Tty { .. } => {
             let null = |_| {
                 std::fs::OpenOptions::new()
                     .read(true)
@@ -86,14 +86,7 @@ fn stdio_for(request: &RunRequest, mut fds: Vec<OwnedFd>) -> Result<([OwnedFd; 3
                     .map(OwnedFd::from)
                     .map_err(|e| (ErrorCode::Internal, format!("open /dev/null: {e}")))
             };
-            Ok(([null(0)?, null(1)?, null(2)?], None))
-        }
-        Stdio::Tty { rows, cols } => {
-            let ws = Winsize { ws_row: rows.max(1), ws_col: cols.max(1), ws_xpixel: 0, ws_ypixel: 0 };
-            let pty = openpty(Some(&ws), None)
-                .map_err(|e| (ErrorCode::Internal, format!("cannot open a pseudo-terminal: {e}")))?;
-            let slave = pty.slave;
-            Ok(([dup(&slave)?, dup(&slave)?, slave], Some(pty.master)))
+            Ok([null(0)?, null(1)?, null(2)?])
         }
     }
 }
@@ -134,7 +127,7 @@ pub fn launch(state: &Arc<State>, request: RunRequest, fds: Vec<OwnedFd>) -> Res
     let host = host::gather(state.private_dirs.clone(), state.homes_dir.clone());
     let plan = plan::build(&id, sandbox_dir.join("root"), &profile, &request, &host, &host::RealFs)
         .map_err(|e| refuse(ErrorCode::InvalidRequest)(e.to_string()))?;
-    let (stdio, tty) = stdio_for(&request, fds)?;
+    let stdio = stdio_for(&request, fds)?;
     for dir in &plan.prepare_dirs {
         make_private_dir(dir)?;
     }
@@ -180,6 +173,7 @@ pub fn launch(state: &Arc<State>, request: RunRequest, fds: Vec<OwnedFd>) -> Res
         Ok(other) => return Err(abandon(&mut child, format!("unexpected supervisor event {other:?}"))),
         Err(e) => return Err(abandon(&mut child, format!("the supervisor did not report: {e}"))),
     };
+    let tty = plan.tty.and_then(|_| rx.take_fds(1).pop());
     let _ = rx.stream().set_read_timeout(None);
     state.registry.started(&id, init_pid, app_pid);
     tracing::info!(%id, profile = %profile.name, init_pid, ?app_pid, argv = ?plan.argv, "sandbox started");

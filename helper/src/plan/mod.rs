@@ -107,7 +107,8 @@ pub struct SandboxPlan {
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
     pub allow_user_namespaces: bool,
-    pub tty: bool,
+    /// A pseudo-terminal of this size (rows, columns), made inside the sandbox's own devpts.
+    pub tty: Option<(u16, u16)>,
     /// Host folders to create (mode 0700) before the sandbox starts (persistent homes).
     pub prepare_dirs: Vec<PathBuf>,
     /// What the user should know about this sandbox (e.g. the single-uid fallback).
@@ -238,7 +239,10 @@ pub fn build(
         env,
         cwd,
         allow_user_namespaces: profile.allow_user_namespaces,
-        tty: matches!(request.stdio, Stdio::Tty { .. }),
+        tty: match request.stdio {
+            Stdio::Tty { rows, cols } => Some((rows.max(1), cols.max(1))),
+            _ => None,
+        },
         prepare_dirs,
         warnings: warning.into_iter().collect(),
     })

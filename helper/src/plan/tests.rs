@@ -227,6 +227,7 @@ fn tty_and_user_namespace_options_carry_through() {
     let mut req = request(&["sh"]);
     req.stdio = Stdio::Tty { rows: 24, cols: 80 };
     let p = plan(&profile, &req).unwrap();
-    assert!(p.tty && p.allow_user_namespaces);
+    assert!(p.allow_user_namespaces);
+    assert_eq!(p.tty, Some((24, 80)));
     assert_eq!(p.hostname, "hutch-default");
 }

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 
 use caps::CapSet;
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 use seccompiler::BpfProgram;
 
 use super::{InitReport, SETUP_FAILED_CODE, SetupError, seccomp};
@@ -52,11 +51,18 @@ fn cstring(s: &str) -> Result<CString, SetupError> {
     CString::new(s).map_err(|_| SetupError::new("prepare exec", format!("{s:?} contains a NUL")))
 }
 
-fn prepare(plan: &SandboxPlan, mask: &SigSet) -> Result<(), SetupError> {
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
-        .map_err(|e| SetupError::new("restore the signal mask", e))?;
+fn prepare(plan: &SandboxPlan, terminal: Option<&Path>) -> Result<(), SetupError> {
+    // Whatever pid 1 blocked or ignored, the app starts with every signal default and unblocked.
+    sys::reset_signals().map_err(|e| SetupError::new("reset signals", e))?;
     nix::unistd::setsid().map_err(|e| SetupError::new("setsid", e))?;
-    if plan.tty {
+    if let Some(path) = terminal {
+        let what = format!("attach terminal {}", path.display());
+        let tty = nix::fcntl::open(path, nix::fcntl::OFlag::O_RDWR, nix::sys::stat::Mode::empty())
+            .map_err(|e| SetupError::new(what.clone(), e))?;
+        nix::unistd::dup2_stdin(&tty).map_err(|e| SetupError::new(what.clone(), e))?;
+        nix::unistd::dup2_stdout(&tty).map_err(|e| SetupError::new(what.clone(), e))?;
+        nix::unistd::dup2_stderr(&tty).map_err(|e| SetupError::new(what.clone(), e))?;
+        drop(tty);
         sys::set_controlling_tty(std::io::stdin().as_fd())
             .map_err(|e| SetupError::new("make the terminal controlling", e))?;
     }
@@ -81,8 +87,13 @@ fn fail(fd: &OwnedFd, err: SetupError) -> ! {
 }
 
 /// Runs in the freshly forked app process; never returns.
-pub fn run_app(plan: &SandboxPlan, report_fd: OwnedFd, programs: &[BpfProgram], mask: &SigSet) -> ! {
-    if let Err(e) = prepare(plan, mask) {
+pub fn run_app(
+    plan: &SandboxPlan,
+    report_fd: OwnedFd,
+    programs: &[BpfProgram],
+    terminal: Option<&Path>,
+) -> ! {
+    if let Err(e) = prepare(plan, terminal) {
         fail(&report_fd, e);
     }
     let name = &plan.argv[0];

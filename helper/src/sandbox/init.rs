@@ -1,8 +1,9 @@
 //! The sandbox's pid 1: builds the root, starts the app, forwards signals, reaps orphans and
 //! reports the app's exit. When it exits, the kernel kills whatever is left in the sandbox.
 
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 
 use hutch_core::protocol::ExitStatus;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
@@ -10,6 +11,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use super::{InitReport, SETUP_FAILED_CODE, SetupError, exec, rootfs, seccomp};
+use crate::channel;
 use crate::plan::SandboxPlan;
 use crate::sys;
 
@@ -26,11 +28,29 @@ const FORWARDED: &[Signal] = &[
     Signal::SIGALRM,
 ];
 
-fn send(report: &mut std::fs::File, msg: &InitReport) {
-    let mut line = serde_json::to_vec(msg).unwrap_or_default();
-    line.push(b'\n');
+fn send(report: &UnixStream, msg: &InitReport, fds: &[BorrowedFd<'_>]) {
     // A vanished supervisor means pid 1 dies next (PDEATHSIG); nothing to do here.
-    let _ = report.write_all(&line);
+    let _ = channel::send(report, msg, fds);
+}
+
+/// A pseudo-terminal from the sandbox's own devpts: its controller and the follower's path.
+struct Terminal {
+    controller: OwnedFd,
+    follower: std::path::PathBuf,
+}
+
+fn open_terminal(rows: u16, cols: u16) -> Result<Terminal, SetupError> {
+    use nix::fcntl::OFlag;
+    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+    let what = "open a terminal in the sandbox";
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|e| SetupError::new(what, e))?;
+    grantpt(&master).map_err(|e| SetupError::new(what, e))?;
+    unlockpt(&master).map_err(|e| SetupError::new(what, e))?;
+    let follower = ptsname_r(&master).map_err(|e| SetupError::new(what, e))?;
+    sys::set_window_size(master.as_fd(), rows, cols).map_err(|e| SetupError::new(what, e))?;
+    let controller = master.as_fd().try_clone_to_owned().map_err(|e| SetupError::new(what, e))?;
+    Ok(Terminal { controller, follower: follower.into() })
 }
 
 fn setup(plan: &SandboxPlan) -> Result<(), SetupError> {
@@ -44,8 +64,7 @@ fn setup(plan: &SandboxPlan) -> Result<(), SetupError> {
 }
 
 /// Runs as pid 1 of the new pid namespace; never returns.
-pub fn run(plan: &SandboxPlan, go: OwnedFd, report: OwnedFd) -> ! {
-    let mut report = std::fs::File::from(report);
+pub fn run(plan: &SandboxPlan, go: OwnedFd, report: UnixStream) -> ! {
     // Die with the supervisor, whatever way it dies.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     let mut byte = [0u8; 1];
@@ -54,18 +73,22 @@ pub fn run(plan: &SandboxPlan, go: OwnedFd, report: OwnedFd) -> ! {
         // The supervisor gave up (the id maps could not be written).
         _ => std::process::exit(SETUP_FAILED_CODE),
     }
-    let fail = |report: &mut std::fs::File, e: SetupError| -> ! {
-        send(report, &InitReport::SetupFailed { message: e.to_string() });
+    let fail = |report: &UnixStream, e: SetupError| -> ! {
+        send(report, &InitReport::SetupFailed { message: e.to_string() }, &[]);
         std::process::exit(SETUP_FAILED_CODE)
     };
     if let Err(e) = setup(plan) {
-        fail(&mut report, e);
+        fail(&report, e);
     }
+    let terminal = match plan.tty.map(|(rows, cols)| open_terminal(rows, cols)).transpose() {
+        Ok(t) => t,
+        Err(e) => fail(&report, e),
+    };
     let programs = match seccomp::build(seccomp::Policy {
         allow_user_namespaces: plan.allow_user_namespaces,
     }) {
         Ok(p) => p,
-        Err(e) => fail(&mut report, SetupError::new("build seccomp filter", e)),
+        Err(e) => fail(&report, SetupError::new("build seccomp filter", e)),
     };
 
     // Block the signals we handle before forking, so none is lost in between.
@@ -74,21 +97,22 @@ pub fn run(plan: &SandboxPlan, go: OwnedFd, report: OwnedFd) -> ! {
     for &sig in FORWARDED {
         handled.add(sig);
     }
-    let mut old_mask = SigSet::empty();
-    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled), Some(&mut old_mask)) {
-        fail(&mut report, SetupError::new("block signals", e));
+    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled), None) {
+        fail(&report, SetupError::new("block signals", e));
     }
     let (exec_r, exec_w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Ok(p) => p,
-        Err(e) => fail(&mut report, SetupError::new("create exec pipe", e)),
+        Err(e) => fail(&report, SetupError::new("create exec pipe", e)),
     };
     let app = match sys::clone_process(nix::sched::CloneFlags::empty()) {
         Ok(sys::CloneResult::Child) => {
             drop(exec_r);
-            exec::run_app(plan, exec_w, &programs, &old_mask)
+            drop(report);
+            let follower = terminal.as_ref().map(|t| t.follower.as_path());
+            exec::run_app(plan, exec_w, &programs, follower)
         }
         Ok(sys::CloneResult::Parent { child }) => child,
-        Err(e) => fail(&mut report, SetupError::new("fork the app", e)),
+        Err(e) => fail(&report, SetupError::new("fork the app", e)),
     };
     drop(exec_w);
     // The exec pipe closes on a successful exec; before that, the app may report a failure.
@@ -99,17 +123,20 @@ pub fn run(plan: &SandboxPlan, go: OwnedFd, report: OwnedFd) -> ! {
         let report_msg = serde_json::from_str(line).unwrap_or(InitReport::SetupFailed {
             message: format!("the app failed before exec: {line}"),
         });
-        send(&mut report, &report_msg);
+        send(&report, &report_msg, &[]);
         std::process::exit(SETUP_FAILED_CODE);
     }
-    send(&mut report, &InitReport::Running { app_pid: app.as_raw() });
+    let fds: Vec<BorrowedFd<'_>> = terminal.iter().map(|t| t.controller.as_fd()).collect();
+    send(&report, &InitReport::Running { app_pid: app.as_raw() }, &fds);
+    // The client holds the controller now; pid 1 keeps no copy.
+    drop(terminal);
 
     // pid 1 keeps no privilege it does not need either.
     let _ = nix::sys::prctl::set_no_new_privs();
     let _ = exec::drop_all_capabilities();
 
     let status = reap_until(app, &handled);
-    send(&mut report, &InitReport::Exited { status });
+    send(&report, &InitReport::Exited { status }, &[]);
     std::process::exit(status.shell_code())
 }
 

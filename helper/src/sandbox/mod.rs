@@ -14,8 +14,9 @@
 //!                                   seccomp, fds closed, execve
 //! ```
 //!
-//! pid 1 reports to the supervisor over a pipe ([`InitReport`], JSON lines); the supervisor
-//! reports to the daemon over its control socket ([`SupervisorEvent`], frames).
+//! pid 1 reports to the supervisor ([`InitReport`]) and the supervisor to the daemon
+//! ([`SupervisorEvent`]), both as frames on Unix sockets, so that a terminal made inside the
+//! sandbox can travel back to the client beside them.
 
 pub mod exec;
 pub mod idmap;
@@ -43,7 +44,8 @@ pub const SETUP_FAILED_CODE: i32 = 125;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InitReport {
-    /// The app has exec'd; its pid inside the sandbox.
+    /// The app has exec'd; its pid inside the sandbox. With a terminal, its controller fd is
+    /// attached.
     Running { app_pid: i32 },
     SetupFailed { message: String },
     Exited { status: ExitStatus },
@@ -53,7 +55,8 @@ pub enum InitReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SupervisorEvent {
-    /// The app runs. Host pids of the sandbox's pid 1 and of the app.
+    /// The app runs. Host pids of the sandbox's pid 1 and of the app. With a terminal, its
+    /// controller fd is attached.
     Started { init_pid: i32, app_pid: Option<i32> },
     /// Nothing runs: the sandbox could not be set up.
     Failed { message: String },

@@ -4,8 +4,8 @@
 //! the id maps from outside (newuidmap needs the child's pid and must run in the parent user
 //! namespace), releases the child, relays pid 1's reports to the daemon and exits after it.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::fd::OwnedFd;
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use hutch_core::protocol::ExitStatus;
@@ -23,8 +23,12 @@ use crate::sys;
 pub const CONTROL_FD: i32 = 3;
 
 fn tell(control: &UnixStream, event: &SupervisorEvent) {
+    tell_with(control, event, &[]);
+}
+
+fn tell_with(control: &UnixStream, event: &SupervisorEvent, fds: &[BorrowedFd<'_>]) {
     // The daemon may have crashed; the sandbox keeps running without it.
-    let _ = channel::send(control, event, &[]);
+    let _ = channel::send(control, event, fds);
 }
 
 /// The app's host pid: the only child of pid 1.
@@ -54,7 +58,7 @@ pub fn run(control: OwnedFd) -> i32 {
         1
     };
     let (Ok((go_r, go_w)), Ok((report_r, report_w))) =
-        (nix::unistd::pipe2(OFlag::O_CLOEXEC), nix::unistd::pipe2(OFlag::O_CLOEXEC))
+        (nix::unistd::pipe2(OFlag::O_CLOEXEC), UnixStream::pair())
     else {
         return fail("create the setup pipes".into());
     };
@@ -86,25 +90,32 @@ pub fn run(control: OwnedFd) -> i32 {
     let mut started = false;
     let mut failed = false;
     let mut final_status = None;
-    for line in BufReader::new(std::fs::File::from(report_r)).lines() {
-        let Ok(line) = line else { break };
-        match serde_json::from_str::<InitReport>(&line) {
-            Ok(InitReport::Running { .. }) => {
+    let mut reports = Receiver::new(report_r);
+    loop {
+        let report = match reports.recv::<InitReport>() {
+            Ok(report) => report,
+            Err(e) if e.is_closed() => break,
+            Err(e) => {
+                tell(&control, &SupervisorEvent::Failed { message: format!("bad report from pid 1: {e}") });
+                break;
+            }
+        };
+        match report {
+            InitReport::Running { .. } => {
                 started = true;
+                let terminal = reports.take_fds(1);
+                let fds: Vec<BorrowedFd<'_>> = terminal.iter().map(|fd| fd.as_fd()).collect();
                 let event = SupervisorEvent::Started {
                     init_pid: child.as_raw(),
                     app_pid: app_host_pid(child),
                 };
-                tell(&control, &event);
+                tell_with(&control, &event, &fds);
             }
-            Ok(InitReport::SetupFailed { message }) => {
+            InitReport::SetupFailed { message } => {
                 failed = true;
                 tell(&control, &SupervisorEvent::Failed { message });
             }
-            Ok(InitReport::Exited { status }) => final_status = Some(status),
-            Err(e) => {
-                tell(&control, &SupervisorEvent::Failed { message: format!("bad report {line:?}: {e}") });
-            }
+            InitReport::Exited { status } => final_status = Some(status),
         }
     }
     let waited = loop {
