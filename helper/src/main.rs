@@ -106,6 +106,14 @@ fn run_foreground(socket: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 /// once it answers on the socket.
 fn start_detached(socket: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let socket = socket_path(socket)?;
+    if let Ok(running) = client::Client::connect(&socket, "hutch-helper-start") {
+        eprintln!(
+            "hutch-helper: another hutch-helper (pid {}) is already serving {}",
+            running.helper_pid,
+            socket.display()
+        );
+        return Ok(ExitCode::from(ALREADY_RUNNING));
+    }
     let runtime = paths::runtime_dir()?;
     std::fs::create_dir_all(&runtime).with_context(|| format!("create {}", runtime.display()))?;
     let log_path = paths::log_path(&socket);
@@ -141,7 +149,10 @@ fn start_detached(socket: Option<PathBuf>) -> anyhow::Result<ExitCode> {
                 _ => ExitCode::FAILURE,
             });
         }
-        if client::Client::connect(&socket, "hutch-helper-start").is_ok() {
+        // Ready when the helper that answers is ours (not one that started meanwhile).
+        if client::Client::connect(&socket, "hutch-helper-start")
+            .is_ok_and(|c| c.helper_pid == child.id())
+        {
             println!("hutch-helper running (pid {}) on {}", child.id(), socket.display());
             return Ok(ExitCode::SUCCESS);
         }

@@ -1,1 +1,290 @@
+//! Harness for Hutch's end-to-end tests.
+//!
+//! Every test gets its own helper daemon, runtime folder, profiles and data folder, and drives
+//! the real `hutch` and `hutch-helper` binaries. Sandbox tests need an unprivileged user with a
+//! subordinate uid range, newuidmap, and unprivileged user namespaces. When something is missing
+//! a test is skipped with the reason printed, unless `HUTCH_MUST_WORK=1` (set by CI), where it
+//! fails instead: a sandbox test that silently passes on a machine that cannot run it proves
+//! nothing.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Folder holding the built `hutch` and `hutch-helper` (next to the test executable's `deps/`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_owned();
+    for bin in ["hutch", "hutch-helper"] {
+        assert!(
+            dir.join(bin).is_file(),
+            "{} is missing: build the binaries first (`cargo build --workspace`)",
+            dir.join(bin).display()
+        );
+    }
+    dir
+}
+
+/// Whether failures to run must fail the test rather than skip it.
+pub fn must_work() -> bool {
+    std::env::var("HUTCH_MUST_WORK").is_ok_and(|v| v == "1")
+}
+
+/// Skips (prints why) or, under `HUTCH_MUST_WORK=1`, fails.
+pub fn skip_or_fail(reason: &str) {
+    if must_work() {
+        panic!("HUTCH_MUST_WORK=1 but this test cannot run here: {reason}");
+    }
+    eprintln!("skipped: {reason}");
+}
+
+/// Why sandboxes cannot run here, if they cannot.
+pub fn cannot_run() -> Option<String> {
+    if nix::unistd::geteuid().is_root() {
+        return Some(
+            "sandbox tests run as an unprivileged user, never as root (root hides bugs): use \
+             scripts/test, which runs them as a test user"
+                .into(),
+        );
+    }
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // Not needed by the tests themselves (each makes its own), only a hint of a session.
+    }
+    let probe = Command::new(bin_dir().join("hutch-helper")).arg("probe-userns").output();
+    match probe {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            return Some(format!(
+                "unprivileged user namespaces do not work: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Err(e) => return Some(format!("cannot run hutch-helper: {e}")),
+    }
+    for tool in ["/usr/bin/newuidmap", "/usr/bin/newgidmap"] {
+        if !Path::new(tool).exists() {
+            return Some(format!("{tool} is missing (install the uidmap package)"));
+        }
+    }
+    if subuid_start().is_none() {
+        return Some("this user has no range in /etc/subuid".into());
+    }
+    None
+}
+
+/// The start of this user's first subordinate uid range.
+pub fn subuid_start() -> Option<u32> {
+    let uid = nix::unistd::getuid();
+    let name = nix::unistd::User::from_uid(uid).ok().flatten()?.name;
+    let text = std::fs::read_to_string("/etc/subuid").ok()?;
+    hutch_helper::plan::host::parse_subid(&text, &name, uid.as_raw()).first().map(|r| r.start)
+}
+
+/// One helper daemon with private folders, and the means to drive it.
+#[derive(Debug)]
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub runtime: PathBuf,
+    pub config: PathBuf,
+    pub data: PathBuf,
+    pub socket: PathBuf,
+    pub home: PathBuf,
+    helper: Option<Child>,
+}
+
+impl TestEnv {
+    /// Starts a helper; `None` when sandboxes cannot run here (after [`skip_or_fail`]).
+    pub fn start() -> Option<Self> {
+        if let Some(reason) = cannot_run() {
+            skip_or_fail(&reason);
+            return None;
+        }
+        Some(Self::start_unchecked())
+    }
+
+    /// Starts a helper without checking sandbox support (for tests of the daemon alone).
+    pub fn start_unchecked() -> Self {
+        let env = Self::new_folders();
+        let mut env = env;
+        env.helper = Some(env.spawn_helper());
+        assert!(env.wait_ready(Duration::from_secs(10)), "helper did not start: {}", env.helper_log());
+        env
+    }
+
+    fn new_folders() -> Self {
+        let dir = tempfile::Builder::new().prefix("hutch-e2e-").tempdir().expect("tempdir");
+        let runtime = dir.path().join("run");
+        let config = dir.path().join("config");
+        let data = dir.path().join("data");
+        for d in [&runtime, &config, &data] {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let socket = runtime.join("hutch").join("helper.sock");
+        let home = std::env::var_os("HOME").map(PathBuf::from).expect("HOME is set");
+        Self { dir, runtime, config, data, socket, home, helper: None }
+    }
+
+    /// The environment every command of this test runs with.
+    pub fn apply(&self, cmd: &mut Command) {
+        cmd.env_clear()
+            .env("HOME", &self.home)
+            .env("PATH", "/usr/bin:/bin")
+            .env("XDG_RUNTIME_DIR", &self.runtime)
+            .env("XDG_CONFIG_HOME", &self.config)
+            .env("XDG_DATA_HOME", &self.data)
+            .env("HUTCH_LOG", "debug")
+            .env("LANG", "C.UTF-8");
+        if let Ok(user) = std::env::var("USER") {
+            cmd.env("USER", user);
+        }
+    }
+
+    fn spawn_helper(&self) -> Child {
+        let log = std::fs::File::create(self.dir.path().join("helper.log")).expect("log");
+        let mut cmd = Command::new(bin_dir().join("hutch-helper"));
+        self.apply(&mut cmd);
+        cmd.arg("--foreground").stdin(Stdio::null()).stdout(log.try_clone().expect("dup")).stderr(log);
+        cmd.spawn().expect("start hutch-helper")
+    }
+
+    /// A second helper on the same socket (to test the single-instance rule).
+    pub fn helper_command(&self) -> Command {
+        let mut cmd = Command::new(bin_dir().join("hutch-helper"));
+        self.apply(&mut cmd);
+        cmd
+    }
+
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
+        hutch_helper::client::wait_ready(&self.socket, timeout)
+    }
+
+    /// What the helper logged so far.
+    pub fn helper_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("helper.log")).unwrap_or_default()
+    }
+
+    pub fn helper_pid(&self) -> u32 {
+        self.helper.as_ref().expect("helper").id()
+    }
+
+    /// Kills the helper with SIGKILL (its socket file stays behind) and waits for it.
+    pub fn kill_helper(&mut self) {
+        if let Some(mut child) = self.helper.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a fresh helper on the same folders.
+    pub fn restart_helper(&mut self) {
+        self.kill_helper();
+        self.helper = Some(self.spawn_helper());
+        assert!(self.wait_ready(Duration::from_secs(10)), "helper did not restart: {}", self.helper_log());
+    }
+
+    /// Whether the helper process is still running.
+    pub fn helper_alive(&mut self) -> bool {
+        self.helper.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// `hutch ARGS` with stdin from /dev/null.
+    pub fn hutch(&self, args: &[&str]) -> Output {
+        let mut cmd = self.hutch_command(args);
+        cmd.stdin(Stdio::null());
+        run_with_timeout(cmd, Duration::from_secs(60))
+    }
+
+    pub fn hutch_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin_dir().join("hutch"));
+        self.apply(&mut cmd);
+        cmd.args(args);
+        cmd
+    }
+
+    /// `hutch run [OPTS] -- sh -c SCRIPT`.
+    pub fn sh(&self, opts: &[&str], script: &str) -> Output {
+        let mut args = vec!["run"];
+        args.extend_from_slice(opts);
+        args.extend_from_slice(&["--", "sh", "-c", script]);
+        self.hutch(&args)
+    }
+
+    /// Writes `profiles/NAME.toml`.
+    pub fn write_profile(&self, name: &str, text: &str) -> PathBuf {
+        let dir = self.config.join("hutch").join("profiles");
+        std::fs::create_dir_all(&dir).expect("mkdir profiles");
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, text).expect("write profile");
+        path
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.helper.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `cmd` to completion, killing it after `timeout` (a hung sandbox must not hang CI).
+pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    let pid = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&done);
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    });
+    let out = child.wait_with_output().expect("wait");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    out
+}
+
+/// Text of a command's stdout.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Text of a command's stderr.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+#[track_caller]
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    );
+    stdout(out)
+}
+
+/// Starts the test's environment, or returns from the test when it cannot run.
+#[macro_export]
+macro_rules! env_or_skip {
+    () => {
+        match $crate::TestEnv::start() {
+            Some(env) => env,
+            None => return,
+        }
+    };
+}

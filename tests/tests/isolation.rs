@@ -1,0 +1,245 @@
+//! What an app inside a sandbox can and cannot see or do. Each test runs a real sandbox as the
+//! unprivileged user running the tests.
+
+use std::path::Path;
+
+use hutch_tests::{env_or_skip, ok, stderr, stdout};
+
+#[test]
+fn exit_status_comes_back() {
+    let env = env_or_skip!();
+    assert_eq!(env.sh(&[], "exit 42").status.code(), Some(42));
+    assert_eq!(env.sh(&[], "true").status.code(), Some(0));
+    // Killed by a signal: 128 + 9, as a shell reports it.
+    assert_eq!(env.sh(&[], "kill -9 $$").status.code(), Some(137));
+}
+
+#[test]
+fn stdout_and_stderr_are_the_callers() {
+    let env = env_or_skip!();
+    let out = env.sh(&[], "echo to-out; echo to-err >&2");
+    assert_eq!(ok(&out), "to-out\n");
+    assert_eq!(stderr(&out), "to-err\n");
+}
+
+#[test]
+fn user_keeps_its_uid_and_other_uids_come_from_the_range() {
+    let env = env_or_skip!();
+    let uid = nix::unistd::getuid().as_raw();
+    let out = ok(&env.sh(&[], "id -u; cat /proc/self/uid_map"));
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some(uid.to_string().as_str()));
+    let maps: Vec<Vec<u64>> = lines
+        .map(|l| l.split_whitespace().map(|n| n.parse().unwrap()).collect())
+        .collect();
+    assert!(maps.contains(&vec![uid as u64, uid as u64, 1]), "{maps:?}");
+    let start = hutch_tests::subuid_start().expect("subuid range") as u64;
+    assert!(
+        maps.iter().any(|m| m[0] == 0 && m[1] == start),
+        "inside uid 0 should map to the first subordinate uid {start}: {maps:?}"
+    );
+}
+
+#[test]
+fn proc_shows_only_the_sandboxes_processes() {
+    let env = env_or_skip!();
+    let out = ok(&env.sh(&[], "ls /proc"));
+    let pids: Vec<u32> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    assert!(pids.contains(&1), "the sandbox has its own pid 1: {pids:?}");
+    assert!(pids.len() <= 4, "only pid 1, the shell and ls: {pids:?}");
+    assert!(!pids.contains(&std::process::id()), "the test process is visible");
+    // And ps agrees: the host's processes are not there.
+    let ps = ok(&env.sh(&[], "ps -e -o comm="));
+    assert!(!ps.contains("hutch-helper") && !ps.contains("cargo"), "{ps}");
+}
+
+#[test]
+fn a_file_planted_in_the_host_home_is_unreadable() {
+    let env = env_or_skip!();
+    let secret = env.home.join(format!(".hutch-e2e-secret-{}", std::process::id()));
+    std::fs::write(&secret, "top secret\n").unwrap();
+    let out = env.sh(&[], &format!("cat {}", secret.display()));
+    std::fs::remove_file(&secret).unwrap();
+    assert!(!out.status.success());
+    assert!(!stdout(&out).contains("top secret"));
+    assert!(stderr(&out).contains("No such file"), "{}", stderr(&out));
+}
+
+#[test]
+fn system_folders_are_read_only() {
+    let env = env_or_skip!();
+    for path in ["/usr/hutch-x", "/etc/hutch-x", "/hutch-x"] {
+        let out = env.sh(&[], &format!("touch {path}"));
+        assert!(!out.status.success(), "{path} was writable");
+        assert!(stderr(&out).contains("Read-only file system"), "{path}: {}", stderr(&out));
+    }
+    // /tmp and the home are writable.
+    ok(&env.sh(&[], "touch /tmp/x ~/x"));
+}
+
+#[test]
+fn shared_folders_are_visible_and_ro_means_read_only() {
+    let env = env_or_skip!();
+    let shared = tempfile::Builder::new().prefix("hutch-share-").tempdir().unwrap();
+    let dir = shared.path().display().to_string();
+    std::fs::write(shared.path().join("in.txt"), "from host\n").unwrap();
+
+    let ro = format!("{dir}:ro");
+    assert_eq!(ok(&env.sh(&["--share", &ro], &format!("cat {dir}/in.txt"))), "from host\n");
+    let out = env.sh(&["--share", &ro], &format!("echo x > {dir}/out.txt"));
+    assert!(!out.status.success() && stderr(&out).contains("Read-only"), "{}", stderr(&out));
+    assert!(!shared.path().join("out.txt").exists());
+
+    let rw = format!("{dir}:rw");
+    ok(&env.sh(&["--share", &rw], &format!("echo written > {dir}/out.txt")));
+    assert_eq!(std::fs::read_to_string(shared.path().join("out.txt")).unwrap(), "written\n");
+    // Without --share the folder does not exist inside.
+    assert!(!env.sh(&[], &format!("ls {dir}")).status.success());
+}
+
+#[test]
+fn a_file_shared_alone_hides_its_siblings() {
+    let env = env_or_skip!();
+    let shared = tempfile::Builder::new().prefix("hutch-share-").tempdir().unwrap();
+    let file = shared.path().join("doc.txt");
+    std::fs::write(&file, "the doc\n").unwrap();
+    std::fs::write(shared.path().join("sibling.txt"), "private\n").unwrap();
+    let share = file.display().to_string();
+    let out = env.sh(&["--share", &share], &format!("cat {share}; ls {}", shared.path().display()));
+    assert_eq!(ok(&out), "the doc\ndoc.txt\n");
+}
+
+#[test]
+fn throwaway_home_is_empty_next_time_and_a_kept_one_keeps_its_file() {
+    let env = env_or_skip!();
+    ok(&env.sh(&[], "echo 1 > ~/marker"));
+    assert_eq!(ok(&env.sh(&[], "ls -A ~ | wc -l")).trim(), "0");
+
+    ok(&env.sh(&["--home", "persist"], "echo kept > ~/marker"));
+    assert_eq!(ok(&env.sh(&["--home", "persist"], "cat ~/marker")), "kept\n");
+    let on_host = env.data.join("hutch/homes/default/marker");
+    assert_eq!(std::fs::read_to_string(&on_host).unwrap(), "kept\n");
+    // The kept home is the app's own, not the user's real home.
+    assert!(!env.home.join("marker").exists() || env.home.join("marker") != on_host);
+}
+
+#[test]
+fn hostname_is_the_sandboxes() {
+    let env = env_or_skip!();
+    assert_eq!(ok(&env.sh(&[], "hostname")), "hutch-default\n");
+    env.write_profile("named", "hostname = \"box7\"\n");
+    assert_eq!(ok(&env.sh(&["--profile", "named"], "hostname")), "box7\n");
+    let host = nix::unistd::gethostname().unwrap();
+    assert_ne!(host.to_string_lossy(), "box7");
+}
+
+/// The host's first global IPv4 address, if it has one.
+fn host_address() -> Option<String> {
+    let out = std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = text.split_whitespace().skip_while(|w| *w != "inet").nth(1)?;
+    Some(field.split('/').next()?.to_owned())
+}
+
+#[test]
+fn nothing_beyond_loopback_is_reachable() {
+    let env = env_or_skip!();
+    // A server on the host: on all addresses, so both its loopback and its LAN address answer.
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let probe = |addr: &str| {
+        format!(
+            "python3 -c 'import socket,sys\ns=socket.socket()\ns.settimeout(3)\ntry:\n s.connect((\"{addr}\",{port})); print(\"connected\")\nexcept OSError as e: print(\"failed\", e.errno)'"
+        )
+    };
+    // Outside the sandbox the probe gets through, so it can fail inside.
+    let outside = std::process::Command::new("sh").arg("-c").arg(probe("127.0.0.1")).output().unwrap();
+    assert_eq!(stdout(&outside).trim(), "connected");
+
+    let inside = ok(&env.sh(&[], &probe("127.0.0.1")));
+    assert!(inside.starts_with("failed"), "host loopback reached: {inside}");
+    if let Some(addr) = host_address() {
+        let inside = ok(&env.sh(&[], &probe(&addr)));
+        assert!(inside.starts_with("failed"), "host address {addr} reached: {inside}");
+    }
+    let ifaces = ok(&env.sh(&[], "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"));
+    assert_eq!(ifaces, "lo\n");
+    // Its own loopback is up: a server inside answers a client inside.
+    let local = "python3 -c 'import socket\ns=socket.socket(); s.bind((\"127.0.0.1\",0)); s.listen()\nc=socket.create_connection(s.getsockname()); print(\"local ok\")'";
+    assert_eq!(ok(&env.sh(&[], local)), "local ok\n");
+}
+
+#[test]
+fn tiocsti_fails_even_on_the_apps_own_terminal() {
+    let env = env_or_skip!();
+    let script = "python3 -c 'import fcntl,termios,os\nprint(os.isatty(0))\nfor req in (termios.TIOCSTI, termios.TIOCSTI | (1 << 32)):\n try:\n  fcntl.ioctl(0, req, b\"x\"); print(\"injected\")\n except OSError as e: print(\"denied\", e.errno)'";
+    let out = ok(&env.hutch(&["run", "-t", "--", "sh", "-c", script]));
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(lines, ["True", "denied 1", "denied 1"], "{out}");
+}
+
+#[test]
+fn no_capabilities_and_setuid_binaries_gain_nothing() {
+    let env = env_or_skip!();
+    let status = ok(&env.sh(&[], "grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status"));
+    for line in status.lines() {
+        let (key, value) = line.split_once(':').unwrap();
+        let value = value.trim();
+        match key {
+            "NoNewPrivs" => assert_eq!(value, "1"),
+            "Seccomp" => assert_eq!(value, "2", "a filter is installed"),
+            _ => assert_eq!(value, "0000000000000000", "{key} is not empty"),
+        }
+    }
+    // mount is setuid root on the host; inside it gains nothing.
+    let setuid = std::fs::metadata("/usr/bin/mount")
+        .is_ok_and(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o4000 != 0);
+    if setuid {
+        let out = env.sh(&[], "mount -t tmpfs none /tmp && echo mounted; id -u");
+        assert!(!stdout(&out).contains("mounted"), "{}", stdout(&out));
+    }
+    // Nor can the app make itself a new user namespace to regain capabilities.
+    let out = env.sh(&[], "unshare -U -r true && echo unshared");
+    assert!(!stdout(&out).contains("unshared"));
+    assert!(stderr(&out).contains("Operation not permitted"), "{}", stderr(&out));
+}
+
+#[test]
+fn only_stdio_fds_are_open_in_the_app() {
+    let env = env_or_skip!();
+    // ls holds one fd of its own, for the folder it lists.
+    let out = ok(&env.sh(&[], "ls -l /proc/self/fd | tail -n +2 | awk '{print $9, $11}'"));
+    let fds: Vec<(&str, &str)> = out
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, target)| !target.starts_with("/proc/"))
+        .collect();
+    let numbers: Vec<&str> = fds.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, ["0", "1", "2"], "{out}");
+}
+
+#[test]
+fn environment_is_an_allowlist() {
+    let env = env_or_skip!();
+    let mut cmd = env.hutch_command(&["run", "--", "env"]);
+    cmd.env("AWS_SECRET_ACCESS_KEY", "s3cr3t").env("TERM", "xterm-test");
+    cmd.stdin(std::process::Stdio::null());
+    let out = ok(&hutch_tests::run_with_timeout(cmd, std::time::Duration::from_secs(30)));
+    assert!(!out.contains("s3cr3t") && !out.contains("XDG_RUNTIME_DIR"), "{out}");
+    assert!(out.contains("TERM=xterm-test"), "{out}");
+    assert!(out.contains(&format!("HOME={}", env.home.display())), "{out}");
+}
+
+#[test]
+fn the_helper_socket_and_hutch_folders_are_invisible() {
+    let env = env_or_skip!();
+    let socket = env.socket.display().to_string();
+    let out = env.sh(&[], &format!("ls {socket}"));
+    assert!(!out.status.success());
+    // Sharing a folder that holds Hutch's own files is refused before anything starts.
+    let data = env.data.display().to_string();
+    let out = env.sh(&["--share", &data], "true");
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("Hutch's own files"), "{}", stderr(&out));
+    assert!(Path::new(&socket).exists());
+}
