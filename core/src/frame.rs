@@ -27,7 +27,10 @@ pub enum FrameError {
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     let body = serde_json::to_vec(msg)?;
     if body.len() > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge { len: body.len(), max: MAX_FRAME_LEN });
+        return Err(FrameError::TooLarge {
+            len: body.len(),
+            max: MAX_FRAME_LEN,
+        });
     }
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     // The check above bounds the length well below u32::MAX.
@@ -69,7 +72,10 @@ impl FrameBuffer {
         };
         let len = u32::from_be_bytes(*header) as usize;
         if len > MAX_FRAME_LEN {
-            return Err(FrameError::TooLarge { len, max: MAX_FRAME_LEN });
+            return Err(FrameError::TooLarge {
+                len,
+                max: MAX_FRAME_LEN,
+            });
         }
         if len == 0 {
             return Err(FrameError::Empty);
@@ -100,7 +106,10 @@ mod tests {
 
     #[test]
     fn round_trip_through_buffer_in_pieces() {
-        let hello = Request::Hello { protocol: PROTOCOL_VERSION, client: "test".into() };
+        let hello = Request::Hello {
+            protocol: PROTOCOL_VERSION,
+            client: "test".into(),
+        };
         let frame = encode(&hello).unwrap();
         let mut buf = FrameBuffer::new();
         for byte in &frame[..frame.len() - 1] {
@@ -119,7 +128,10 @@ mod tests {
         bytes.extend(encode(&Request::Doctor).unwrap());
         let mut buf = FrameBuffer::new();
         buf.push(&bytes);
-        assert_eq!(decode::<Request>(&buf.next_frame().unwrap().unwrap()).unwrap(), Request::List);
+        assert_eq!(
+            decode::<Request>(&buf.next_frame().unwrap().unwrap()).unwrap(),
+            Request::List
+        );
         assert_eq!(
             decode::<Request>(&buf.next_frame().unwrap().unwrap()).unwrap(),
             Request::Doctor
@@ -149,7 +161,10 @@ mod tests {
 
     #[test]
     fn invalid_utf8_and_wrong_types_are_json_errors() {
-        assert!(matches!(decode::<Request>(&[0xff, 0xfe, 0x80]), Err(FrameError::Json(_))));
+        assert!(matches!(
+            decode::<Request>(&[0xff, 0xfe, 0x80]),
+            Err(FrameError::Json(_))
+        ));
         assert!(matches!(
             decode::<Request>(br#"{"type":"hello","protocol":"one","client":"x"}"#),
             Err(FrameError::Json(_))

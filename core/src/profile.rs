@@ -117,7 +117,10 @@ impl Profile {
             reason,
         })?;
         let raw: RawProfile = toml::from_str(text).map_err(|err| {
-            let line = err.span().map(|span| line_of(text, span.start)).unwrap_or(1);
+            let line = err
+                .span()
+                .map(|span| line_of(text, span.start))
+                .unwrap_or(1);
             ProfileError::Invalid {
                 file: file.to_owned(),
                 line,
@@ -137,10 +140,18 @@ impl Profile {
         }
         if let Some(command) = raw.command {
             if let Some(bad) = command.get_ref().iter().find(|a| a.contains('\0')) {
-                return Err(fail(command.span(), "command", format!("{bad:?} contains a NUL")));
+                return Err(fail(
+                    command.span(),
+                    "command",
+                    format!("{bad:?} contains a NUL"),
+                ));
             }
             if command.get_ref().first().is_some_and(|c| c.is_empty()) {
-                return Err(fail(command.span(), "command", "the program name is empty".into()));
+                return Err(fail(
+                    command.span(),
+                    "command",
+                    "the program name is empty".into(),
+                ));
             }
             profile.command = command.into_inner();
         }
@@ -168,7 +179,10 @@ impl Profile {
             let span = share.span();
             let share = share.into_inner();
             validate_share_path(&share.path).map_err(|m| fail(span, "share.path", m))?;
-            profile.shares.push(Share { path: share.path, mode: share.mode.unwrap_or_default() });
+            profile.shares.push(Share {
+                path: share.path,
+                mode: share.mode.unwrap_or_default(),
+            });
         }
         Ok(profile)
     }
@@ -196,7 +210,12 @@ pub enum ProfileError {
     #[error("invalid profile name `{name}`: {reason}")]
     Name { name: String, reason: String },
     #[error("{}, line {line}, key `{key}`: {message}", file.display())]
-    Invalid { file: PathBuf, line: usize, key: String, message: String },
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
     #[error(
         "no profile named `{name}` in {} (create {name}.toml there, or leave out --profile)",
         dir.display()
@@ -243,7 +262,13 @@ struct WriteProfile<'a> {
 fn default_hostname(name: &str) -> String {
     let cleaned: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     let host = format!("hutch-{}", cleaned.trim_matches('-'));
     host.trim_end_matches('-').chars().take(63).collect()
@@ -257,8 +282,13 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     if name.starts_with('.') {
         return Err("it must not start with a dot".into());
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c))) {
-        return Err(format!("`{c}` is not allowed (use letters, digits, `.`, `_` and `-`)"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c)))
+    {
+        return Err(format!(
+            "`{c}` is not allowed (use letters, digits, `.`, `_` and `-`)"
+        ));
     }
     Ok(())
 }
@@ -272,7 +302,9 @@ fn validate_hostname(host: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{host:?} is not a valid host name (1-63 letters, digits and inner `-`)"))
+        Err(format!(
+            "{host:?} is not a valid host name (1-63 letters, digits and inner `-`)"
+        ))
     }
 }
 
@@ -287,7 +319,9 @@ fn validate_env(key: &str, value: &str) -> Result<(), String> {
 }
 
 /// Paths that can never be shared: they would hand the sandbox the host itself.
-const UNSHAREABLE: &[&str] = &["/", "/proc", "/sys", "/dev", "/run", "/etc", "/usr", "/boot"];
+const UNSHAREABLE: &[&str] = &[
+    "/", "/proc", "/sys", "/dev", "/run", "/etc", "/usr", "/boot",
+];
 
 /// Checks a shared path's form (not its existence, which is the helper's business).
 pub fn validate_share_path(path: &str) -> Result<(), String> {
@@ -304,14 +338,20 @@ pub fn validate_share_path(path: &str) -> Result<(), String> {
     let normal = if trimmed.is_empty() { "/" } else { trimmed };
     if UNSHAREABLE.contains(&normal) || normal.starts_with("/proc/") || normal.starts_with("/sys/")
     {
-        return Err(format!("{path:?} is part of the host system and cannot be shared"));
+        return Err(format!(
+            "{path:?} is part of the host system and cannot be shared"
+        ));
     }
     Ok(())
 }
 
 /// 1-based line of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// The dotted key defined on `line` (1-based), with the table it sits in.
@@ -320,10 +360,13 @@ fn key_at_line(text: &str, line: usize) -> String {
     let Some(current) = lines.get(line.saturating_sub(1)) else {
         return String::from("(end of file)");
     };
-    let key = current.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_owned());
+    let key = current
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_owned());
     let table = lines[..line.saturating_sub(1)].iter().rev().find_map(|l| {
         let l = l.trim();
-        l.starts_with('[').then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned())
+        l.starts_with('[')
+            .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned())
     });
     match (table, key) {
         (Some(table), Some(key)) => format!("{table}.{key}"),
@@ -378,8 +421,14 @@ path = "/srv/data"
         assert_eq!(
             p.shares,
             [
-                Share { path: "~/Documents".into(), mode: ShareMode::ReadWrite },
-                Share { path: "/srv/data".into(), mode: ShareMode::ReadOnly },
+                Share {
+                    path: "~/Documents".into(),
+                    mode: ShareMode::ReadWrite
+                },
+                Share {
+                    path: "/srv/data".into(),
+                    mode: ShareMode::ReadOnly
+                },
             ]
         );
     }
@@ -388,7 +437,10 @@ path = "/srv/data"
     fn round_trips_through_toml() {
         let mut p = Profile::builtin_default();
         p.command = vec!["a b".into(), "c".into()];
-        p.shares.push(Share { path: "/srv".into(), mode: ShareMode::ReadWrite });
+        p.shares.push(Share {
+            path: "/srv".into(),
+            mode: ShareMode::ReadWrite,
+        });
         p.env.insert("K".into(), "v".into());
         let text = p.to_toml();
         assert_eq!(Profile::parse("default", Path::new("x"), &text).unwrap(), p);
@@ -397,29 +449,44 @@ path = "/srv/data"
     #[test]
     fn unknown_key_names_file_line_and_key() {
         let err = parse("home = \"tmp\"\nnetwrok = \"none\"\n").unwrap_err();
-        let ProfileError::Invalid { file, line, key, message } = &err else {
+        let ProfileError::Invalid {
+            file,
+            line,
+            key,
+            message,
+        } = &err
+        else {
             panic!("{err:?}")
         };
         assert_eq!(file, Path::new("/cfg/hutch/profiles/tool.toml"));
         assert_eq!((*line, key.as_str()), (2, "netwrok"));
         assert!(message.contains("netwrok"), "{message}");
-        assert!(err.to_string().starts_with("/cfg/hutch/profiles/tool.toml, line 2, key `netwrok`"));
+        assert!(
+            err.to_string()
+                .starts_with("/cfg/hutch/profiles/tool.toml, line 2, key `netwrok`")
+        );
     }
 
     #[test]
     fn wrong_type_names_the_key_in_its_table() {
         let err = parse("[[share]]\npath = \"/srv\"\nmode = \"rwx\"\n").unwrap_err();
-        let ProfileError::Invalid { line, key, .. } = err else { panic!() };
+        let ProfileError::Invalid { line, key, .. } = err else {
+            panic!()
+        };
         assert_eq!((line, key.as_str()), (3, "share.mode"));
         let err = parse("allow_user_namespaces = \"yes\"").unwrap_err();
-        let ProfileError::Invalid { line, key, .. } = err else { panic!() };
+        let ProfileError::Invalid { line, key, .. } = err else {
+            panic!()
+        };
         assert_eq!((line, key.as_str()), (1, "allow_user_namespaces"));
     }
 
     #[test]
     fn syntax_error_has_a_line() {
         let err = parse("home = \"tmp\"\n\ncommand = [\"a\"\n").unwrap_err();
-        let ProfileError::Invalid { line, .. } = err else { panic!() };
+        let ProfileError::Invalid { line, .. } = err else {
+            panic!()
+        };
         assert!(line >= 3, "line {line}");
     }
 
@@ -435,7 +502,10 @@ path = "/srv/data"
         let err = parse("command = [\"\"]").unwrap_err();
         assert!(err.to_string().contains("program name is empty"), "{err}");
         let err = parse("env = { \"A=B\" = \"x\" }").unwrap_err();
-        assert!(err.to_string().contains("not a valid variable name"), "{err}");
+        assert!(
+            err.to_string().contains("not a valid variable name"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -445,14 +515,26 @@ path = "/srv/data"
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
         let err = Profile::parse("../x", Path::new("x"), "").unwrap_err();
-        assert!(err.to_string().starts_with("invalid profile name `../x`"), "{err}");
+        assert!(
+            err.to_string().starts_with("invalid profile name `../x`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn share_paths_are_checked() {
         assert!(validate_share_path("/home/u/Documents").is_ok());
         assert!(validate_share_path("~/x").is_ok());
-        for bad in ["/", "//", "/usr", "/etc/", "/proc/self", "/a/../b", "x", "~x"] {
+        for bad in [
+            "/",
+            "//",
+            "/usr",
+            "/etc/",
+            "/proc/self",
+            "/a/../b",
+            "x",
+            "~x",
+        ] {
             assert!(validate_share_path(bad).is_err(), "{bad:?}");
         }
     }

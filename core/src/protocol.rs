@@ -74,7 +74,10 @@ impl ShareSpec {
         if path.is_empty() {
             return Err(format!("share `{spec}`: the path is empty"));
         }
-        Ok(Self { path: path.to_owned(), mode })
+        Ok(Self {
+            path: path.to_owned(),
+            mode,
+        })
     }
 }
 
@@ -253,13 +256,25 @@ pub enum Response {
         #[serde(default)]
         warnings: Vec<String>,
     },
-    Sandboxes { sandboxes: Vec<SandboxInfo> },
+    Sandboxes {
+        sandboxes: Vec<SandboxInfo>,
+    },
     /// The sandbox stopped (answer to [`Request::Stop`]).
-    Stopped { id: String, status: ExitStatus },
+    Stopped {
+        id: String,
+        status: ExitStatus,
+    },
     /// The signal was delivered.
-    Signaled { id: String },
-    Doctor { report: DoctorReport },
-    Error { code: ErrorCode, message: String },
+    Signaled {
+        id: String,
+    },
+    Doctor {
+        report: DoctorReport,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 /// Something that happened, sent without being asked.
@@ -286,9 +301,15 @@ mod tests {
     fn share_spec_parses_modes() {
         assert_eq!(
             ShareSpec::parse("/data:rw").unwrap(),
-            ShareSpec { path: "/data".into(), mode: ShareMode::ReadWrite }
+            ShareSpec {
+                path: "/data".into(),
+                mode: ShareMode::ReadWrite
+            }
         );
-        assert_eq!(ShareSpec::parse("/data:ro").unwrap().mode, ShareMode::ReadOnly);
+        assert_eq!(
+            ShareSpec::parse("/data:ro").unwrap().mode,
+            ShareMode::ReadOnly
+        );
         assert_eq!(ShareSpec::parse("/data").unwrap().mode, ShareMode::ReadOnly);
         // A colon inside a path is kept when what follows it is a path, not a mode.
         assert_eq!(ShareSpec::parse("/a:b/c").unwrap().path, "/a:b/c");
@@ -299,14 +320,19 @@ mod tests {
 
     #[test]
     fn requests_have_a_stable_wire_form() {
-        let json = serde_json::to_string(&Request::Stop { id: "ab12".into(), grace_ms: None })
-            .unwrap();
+        let json = serde_json::to_string(&Request::Stop {
+            id: "ab12".into(),
+            grace_ms: None,
+        })
+        .unwrap();
         assert_eq!(json, r#"{"type":"stop","id":"ab12","grace_ms":null}"#);
         let run: Request = serde_json::from_str(
             r#"{"type":"run","command":["true"],"stdio":{"mode":"tty","rows":24,"cols":80}}"#,
         )
         .unwrap();
-        let Request::Run(run) = run else { panic!("not a run request") };
+        let Request::Run(run) = run else {
+            panic!("not a run request")
+        };
         assert_eq!(run.stdio, Stdio::Tty { rows: 24, cols: 80 });
         assert!(run.shares.is_empty() && run.profile.is_none());
     }
@@ -321,7 +347,10 @@ mod tests {
     #[test]
     fn server_messages_round_trip() {
         let msgs = [
-            ServerMessage::Event(Event::Exited { id: "x".into(), status: ExitStatus::Signal(9) }),
+            ServerMessage::Event(Event::Exited {
+                id: "x".into(),
+                status: ExitStatus::Signal(9),
+            }),
             ServerMessage::Response(Response::Error {
                 code: ErrorCode::Profile,
                 message: "bad".into(),
@@ -349,7 +378,9 @@ mod tests {
             detail: String::new(),
             fix: None,
         };
-        let mut report = DoctorReport { checks: vec![check(CheckStatus::Ok)] };
+        let mut report = DoctorReport {
+            checks: vec![check(CheckStatus::Ok)],
+        };
         assert_eq!(report.overall(), CheckStatus::Ok);
         report.checks.push(check(CheckStatus::Warn));
         assert_eq!(report.overall(), CheckStatus::Warn);

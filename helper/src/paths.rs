@@ -80,7 +80,10 @@ mod tests {
     #[test]
     fn lock_and_log_sit_beside_the_socket() {
         let sock = Path::new("/run/user/1000/hutch/helper.sock");
-        assert_eq!(lock_path(sock), Path::new("/run/user/1000/hutch/helper.sock.lock"));
+        assert_eq!(
+            lock_path(sock),
+            Path::new("/run/user/1000/hutch/helper.sock.lock")
+        );
         assert_eq!(log_path(sock), Path::new("/run/user/1000/hutch/helper.log"));
     }
 }

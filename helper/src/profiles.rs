@@ -9,18 +9,24 @@ use hutch_core::profile::{DEFAULT_PROFILE, Profile, ProfileError, validate_name}
 /// built-in default.
 pub fn load(dir: &Path, name: Option<&str>) -> Result<Profile, ProfileError> {
     let wanted = name.unwrap_or(DEFAULT_PROFILE);
-    validate_name(wanted)
-        .map_err(|reason| ProfileError::Name { name: wanted.to_owned(), reason })?;
+    validate_name(wanted).map_err(|reason| ProfileError::Name {
+        name: wanted.to_owned(),
+        reason,
+    })?;
     let file = dir.join(format!("{wanted}.toml"));
     match std::fs::read_to_string(&file) {
         Ok(text) => Profile::parse(wanted, &file, &text),
         Err(e) if e.kind() == ErrorKind::NotFound && name.is_none() => {
             Ok(Profile::builtin_default())
         }
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            Err(ProfileError::NotFound { name: wanted.to_owned(), dir: dir.to_owned() })
-        }
-        Err(e) => Err(ProfileError::Read { file, message: e.to_string() }),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(ProfileError::NotFound {
+            name: wanted.to_owned(),
+            dir: dir.to_owned(),
+        }),
+        Err(e) => Err(ProfileError::Read {
+            file,
+            message: e.to_string(),
+        }),
     }
 }
 

@@ -46,7 +46,9 @@ pub fn clone_process(flags: CloneFlags) -> io::Result<CloneResult> {
             format!("clone({flags:?}) failed: {}", io::Error::last_os_error()),
         )),
         0 => Ok(CloneResult::Child),
-        pid => Ok(CloneResult::Parent { child: Pid::from_raw(pid as libc::pid_t) }),
+        pid => Ok(CloneResult::Parent {
+            child: Pid::from_raw(pid as libc::pid_t),
+        }),
     }
 }
 
@@ -65,7 +67,10 @@ pub fn cloexec_from(first: RawFd) -> io::Result<()> {
         Ok(())
     } else {
         let err = io::Error::last_os_error();
-        Err(io::Error::new(err.kind(), format!("close_range({first}, ~0, CLOEXEC) failed: {err}")))
+        Err(io::Error::new(
+            err.kind(),
+            format!("close_range({first}, ~0, CLOEXEC) failed: {err}"),
+        ))
     }
 }
 
@@ -77,7 +82,7 @@ pub fn loopback_up() -> io::Result<()> {
         nix::sys::socket::SockFlag::SOCK_CLOEXEC,
         None,
     )
-    .map_err(|e| io::Error::new(io::ErrorKind::Other, format!("socket(AF_INET) failed: {e}")))?;
+    .map_err(|e| io::Error::other(format!("socket(AF_INET) failed: {e}")))?;
     // SAFETY: ifreq is a plain C struct for which all-zero bytes are a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
@@ -87,7 +92,10 @@ pub fn loopback_up() -> io::Result<()> {
     // valid, exclusively borrowed ifreq that lives across the call.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
         let err = io::Error::last_os_error();
-        return Err(io::Error::new(err.kind(), format!("ioctl(SIOCGIFFLAGS, lo) failed: {err}")));
+        return Err(io::Error::new(
+            err.kind(),
+            format!("ioctl(SIOCGIFFLAGS, lo) failed: {err}"),
+        ));
     }
     // SAFETY: after SIOCGIFFLAGS the flags member of the union is the initialised one.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
@@ -95,7 +103,10 @@ pub fn loopback_up() -> io::Result<()> {
     // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
         let err = io::Error::last_os_error();
-        return Err(io::Error::new(err.kind(), format!("ioctl(SIOCSIFFLAGS, lo up) failed: {err}")));
+        return Err(io::Error::new(
+            err.kind(),
+            format!("ioctl(SIOCSIFFLAGS, lo up) failed: {err}"),
+        ));
     }
     Ok(())
 }
@@ -105,7 +116,10 @@ pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal) and touches no memory.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0 as libc::c_int) } < 0 {
         let err = io::Error::last_os_error();
-        return Err(io::Error::new(err.kind(), format!("ioctl(TIOCSCTTY) failed: {err}")));
+        return Err(io::Error::new(
+            err.kind(),
+            format!("ioctl(TIOCSCTTY) failed: {err}"),
+        ));
     }
     Ok(())
 }
@@ -121,11 +135,19 @@ pub fn window_size(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
 
 /// Sets the window size of the terminal on `fd`.
 pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
-    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCSWINSZ reads one winsize from `ws`, which lives across the call.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
         let err = io::Error::last_os_error();
-        return Err(io::Error::new(err.kind(), format!("ioctl(TIOCSWINSZ) failed: {err}")));
+        return Err(io::Error::new(
+            err.kind(),
+            format!("ioctl(TIOCSWINSZ) failed: {err}"),
+        ));
     }
     Ok(())
 }
@@ -192,7 +214,10 @@ pub fn recv_with_fds(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, V
     let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
     let bytes = msg.bytes;
     if truncated {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "too many fds passed in one message"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "too many fds passed in one message",
+        ));
     }
     Ok((bytes, fds))
 }
@@ -203,7 +228,10 @@ pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
     let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0 as libc::c_uint) };
     if ret < 0 {
         let err = io::Error::last_os_error();
-        return Err(io::Error::new(err.kind(), format!("pidfd_open({pid}) failed: {err}")));
+        return Err(io::Error::new(
+            err.kind(),
+            format!("pidfd_open({pid}) failed: {err}"),
+        ));
     }
     // SAFETY: the syscall returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
@@ -223,7 +251,10 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
     };
     if ret < 0 {
         let err = io::Error::last_os_error();
-        return Err(io::Error::new(err.kind(), format!("pidfd_send_signal({signal}) failed: {err}")));
+        return Err(io::Error::new(
+            err.kind(),
+            format!("pidfd_send_signal({signal}) failed: {err}"),
+        ));
     }
     Ok(())
 }
@@ -233,14 +264,20 @@ pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_GETFD only reads the fd's flags; it fails with EBADF when `fd` is not open.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         let err = io::Error::last_os_error();
-        return Err(io::Error::new(err.kind(), format!("fd {fd} is not open: {err}")));
+        return Err(io::Error::new(
+            err.kind(),
+            format!("fd {fd} is not open: {err}"),
+        ));
     }
     // SAFETY: the fd is open (checked above) and was placed for us by our parent (pass_fd_as);
     // nothing else in this process refers to it, so we may own and close it.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     // Do not leak it into the sandbox.
-    nix::fcntl::fcntl(&owned, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
-        .map_err(io::Error::from)?;
+    nix::fcntl::fcntl(
+        &owned,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map_err(io::Error::from)?;
     Ok(owned)
 }
 
@@ -259,5 +296,5 @@ pub fn reset_signals() -> io::Result<()> {
     }
     nix::sys::signal::SigSet::empty()
         .thread_set_mask()
-        .map_err(|e| io::Error::new(io::ErrorKind::Other, format!("sigprocmask: {e}")))
+        .map_err(|e| io::Error::other(format!("sigprocmask: {e}")))
 }

@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 /// Folder holding the built `hutch` and `hutch-helper` (next to the test executable's `deps/`).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_owned();
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_owned();
     for bin in ["hutch", "hutch-helper"] {
         assert!(
             dir.join(bin).is_file(),
@@ -51,7 +55,9 @@ pub fn cannot_run() -> Option<String> {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         // Not needed by the tests themselves (each makes its own), only a hint of a session.
     }
-    let probe = Command::new(bin_dir().join("hutch-helper")).arg("probe-userns").output();
+    let probe = Command::new(bin_dir().join("hutch-helper"))
+        .arg("probe-userns")
+        .output();
     match probe {
         Ok(out) if out.status.success() => {}
         Ok(out) => {
@@ -78,7 +84,9 @@ pub fn subuid_start() -> Option<u32> {
     let uid = nix::unistd::getuid();
     let name = nix::unistd::User::from_uid(uid).ok().flatten()?.name;
     let text = std::fs::read_to_string("/etc/subuid").ok()?;
-    hutch_helper::plan::host::parse_subid(&text, &name, uid.as_raw()).first().map(|r| r.start)
+    hutch_helper::plan::host::parse_subid(&text, &name, uid.as_raw())
+        .first()
+        .map(|r| r.start)
 }
 
 /// One helper daemon with private folders, and the means to drive it.
@@ -108,12 +116,19 @@ impl TestEnv {
         let env = Self::new_folders();
         let mut env = env;
         env.helper = Some(env.spawn_helper());
-        assert!(env.wait_ready(Duration::from_secs(10)), "helper did not start: {}", env.helper_log());
+        assert!(
+            env.wait_ready(Duration::from_secs(10)),
+            "helper did not start: {}",
+            env.helper_log()
+        );
         env
     }
 
     fn new_folders() -> Self {
-        let dir = tempfile::Builder::new().prefix("hutch-e2e-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("hutch-e2e-")
+            .tempdir()
+            .expect("tempdir");
         let runtime = dir.path().join("run");
         let config = dir.path().join("config");
         let data = dir.path().join("data");
@@ -122,8 +137,18 @@ impl TestEnv {
         }
         std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).expect("chmod");
         let socket = runtime.join("hutch").join("helper.sock");
-        let home = std::env::var_os("HOME").map(PathBuf::from).expect("HOME is set");
-        Self { dir, runtime, config, data, socket, home, helper: None }
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .expect("HOME is set");
+        Self {
+            dir,
+            runtime,
+            config,
+            data,
+            socket,
+            home,
+            helper: None,
+        }
     }
 
     /// The environment every command of this test runs with.
@@ -145,7 +170,10 @@ impl TestEnv {
         let log = std::fs::File::create(self.dir.path().join("helper.log")).expect("log");
         let mut cmd = Command::new(bin_dir().join("hutch-helper"));
         self.apply(&mut cmd);
-        cmd.arg("--foreground").stdin(Stdio::null()).stdout(log.try_clone().expect("dup")).stderr(log);
+        cmd.arg("--foreground")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log);
         cmd.spawn().expect("start hutch-helper")
     }
 
@@ -181,12 +209,18 @@ impl TestEnv {
     pub fn restart_helper(&mut self) {
         self.kill_helper();
         self.helper = Some(self.spawn_helper());
-        assert!(self.wait_ready(Duration::from_secs(10)), "helper did not restart: {}", self.helper_log());
+        assert!(
+            self.wait_ready(Duration::from_secs(10)),
+            "helper did not restart: {}",
+            self.helper_log()
+        );
     }
 
     /// Whether the helper process is still running.
     pub fn helper_alive(&mut self) -> bool {
-        self.helper.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+        self.helper
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
     /// `hutch ARGS` with stdin from /dev/null.

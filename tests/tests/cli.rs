@@ -10,7 +10,10 @@ fn unknown_command_exits_127_and_says_so() {
     let env = env_or_skip!();
     let out = env.hutch(&["run", "--", "no-such-program-hutch"]);
     assert_eq!(out.status.code(), Some(127));
-    assert_eq!(stderr(&out).trim(), "command not found in sandbox: no-such-program-hutch");
+    assert_eq!(
+        stderr(&out).trim(),
+        "command not found in sandbox: no-such-program-hutch"
+    );
 }
 
 #[test]
@@ -27,11 +30,17 @@ fn unknown_profile_names_the_profile_folder() {
 #[test]
 fn malformed_profile_names_file_line_and_key() {
     let env = env_or_skip!();
-    let file = env.write_profile("broken", "home = \"tmp\"\n\n[[share]]\npath = \"relative\"\n");
+    let file = env.write_profile(
+        "broken",
+        "home = \"tmp\"\n\n[[share]]\npath = \"relative\"\n",
+    );
     let out = env.hutch(&["run", "--profile", "broken", "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
     let err = stderr(&out);
-    assert!(err.contains(&format!("{}, line 3, key `share.path`", file.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}, line 3, key `share.path`", file.display())),
+        "{err}"
+    );
     env.write_profile("typo", "hostnme = \"x\"\n");
     let err = stderr(&env.hutch(&["run", "--profile", "typo", "--", "true"]));
     assert!(err.contains("line 1, key `hostnme`"), "{err}");
@@ -42,15 +51,34 @@ fn a_missing_shared_path_is_refused_and_nothing_starts() {
     let env = env_or_skip!();
     let marker = env.dir.path().join("ran");
     let script = format!("touch {}", marker.display());
-    let out = env.hutch(&["run", "--share", "/nonexistent/hutch:rw", "--", "sh", "-c", &script]);
+    let out = env.hutch(&[
+        "run",
+        "--share",
+        "/nonexistent/hutch:rw",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("shared path /nonexistent/hutch does not exist"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("shared path /nonexistent/hutch does not exist"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!marker.exists());
     let ps = ok(&env.hutch(&["ps", "--all", "--json"]));
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&ps).unwrap(), serde_json::json!([]));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&ps).unwrap(),
+        serde_json::json!([])
+    );
     // A malformed --share is caught by the CLI itself.
     let out = env.hutch(&["run", "--share", "/tmp:rx", "--", "true"]);
-    assert!(!out.status.success() && stderr(&out).contains("unknown mode `rx`"), "{}", stderr(&out));
+    assert!(
+        !out.status.success() && stderr(&out).contains("unknown mode `rx`"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -58,21 +86,39 @@ fn no_command_and_no_profile_command_is_explained() {
     let env = env_or_skip!();
     let out = env.hutch(&["run"]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("no command given"), "{}", stderr(&out));
-    env.write_profile("withcmd", "command = [\"sh\", \"-c\", \"echo from-profile\"]\n");
-    assert_eq!(ok(&env.hutch(&["run", "--profile", "withcmd"])), "from-profile\n");
+    assert!(
+        stderr(&out).contains("no command given"),
+        "{}",
+        stderr(&out)
+    );
+    env.write_profile(
+        "withcmd",
+        "command = [\"sh\", \"-c\", \"echo from-profile\"]\n",
+    );
+    assert_eq!(
+        ok(&env.hutch(&["run", "--profile", "withcmd"])),
+        "from-profile\n"
+    );
 }
 
 fn wait_listed(env: &hutch_tests::TestEnv, what: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let list: serde_json::Value = serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+        let list: serde_json::Value =
+            serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
         if let Some(found) = list.as_array().unwrap().iter().find(|s| {
-            s["command"].as_array().unwrap().iter().any(|a| a.as_str().unwrap().contains(what))
+            s["command"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a.as_str().unwrap().contains(what))
         }) {
             return found.clone();
         }
-        assert!(Instant::now() < deadline, "{what} never showed up in ps");
+        assert!(
+            Instant::now() < deadline,
+            "{what} never showed up running in ps"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -81,7 +127,12 @@ fn wait_listed(env: &hutch_tests::TestEnv, what: &str) -> serde_json::Value {
 fn ps_lists_and_stop_ends_a_sandbox() {
     let env = env_or_skip!();
     let mut run = env.hutch_command(&["run", "--", "sleep", "1000"]);
-    let mut child = run.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = run
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let listed = wait_listed(&env, "1000");
     assert_eq!(listed["state"], "running");
     assert_eq!(listed["profile"], "default");
@@ -90,12 +141,18 @@ fn ps_lists_and_stop_ends_a_sandbox() {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
     assert_eq!(comm.trim(), "sleep");
     let table = ok(&env.hutch(&["ps"]));
-    assert!(table.starts_with("ID") && table.contains("sleep 1000"), "{table}");
+    assert!(
+        table.starts_with("ID") && table.contains("sleep 1000"),
+        "{table}"
+    );
 
     let id = listed["id"].as_str().unwrap();
     let started = Instant::now();
     let out = ok(&env.hutch(&["stop", &id[..4]]));
-    assert!(started.elapsed() < Duration::from_secs(5), "SIGTERM should be enough for sleep");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "SIGTERM should be enough for sleep"
+    );
     assert_eq!(out.trim(), format!("stopped {id} (killed by signal 15)"));
     assert_eq!(child.wait().unwrap().code(), Some(143));
     let list: serde_json::Value = serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
@@ -105,19 +162,38 @@ fn ps_lists_and_stop_ends_a_sandbox() {
     assert!(all.contains("exited (killed by signal 15)"), "{all}");
     // Stopping it again is a clear error.
     let again = env.hutch(&["stop", id]);
-    assert!(!again.status.success() && stderr(&again).contains("already exited"), "{}", stderr(&again));
+    assert!(
+        !again.status.success() && stderr(&again).contains("already exited"),
+        "{}",
+        stderr(&again)
+    );
 }
 
 #[test]
 fn stop_kills_an_app_that_ignores_sigterm_after_the_grace_period() {
     let env = env_or_skip!();
-    let mut run = env.hutch_command(&["run", "--", "sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done"]);
-    let mut child = run.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut run = env.hutch_command(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "trap '' TERM; echo ready; while :; do sleep 0.1; done",
+    ]);
+    let mut child = run
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let listed = wait_listed(&env, "trap");
     let id = listed["id"].as_str().unwrap().to_owned();
     // Let the shell install its trap.
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
     assert_eq!(line, "ready\n");
     let started = Instant::now();
     let out = ok(&env.hutch(&["stop", "--grace", "0.5", &id]));
@@ -129,13 +205,28 @@ fn stop_kills_an_app_that_ignores_sigterm_after_the_grace_period() {
 #[test]
 fn ctrl_c_on_the_cli_reaches_the_app() {
     let env = env_or_skip!();
-    let mut run = env.hutch_command(&["run", "--", "sh", "-c", "trap 'echo got-int; exit 9' INT; echo ready; while :; do sleep 0.1; done"]);
-    let mut child = run.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut run = env.hutch_command(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "trap 'echo got-int; exit 9' INT; echo ready; while :; do sleep 0.1; done",
+    ]);
+    let mut child = run
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
     assert_eq!(line, "ready\n");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let status = child.wait().unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
@@ -147,13 +238,22 @@ fn ctrl_c_on_the_cli_reaches_the_app() {
 fn a_shell_with_its_own_terminal_works() {
     let env = env_or_skip!();
     let mut cmd = env.hutch_command(&["run", "-t", "--", "sh"]);
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"tty; echo $((6*7)); exit 5\n").unwrap();
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        b"tty; echo $((6*7)); exit 5\n",
+    )
+    .unwrap();
     let out = child.wait_with_output().unwrap();
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(5), "{text}");
-    assert!(text.contains("/dev/pts/0"), "the terminal is the sandbox's own: {text}");
+    assert!(
+        text.contains("/dev/pts/0"),
+        "the terminal is the sandbox's own: {text}"
+    );
     assert!(text.contains("42"), "{text}");
 }
 
@@ -164,7 +264,15 @@ fn doctor_reports_every_check_with_a_fix() {
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let checks = report["checks"].as_array().unwrap();
     let ids: Vec<&str> = checks.iter().map(|c| c["id"].as_str().unwrap()).collect();
-    for id in ["user_namespaces", "subordinate_ids", "uidmap", "cgroups", "network", "display", "runtime_dir"] {
+    for id in [
+        "user_namespaces",
+        "subordinate_ids",
+        "uidmap",
+        "cgroups",
+        "network",
+        "display",
+        "runtime_dir",
+    ] {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
     for check in checks {
@@ -175,10 +283,20 @@ fn doctor_reports_every_check_with_a_fix() {
         }
     }
     // Sandboxes run here (env_or_skip said so), so the namespace checks pass.
-    let ok_ids: Vec<&str> = checks.iter().filter(|c| c["status"] == "ok").map(|c| c["id"].as_str().unwrap()).collect();
-    assert!(ok_ids.contains(&"user_namespaces") && ok_ids.contains(&"subordinate_ids"), "{ok_ids:?}");
+    let ok_ids: Vec<&str> = checks
+        .iter()
+        .filter(|c| c["status"] == "ok")
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ok_ids.contains(&"user_namespaces") && ok_ids.contains(&"subordinate_ids"),
+        "{ok_ids:?}"
+    );
     let text = ok(&env.hutch(&["doctor"]));
-    assert!(text.contains("[ ok ] Unprivileged user namespaces"), "{text}");
+    assert!(
+        text.contains("[ ok ] Unprivileged user namespaces"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -191,5 +309,9 @@ fn the_cli_starts_a_helper_when_none_answers() {
     ok(&env.hutch(&["ps"]));
     let lock = std::fs::read_to_string(env.runtime.join("hutch/helper.sock.lock")).unwrap();
     let pid: i32 = lock.trim().parse().unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
 }

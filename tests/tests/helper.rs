@@ -21,7 +21,11 @@ fn frame(body: &[u8]) -> Vec<u8> {
 }
 
 fn hello() -> Vec<u8> {
-    hutch_core::frame::encode(&Request::Hello { protocol: PROTOCOL_VERSION, client: "t".into() }).unwrap()
+    hutch_core::frame::encode(&Request::Hello {
+        protocol: PROTOCOL_VERSION,
+        client: "t".into(),
+    })
+    .unwrap()
 }
 
 /// Reads what the helper sends until it closes: the decoded messages.
@@ -50,15 +54,60 @@ fn malformed_frames_get_an_error_and_the_helper_keeps_serving() {
     // A well-behaved client stays connected throughout.
     let mut good = Client::connect(&env.socket, "good").unwrap();
     let cases: Vec<(&str, Vec<u8>, bool, Option<ErrorCode>)> = vec![
-        ("oversized length", u32::MAX.to_be_bytes().to_vec(), false, Some(ErrorCode::BadFrame)),
-        ("invalid utf-8", frame(&[0xff, 0xfe, 0xfd]), false, Some(ErrorCode::BadFrame)),
-        ("not json", frame(b"hello there"), false, Some(ErrorCode::BadFrame)),
-        ("wrong types", frame(br#"{"type":"hello","protocol":"one","client":1}"#), false, Some(ErrorCode::BadFrame)),
-        ("unknown request first", frame(br#"{"type":"format_disk"}"#), false, Some(ErrorCode::BadFrame)),
-        ("request before hello", frame(br#"{"type":"list"}"#), false, Some(ErrorCode::Handshake)),
-        ("wrong version", frame(br#"{"type":"hello","protocol":999,"client":"x"}"#), false, Some(ErrorCode::UnsupportedVersion)),
-        ("unknown request after hello", frame(br#"{"type":"format_disk"}"#), true, Some(ErrorCode::BadFrame)),
-        ("empty frame after hello", 0u32.to_be_bytes().to_vec(), true, Some(ErrorCode::BadFrame)),
+        (
+            "oversized length",
+            u32::MAX.to_be_bytes().to_vec(),
+            false,
+            Some(ErrorCode::BadFrame),
+        ),
+        (
+            "invalid utf-8",
+            frame(&[0xff, 0xfe, 0xfd]),
+            false,
+            Some(ErrorCode::BadFrame),
+        ),
+        (
+            "not json",
+            frame(b"hello there"),
+            false,
+            Some(ErrorCode::BadFrame),
+        ),
+        (
+            "wrong types",
+            frame(br#"{"type":"hello","protocol":"one","client":1}"#),
+            false,
+            Some(ErrorCode::BadFrame),
+        ),
+        (
+            "unknown request first",
+            frame(br#"{"type":"format_disk"}"#),
+            false,
+            Some(ErrorCode::BadFrame),
+        ),
+        (
+            "request before hello",
+            frame(br#"{"type":"list"}"#),
+            false,
+            Some(ErrorCode::Handshake),
+        ),
+        (
+            "wrong version",
+            frame(br#"{"type":"hello","protocol":999,"client":"x"}"#),
+            false,
+            Some(ErrorCode::UnsupportedVersion),
+        ),
+        (
+            "unknown request after hello",
+            frame(br#"{"type":"format_disk"}"#),
+            true,
+            Some(ErrorCode::BadFrame),
+        ),
+        (
+            "empty frame after hello",
+            0u32.to_be_bytes().to_vec(),
+            true,
+            Some(ErrorCode::BadFrame),
+        ),
         ("truncated frame", vec![0, 0, 0, 50, b'{'], true, None),
     ];
     for (name, bytes, after_hello, expected) in cases {
@@ -73,11 +122,24 @@ fn malformed_frames_get_an_error_and_the_helper_keeps_serving() {
         }
         let msgs = read_until_closed(s);
         assert_eq!(error_code(&msgs), expected, "{name}: {msgs:?}");
-        assert!(env.helper_alive(), "helper died on {name}: {}", env.helper_log());
+        assert!(
+            env.helper_alive(),
+            "helper died on {name}: {}",
+            env.helper_log()
+        );
         // Everyone else is still served.
-        assert!(matches!(good.request(&Request::List, &[]).unwrap(), Response::Sandboxes { .. }), "{name}");
+        assert!(
+            matches!(
+                good.request(&Request::List, &[]).unwrap(),
+                Response::Sandboxes { .. }
+            ),
+            "{name}"
+        );
     }
-    assert!(env.helper_log().contains("bad frame"), "bad frames are logged");
+    assert!(
+        env.helper_log().contains("bad frame"),
+        "bad frames are logged"
+    );
 }
 
 #[test]
@@ -85,9 +147,14 @@ fn a_client_that_stalls_mid_frame_does_not_block_others() {
     let env = TestEnv::start_unchecked();
     let mut stalled = raw(&env);
     stalled.write_all(&[0, 0, 0, 100, b'{']).unwrap();
-    let mut many: Vec<Client> = (0..20).map(|i| Client::connect(&env.socket, &format!("c{i}")).unwrap()).collect();
+    let mut many: Vec<Client> = (0..20)
+        .map(|i| Client::connect(&env.socket, &format!("c{i}")).unwrap())
+        .collect();
     for c in &mut many {
-        assert!(matches!(c.request(&Request::List, &[]).unwrap(), Response::Sandboxes { .. }));
+        assert!(matches!(
+            c.request(&Request::List, &[]).unwrap(),
+            Response::Sandboxes { .. }
+        ));
     }
     drop(stalled);
 }
@@ -95,20 +162,39 @@ fn a_client_that_stalls_mid_frame_does_not_block_others() {
 #[test]
 fn another_uid_is_refused_and_logged() {
     let env = TestEnv::start_unchecked();
-    if hutch_tests::cannot_run().is_some() || std::process::Command::new("unshare").arg("--help").output().is_err() {
+    if hutch_tests::cannot_run().is_some()
+        || std::process::Command::new("unshare")
+            .arg("--help")
+            .output()
+            .is_err()
+    {
         hutch_tests::skip_or_fail("needs a subordinate uid range and util-linux unshare");
         return;
     }
     // Let another uid reach the socket file at all: open the folders up. SO_PEERCRED must
     // still keep it out.
     use std::os::unix::fs::PermissionsExt;
-    for p in [env.dir.path().to_owned(), env.runtime.clone(), env.runtime.join("hutch")] {
+    for p in [
+        env.dir.path().to_owned(),
+        env.runtime.clone(),
+        env.runtime.join("hutch"),
+    ] {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     std::fs::set_permissions(&env.socket, std::fs::Permissions::from_mode(0o777)).unwrap();
     // `unshare --map-auto --setuid 0` runs the client as the first uid of our subordinate range.
     let mut cmd = std::process::Command::new("unshare");
-    cmd.args(["--user", "--map-auto", "--setuid", "0", "--setgid", "0", "--"]).arg(hutch_tests::bin_dir().join("hutch")).arg("ps");
+    cmd.args([
+        "--user",
+        "--map-auto",
+        "--setuid",
+        "0",
+        "--setgid",
+        "0",
+        "--",
+    ])
+    .arg(hutch_tests::bin_dir().join("hutch"))
+    .arg("ps");
     env.apply(&mut cmd);
     cmd.env("HUTCH_SOCKET", &env.socket);
     let out = hutch_tests::run_with_timeout(cmd, Duration::from_secs(30));
@@ -118,7 +204,10 @@ fn another_uid_is_refused_and_logged() {
     assert!(err.contains(&format!("you are uid {sub}")), "{err}");
     assert!(err.contains("the helper refused"), "{err}");
     let log = env.helper_log();
-    assert!(log.contains("refused a connection from another user") && log.contains(&sub.to_string()), "{log}");
+    assert!(
+        log.contains("refused a connection from another user") && log.contains(&sub.to_string()),
+        "{log}"
+    );
 }
 
 #[test]
@@ -127,7 +216,10 @@ fn one_helper_per_socket_and_a_stale_socket_is_replaced() {
     let second = env.helper_command().arg("--foreground").output().unwrap();
     assert_eq!(second.status.code(), Some(3));
     let err = stderr(&second);
-    assert!(err.contains("already serving") && err.contains(&env.helper_pid().to_string()), "{err}");
+    assert!(
+        err.contains("already serving") && err.contains(&env.helper_pid().to_string()),
+        "{err}"
+    );
     // The detached starter says the same.
     let starter = env.helper_command().output().unwrap();
     assert_eq!(starter.status.code(), Some(3), "{}", stderr(&starter));
@@ -137,14 +229,21 @@ fn one_helper_per_socket_and_a_stale_socket_is_replaced() {
     env.restart_helper();
     assert!(env.helper_log().contains("replacing a stale socket"));
     let mut client = Client::connect(&env.socket, "after").unwrap();
-    assert!(matches!(client.request(&Request::List, &[]).unwrap(), Response::Sandboxes { .. }));
+    assert!(matches!(
+        client.request(&Request::List, &[]).unwrap(),
+        Response::Sandboxes { .. }
+    ));
 }
 
 #[test]
 fn runtime_folder_is_private() {
     let env = TestEnv::start_unchecked();
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(env.runtime.join("hutch")).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(env.runtime.join("hutch"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o700);
     let mode = std::fs::metadata(&env.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
@@ -163,13 +262,25 @@ fn a_failing_newuidmap_is_reported_with_its_stderr() {
     let uid = nix::unistd::getuid().as_raw();
     let plan = IdMapPlan {
         kind: hutch_core::protocol::IdMapKind::SubordinateRange,
-        uid_lines: vec![MapLine { inside: uid, outside: uid, count: 1 }],
-        gid_lines: vec![MapLine { inside: uid, outside: uid, count: 1 }],
+        uid_lines: vec![MapLine {
+            inside: uid,
+            outside: uid,
+            count: 1,
+        }],
+        gid_lines: vec![MapLine {
+            inside: uid,
+            outside: uid,
+            count: 1,
+        }],
         newuidmap: Some("/usr/bin/newuidmap".into()),
         newgidmap: Some("/usr/bin/newgidmap".into()),
     };
-    let err = hutch_helper::sandbox::idmap::write(nix::unistd::Pid::from_raw(999_999_999), &plan).unwrap_err();
+    let err = hutch_helper::sandbox::idmap::write(nix::unistd::Pid::from_raw(999_999_999), &plan)
+        .unwrap_err();
     let text = err.to_string();
     assert!(text.starts_with("/usr/bin/newuidmap 999999999"), "{text}");
-    assert!(text.contains("failed") && text.contains("newuidmap:"), "stderr is passed on: {text}");
+    assert!(
+        text.contains("failed") && text.contains("newuidmap:"),
+        "stderr is passed on: {text}"
+    );
 }

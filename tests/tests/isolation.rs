@@ -47,16 +47,24 @@ fn proc_shows_only_the_sandboxes_processes() {
     let pids: Vec<u32> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
     assert!(pids.contains(&1), "the sandbox has its own pid 1: {pids:?}");
     assert!(pids.len() <= 4, "only pid 1, the shell and ls: {pids:?}");
-    assert!(!pids.contains(&std::process::id()), "the test process is visible");
+    assert!(
+        !pids.contains(&std::process::id()),
+        "the test process is visible"
+    );
     // And ps agrees: the host's processes are not there.
     let ps = ok(&env.sh(&[], "ps -e -o comm="));
-    assert!(!ps.contains("hutch-helper") && !ps.contains("cargo"), "{ps}");
+    assert!(
+        !ps.contains("hutch-helper") && !ps.contains("cargo"),
+        "{ps}"
+    );
 }
 
 #[test]
 fn a_file_planted_in_the_host_home_is_unreadable() {
     let env = env_or_skip!();
-    let secret = env.home.join(format!(".hutch-e2e-secret-{}", std::process::id()));
+    let secret = env
+        .home
+        .join(format!(".hutch-e2e-secret-{}", std::process::id()));
     std::fs::write(&secret, "top secret\n").unwrap();
     let out = env.sh(&[], &format!("cat {}", secret.display()));
     std::fs::remove_file(&secret).unwrap();
@@ -71,7 +79,11 @@ fn system_folders_are_read_only() {
     for path in ["/usr/hutch-x", "/etc/hutch-x", "/hutch-x"] {
         let out = env.sh(&[], &format!("touch {path}"));
         assert!(!out.status.success(), "{path} was writable");
-        assert!(stderr(&out).contains("Read-only file system"), "{path}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("Read-only file system"),
+            "{path}: {}",
+            stderr(&out)
+        );
     }
     // /tmp and the home are writable.
     ok(&env.sh(&[], "touch /tmp/x ~/x"));
@@ -80,19 +92,32 @@ fn system_folders_are_read_only() {
 #[test]
 fn shared_folders_are_visible_and_ro_means_read_only() {
     let env = env_or_skip!();
-    let shared = tempfile::Builder::new().prefix("hutch-share-").tempdir().unwrap();
+    let shared = tempfile::Builder::new()
+        .prefix("hutch-share-")
+        .tempdir()
+        .unwrap();
     let dir = shared.path().display().to_string();
     std::fs::write(shared.path().join("in.txt"), "from host\n").unwrap();
 
     let ro = format!("{dir}:ro");
-    assert_eq!(ok(&env.sh(&["--share", &ro], &format!("cat {dir}/in.txt"))), "from host\n");
+    assert_eq!(
+        ok(&env.sh(&["--share", &ro], &format!("cat {dir}/in.txt"))),
+        "from host\n"
+    );
     let out = env.sh(&["--share", &ro], &format!("echo x > {dir}/out.txt"));
-    assert!(!out.status.success() && stderr(&out).contains("Read-only"), "{}", stderr(&out));
+    assert!(
+        !out.status.success() && stderr(&out).contains("Read-only"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!shared.path().join("out.txt").exists());
 
     let rw = format!("{dir}:rw");
     ok(&env.sh(&["--share", &rw], &format!("echo written > {dir}/out.txt")));
-    assert_eq!(std::fs::read_to_string(shared.path().join("out.txt")).unwrap(), "written\n");
+    assert_eq!(
+        std::fs::read_to_string(shared.path().join("out.txt")).unwrap(),
+        "written\n"
+    );
     // Without --share the folder does not exist inside.
     assert!(!env.sh(&[], &format!("ls {dir}")).status.success());
 }
@@ -100,12 +125,18 @@ fn shared_folders_are_visible_and_ro_means_read_only() {
 #[test]
 fn a_file_shared_alone_hides_its_siblings() {
     let env = env_or_skip!();
-    let shared = tempfile::Builder::new().prefix("hutch-share-").tempdir().unwrap();
+    let shared = tempfile::Builder::new()
+        .prefix("hutch-share-")
+        .tempdir()
+        .unwrap();
     let file = shared.path().join("doc.txt");
     std::fs::write(&file, "the doc\n").unwrap();
     std::fs::write(shared.path().join("sibling.txt"), "private\n").unwrap();
     let share = file.display().to_string();
-    let out = env.sh(&["--share", &share], &format!("cat {share}; ls {}", shared.path().display()));
+    let out = env.sh(
+        &["--share", &share],
+        &format!("cat {share}; ls {}", shared.path().display()),
+    );
     assert_eq!(ok(&out), "the doc\ndoc.txt\n");
 }
 
@@ -116,7 +147,10 @@ fn throwaway_home_is_empty_next_time_and_a_kept_one_keeps_its_file() {
     assert_eq!(ok(&env.sh(&[], "ls -A ~ | wc -l")).trim(), "0");
 
     ok(&env.sh(&["--home", "persist"], "echo kept > ~/marker"));
-    assert_eq!(ok(&env.sh(&["--home", "persist"], "cat ~/marker")), "kept\n");
+    assert_eq!(
+        ok(&env.sh(&["--home", "persist"], "cat ~/marker")),
+        "kept\n"
+    );
     let on_host = env.data.join("hutch/homes/default/marker");
     assert_eq!(std::fs::read_to_string(&on_host).unwrap(), "kept\n");
     // The kept home is the app's own, not the user's real home.
@@ -135,9 +169,15 @@ fn hostname_is_the_sandboxes() {
 
 /// The host's first global IPv4 address, if it has one.
 fn host_address() -> Option<String> {
-    let out = std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]).output().ok()?;
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let field = text.split_whitespace().skip_while(|w| *w != "inet").nth(1)?;
+    let field = text
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)?;
     Some(field.split('/').next()?.to_owned())
 }
 
@@ -153,14 +193,24 @@ fn nothing_beyond_loopback_is_reachable() {
         )
     };
     // Outside the sandbox the probe gets through, so it can fail inside.
-    let outside = std::process::Command::new("sh").arg("-c").arg(probe("127.0.0.1")).output().unwrap();
+    let outside = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(probe("127.0.0.1"))
+        .output()
+        .unwrap();
     assert_eq!(stdout(&outside).trim(), "connected");
 
     let inside = ok(&env.sh(&[], &probe("127.0.0.1")));
-    assert!(inside.starts_with("failed"), "host loopback reached: {inside}");
+    assert!(
+        inside.starts_with("failed"),
+        "host loopback reached: {inside}"
+    );
     if let Some(addr) = host_address() {
         let inside = ok(&env.sh(&[], &probe(&addr)));
-        assert!(inside.starts_with("failed"), "host address {addr} reached: {inside}");
+        assert!(
+            inside.starts_with("failed"),
+            "host address {addr} reached: {inside}"
+        );
     }
     let ifaces = ok(&env.sh(&[], "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"));
     assert_eq!(ifaces, "lo\n");
@@ -181,7 +231,10 @@ fn tiocsti_fails_even_on_the_apps_own_terminal() {
 #[test]
 fn no_capabilities_and_setuid_binaries_gain_nothing() {
     let env = env_or_skip!();
-    let status = ok(&env.sh(&[], "grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status"));
+    let status = ok(&env.sh(
+        &[],
+        "grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status",
+    ));
     for line in status.lines() {
         let (key, value) = line.split_once(':').unwrap();
         let value = value.trim();
@@ -201,14 +254,21 @@ fn no_capabilities_and_setuid_binaries_gain_nothing() {
     // Nor can the app make itself a new user namespace to regain capabilities.
     let out = env.sh(&[], "unshare -U -r true && echo unshared");
     assert!(!stdout(&out).contains("unshared"));
-    assert!(stderr(&out).contains("Operation not permitted"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Operation not permitted"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn only_stdio_fds_are_open_in_the_app() {
     let env = env_or_skip!();
     // ls holds one fd of its own, for the folder it lists.
-    let out = ok(&env.sh(&[], "ls -l /proc/self/fd | tail -n +2 | awk '{print $9, $11}'"));
+    let out = ok(&env.sh(
+        &[],
+        "ls -l /proc/self/fd | tail -n +2 | awk '{print $9, $11}'",
+    ));
     let fds: Vec<(&str, &str)> = out
         .lines()
         .filter_map(|l| l.split_once(' '))
@@ -222,12 +282,22 @@ fn only_stdio_fds_are_open_in_the_app() {
 fn environment_is_an_allowlist() {
     let env = env_or_skip!();
     let mut cmd = env.hutch_command(&["run", "--", "env"]);
-    cmd.env("AWS_SECRET_ACCESS_KEY", "s3cr3t").env("TERM", "xterm-test");
+    cmd.env("AWS_SECRET_ACCESS_KEY", "s3cr3t")
+        .env("TERM", "xterm-test");
     cmd.stdin(std::process::Stdio::null());
-    let out = ok(&hutch_tests::run_with_timeout(cmd, std::time::Duration::from_secs(30)));
-    assert!(!out.contains("s3cr3t") && !out.contains("XDG_RUNTIME_DIR"), "{out}");
+    let out = ok(&hutch_tests::run_with_timeout(
+        cmd,
+        std::time::Duration::from_secs(30),
+    ));
+    assert!(
+        !out.contains("s3cr3t") && !out.contains("XDG_RUNTIME_DIR"),
+        "{out}"
+    );
     assert!(out.contains("TERM=xterm-test"), "{out}");
-    assert!(out.contains(&format!("HOME={}", env.home.display())), "{out}");
+    assert!(
+        out.contains(&format!("HOME={}", env.home.display())),
+        "{out}"
+    );
 }
 
 #[test]
@@ -240,6 +310,10 @@ fn the_helper_socket_and_hutch_folders_are_invisible() {
     let data = env.data.display().to_string();
     let out = env.sh(&["--share", &data], "true");
     assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("Hutch's own files"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Hutch's own files"),
+        "{}",
+        stderr(&out)
+    );
     assert!(Path::new(&socket).exists());
 }

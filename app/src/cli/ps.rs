@@ -40,8 +40,14 @@ pub fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&shown)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
-    println!("{:<10} {:<14} {:>8} {:<22} {:>8}  COMMAND", "ID", "PROFILE", "PID", "STATE", "UPTIME");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    println!(
+        "{:<10} {:<14} {:>8} {:<22} {:>8}  COMMAND",
+        "ID", "PROFILE", "PID", "STATE", "UPTIME"
+    );
     for s in shown {
         let pid = s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
         let uptime = format_uptime(now.saturating_sub(s.started_at_ms) / 1000);

@@ -13,7 +13,12 @@ use nix::sys::signal::{SigSet, Signal};
 use super::{HUTCH_ERROR, RunArgs, connect, terminal};
 
 /// Signals the CLI passes on to the sandboxed app instead of dying of them.
-pub const FORWARDED: &[Signal] = &[Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT];
+pub const FORWARDED: &[Signal] = &[
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Block the forwarded signals before any thread exists, so every thread inherits the mask
@@ -26,7 +31,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     signals.thread_block()?;
 
     let stdio = if args.tty {
-        let (rows, cols) = hutch_helper::sys::window_size(std::io::stdin().as_fd()).unwrap_or((24, 80));
+        let (rows, cols) =
+            hutch_helper::sys::window_size(std::io::stdin().as_fd()).unwrap_or((24, 80));
         Stdio::Tty { rows, cols }
     } else {
         Stdio::Inherit
@@ -37,14 +43,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         shares: args.share,
         home: args.home,
         env: std::env::vars().collect::<BTreeMap<_, _>>(),
-        cwd: std::env::current_dir().ok().map(|p| p.display().to_string()),
+        cwd: std::env::current_dir()
+            .ok()
+            .map(|p| p.display().to_string()),
         stdio,
     };
     let mut client = connect()?;
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
-    let fds = if args.tty { vec![] } else { vec![stdin.as_fd(), stdout.as_fd(), stderr.as_fd()] };
+    let fds = if args.tty {
+        vec![]
+    } else {
+        vec![stdin.as_fd(), stdout.as_fd(), stderr.as_fd()]
+    };
     let id = match client.request(&Request::Run(request), &fds)? {
         Response::Started { id, warnings, .. } => {
             for w in warnings {
@@ -72,7 +84,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let status = match tty {
         Some(master) => {
-            let raw = std::io::stdin().is_terminal().then(terminal::RawMode::enter).transpose()?;
+            let raw = std::io::stdin()
+                .is_terminal()
+                .then(terminal::RawMode::enter)
+                .transpose()?;
             let status = terminal::relay(&mut client, master, &id)?;
             drop(raw);
             status
@@ -98,15 +113,22 @@ fn forward_signals(signals: SigSet, id: String, tty: Option<std::os::fd::OwnedFd
         loop {
             let Ok(sig) = signals.wait() else { continue };
             if sig == Signal::SIGWINCH {
-                if let (Some(tty), Some((rows, cols))) =
-                    (&tty, hutch_helper::sys::window_size(std::io::stdin().as_fd()))
-                {
+                if let (Some(tty), Some((rows, cols))) = (
+                    &tty,
+                    hutch_helper::sys::window_size(std::io::stdin().as_fd()),
+                ) {
                     let _ = hutch_helper::sys::set_window_size(tty.as_fd(), rows, cols);
                 }
                 continue;
             }
             let sent = Client::connect_or_start("hutch-cli-signal").and_then(|mut c| {
-                c.request(&Request::Signal { id: id.clone(), signal: sig as i32 }, &[])
+                c.request(
+                    &Request::Signal {
+                        id: id.clone(),
+                        signal: sig as i32,
+                    },
+                    &[],
+                )
             });
             if let Err(e) = sent {
                 eprintln!("hutch: cannot pass {sig} to sandbox {id}: {e}");

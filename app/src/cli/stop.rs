@@ -12,7 +12,10 @@ pub fn stop(args: StopArgs) -> anyhow::Result<ExitCode> {
         bail!("--grace {} is not a number of seconds >= 0", args.grace);
     }
     let mut client = connect()?;
-    let request = Request::Stop { id: args.id, grace_ms: Some((args.grace * 1000.0) as u64) };
+    let request = Request::Stop {
+        id: args.id,
+        grace_ms: Some((args.grace * 1000.0) as u64),
+    };
     match client.request(&request, &[])? {
         Response::Stopped { id, status } => {
             println!("stopped {id} ({status})");

@@ -97,7 +97,10 @@ pub fn relay(client: &mut Client, master: OwnedFd, id: &str) -> anyhow::Result<E
             }
         }
         if sock_ready {
-            let Event::Exited { id: exited, status: s } = client.next_event()?;
+            let Event::Exited {
+                id: exited,
+                status: s,
+            } = client.next_event()?;
             if exited == id {
                 status = Some(s);
                 drain_until = Some(Instant::now() + Duration::from_millis(500));

@@ -35,7 +35,13 @@ fn reply(writer: &Writer, response: Response) -> bool {
 }
 
 fn error(writer: &Writer, code: ErrorCode, message: impl Into<String>) -> bool {
-    reply(writer, Response::Error { code, message: message.into() })
+    reply(
+        writer,
+        Response::Error {
+            code,
+            message: message.into(),
+        },
+    )
 }
 
 /// Serves one connection until it closes or misbehaves.
@@ -47,14 +53,24 @@ pub fn serve(stream: UnixStream, state: Arc<State>) {
             return;
         }
     };
-    let Ok(write_half) = stream.try_clone() else { return };
+    let Ok(write_half) = stream.try_clone() else {
+        return;
+    };
     let writer: Writer = Arc::new(Mutex::new(write_half));
     if peer.uid() != state.uid {
-        tracing::warn!(uid = peer.uid(), pid = peer.pid(), "refused a connection from another user");
+        tracing::warn!(
+            uid = peer.uid(),
+            pid = peer.pid(),
+            "refused a connection from another user"
+        );
         error(
             &writer,
             ErrorCode::Denied,
-            format!("this helper serves uid {} only; you are uid {}", state.uid, peer.uid()),
+            format!(
+                "this helper serves uid {} only; you are uid {}",
+                state.uid,
+                peer.uid()
+            ),
         );
         return;
     }
@@ -84,7 +100,11 @@ pub fn serve(stream: UnixStream, state: Arc<State>) {
             return;
         }
         Ok(_) => {
-            error(&writer, ErrorCode::Handshake, "the first request must be hello");
+            error(
+                &writer,
+                ErrorCode::Handshake,
+                "the first request must be hello",
+            );
             return;
         }
         Err(e) => {
@@ -128,11 +148,19 @@ fn handle(request: Request, rx: &mut Receiver, writer: &Writer, state: &Arc<Stat
             let fds = rx.take_fds(3);
             handle_run(run, fds, writer, state)
         }
-        Request::List => reply(writer, Response::Sandboxes { sandboxes: state.registry.list() }),
+        Request::List => reply(
+            writer,
+            Response::Sandboxes {
+                sandboxes: state.registry.list(),
+            },
+        ),
         Request::Signal { id, signal } => {
             let result = state.registry.resolve(&id).and_then(|id| {
                 nix::sys::signal::Signal::try_from(signal).map_err(|_| {
-                    (ErrorCode::InvalidRequest, format!("{signal} is not a signal number"))
+                    (
+                        ErrorCode::InvalidRequest,
+                        format!("{signal} is not a signal number"),
+                    )
                 })?;
                 state.registry.signal(&id, signal, false).map(|()| id)
             });
@@ -148,7 +176,12 @@ fn handle(request: Request, rx: &mut Receiver, writer: &Writer, state: &Arc<Stat
                 Err((code, msg)) => error(writer, code, msg),
             }
         }
-        Request::Doctor => reply(writer, Response::Doctor { report: doctor::run(state) }),
+        Request::Doctor => reply(
+            writer,
+            Response::Doctor {
+                report: doctor::run(state),
+            },
+        ),
     }
 }
 
@@ -166,7 +199,9 @@ fn stop(
             tracing::info!(%id, "grace period over, killing the sandbox");
             // It may have exited just now; the status still arrives below.
             let _ = state.registry.signal(&id, libc::SIGKILL, true);
-            exited.recv().map_err(|_| (ErrorCode::Internal, format!("lost track of sandbox {id}")))?
+            exited
+                .recv()
+                .map_err(|_| (ErrorCode::Internal, format!("lost track of sandbox {id}")))?
         }
     };
     Ok((id, status))
@@ -195,11 +230,17 @@ fn handle_run(
             if let Ok(exited) = exited {
                 let writer = Arc::clone(writer);
                 let id = started.id;
-                let _ = std::thread::Builder::new().name(format!("wait-{id}")).spawn(move || {
-                    if let Ok(status) = exited.recv() {
-                        send(&writer, &ServerMessage::Event(Event::Exited { id, status }), &[]);
-                    }
-                });
+                let _ = std::thread::Builder::new()
+                    .name(format!("wait-{id}"))
+                    .spawn(move || {
+                        if let Ok(status) = exited.recv() {
+                            send(
+                                &writer,
+                                &ServerMessage::Event(Event::Exited { id, status }),
+                                &[],
+                            );
+                        }
+                    });
             }
             true
         }

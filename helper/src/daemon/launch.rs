@@ -46,14 +46,20 @@ fn new_id() -> String {
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
         .is_err()
     {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
         bytes = (nanos as u32 ^ std::process::id()).to_le_bytes();
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }
 
 /// The three stdio fds for the supervisor.
@@ -96,7 +102,12 @@ fn make_private_dir(path: &Path) -> Result<(), Refusal> {
         .recursive(true)
         .mode(0o700)
         .create(path)
-        .map_err(|e| (ErrorCode::Setup, format!("cannot create folder {}: {e}", path.display())))
+        .map_err(|e| {
+            (
+                ErrorCode::Setup,
+                format!("cannot create folder {}: {e}", path.display()),
+            )
+        })
 }
 
 fn spawn_supervisor(stdio: [OwnedFd; 3], control: UnixStream) -> Result<Child, Refusal> {
@@ -109,8 +120,12 @@ fn spawn_supervisor(stdio: [OwnedFd; 3], control: UnixStream) -> Result<Child, R
         .stdout(ProcStdio::from(out))
         .stderr(ProcStdio::from(err));
     sys::pass_fd_as(&mut cmd, OwnedFd::from(control), CONTROL_FD);
-    cmd.spawn()
-        .map_err(|e| (ErrorCode::Setup, format!("cannot start the sandbox supervisor: {e}")))
+    cmd.spawn().map_err(|e| {
+        (
+            ErrorCode::Setup,
+            format!("cannot start the sandbox supervisor: {e}"),
+        )
+    })
 }
 
 fn cleanup(dir: &Path) {
@@ -119,22 +134,33 @@ fn cleanup(dir: &Path) {
 }
 
 /// Starts a sandbox; returns once its app runs, or why it could not.
-pub fn launch(state: &Arc<State>, request: RunRequest, fds: Vec<OwnedFd>) -> Result<Started, Refusal> {
+pub fn launch(
+    state: &Arc<State>,
+    request: RunRequest,
+    fds: Vec<OwnedFd>,
+) -> Result<Started, Refusal> {
     let profile = profiles::load(&state.profiles_dir, request.profile.as_deref())
         .map_err(|e| refuse(ErrorCode::Profile)(e.to_string()))?;
     let id = new_id();
     let sandbox_dir = state.runtime_dir.join("sandboxes").join(&id);
     let host = host::gather(state.private_dirs.clone(), state.homes_dir.clone());
-    let plan = plan::build(&id, sandbox_dir.join("root"), &profile, &request, &host, &host::RealFs)
-        .map_err(|e| refuse(ErrorCode::InvalidRequest)(e.to_string()))?;
+    let plan = plan::build(
+        &id,
+        sandbox_dir.join("root"),
+        &profile,
+        &request,
+        &host,
+        &host::RealFs,
+    )
+    .map_err(|e| refuse(ErrorCode::InvalidRequest)(e.to_string()))?;
     let stdio = stdio_for(&request, fds)?;
     for dir in &plan.prepare_dirs {
         make_private_dir(dir)?;
     }
     make_private_dir(&plan.root)?;
 
-    let (ours, theirs) = UnixStream::pair()
-        .map_err(|e| (ErrorCode::Internal, format!("socketpair: {e}")))?;
+    let (ours, theirs) =
+        UnixStream::pair().map_err(|e| (ErrorCode::Internal, format!("socketpair: {e}")))?;
     let mut child = match spawn_supervisor(stdio, theirs) {
         Ok(child) => child,
         Err(e) => {
@@ -161,17 +187,33 @@ pub fn launch(state: &Arc<State>, request: RunRequest, fds: Vec<OwnedFd>) -> Res
         (ErrorCode::Setup, msg)
     };
     if let Err(e) = channel::send(&ours, &plan, &[]) {
-        return Err(abandon(&mut child, format!("cannot hand the plan to the supervisor: {e}")));
+        return Err(abandon(
+            &mut child,
+            format!("cannot hand the plan to the supervisor: {e}"),
+        ));
     }
     let _ = ours.set_read_timeout(Some(SETUP_TIMEOUT));
     let mut rx = Receiver::new(ours);
     let (init_pid, app_pid) = match rx.recv::<SupervisorEvent>() {
         Ok(SupervisorEvent::Started { init_pid, app_pid }) => (init_pid, app_pid),
         Ok(SupervisorEvent::Failed { message }) => {
-            return Err(abandon(&mut child, format!("sandbox setup failed: {message}")));
+            return Err(abandon(
+                &mut child,
+                format!("sandbox setup failed: {message}"),
+            ));
         }
-        Ok(other) => return Err(abandon(&mut child, format!("unexpected supervisor event {other:?}"))),
-        Err(e) => return Err(abandon(&mut child, format!("the supervisor did not report: {e}"))),
+        Ok(other) => {
+            return Err(abandon(
+                &mut child,
+                format!("unexpected supervisor event {other:?}"),
+            ));
+        }
+        Err(e) => {
+            return Err(abandon(
+                &mut child,
+                format!("the supervisor did not report: {e}"),
+            ));
+        }
     };
     let tty = plan.tty.and_then(|_| rx.take_fds(1).pop());
     let _ = rx.stream().set_read_timeout(None);
@@ -183,7 +225,12 @@ pub fn launch(state: &Arc<State>, request: RunRequest, fds: Vec<OwnedFd>) -> Res
     std::thread::Builder::new()
         .name(format!("sandbox-{id}"))
         .spawn(move || monitor(monitor_state, monitor_id, rx, child, sandbox_dir))
-        .map_err(|e| (ErrorCode::Internal, format!("cannot start monitor thread: {e}")))?;
+        .map_err(|e| {
+            (
+                ErrorCode::Internal,
+                format!("cannot start monitor thread: {e}"),
+            )
+        })?;
 
     Ok(Started {
         id,

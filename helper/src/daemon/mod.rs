@@ -38,7 +38,11 @@ pub enum DaemonError {
     #[error("{} is owned by uid {owner}, not by you (uid {uid}): remove it or choose another XDG_RUNTIME_DIR", path.display())]
     NotOurs { path: PathBuf, owner: u32, uid: u32 },
     #[error("{what} {}: {source}", path.display())]
-    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -48,10 +52,18 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Dae
 
 /// Creates `dir` with mode 0700, or checks an existing one is ours and makes it 0700.
 fn private_dir(dir: &Path, uid: u32) -> Result<(), DaemonError> {
-    DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err("cannot create", dir))?;
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err("cannot create", dir))?;
     let meta = std::fs::metadata(dir).map_err(io_err("cannot inspect", dir))?;
     if meta.uid() != uid {
-        return Err(DaemonError::NotOurs { path: dir.to_owned(), owner: meta.uid(), uid });
+        return Err(DaemonError::NotOurs {
+            path: dir.to_owned(),
+            owner: meta.uid(),
+            uid,
+        });
     }
     if meta.mode() & 0o077 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
@@ -74,14 +86,14 @@ pub fn bind(socket: PathBuf) -> Result<Listening, DaemonError> {
     let runtime_dir = paths::runtime_dir()?;
     private_dir(&runtime_dir, uid)?;
     private_dir(&runtime_dir.join("sandboxes"), uid)?;
-    if let Some(parent) = socket.parent() {
-        if parent != runtime_dir {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)
-                .map_err(io_err("cannot create", parent))?;
-        }
+    if let Some(parent) = socket.parent()
+        && parent != runtime_dir
+    {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(io_err("cannot create", parent))?;
     }
     let lock_path = paths::lock_path(&socket);
     let file = OpenOptions::new()
@@ -96,7 +108,10 @@ pub fn bind(socket: PathBuf) -> Result<Listening, DaemonError> {
         Err((mut file, _)) => {
             let mut text = String::new();
             let _ = file.read_to_string(&mut text);
-            return Err(DaemonError::AlreadyRunning { socket, pid: text.trim().parse().ok() });
+            return Err(DaemonError::AlreadyRunning {
+                socket,
+                pid: text.trim().parse().ok(),
+            });
         }
     };
     let _ = lock.set_len(0);
@@ -115,13 +130,22 @@ pub fn bind(socket: PathBuf) -> Result<Listening, DaemonError> {
     let state = State {
         uid,
         registry: registry::Registry::default(),
-        private_dirs: vec![config_dir, data_dir.clone(), runtime_dir.clone(), socket.clone()],
+        private_dirs: vec![
+            config_dir,
+            data_dir.clone(),
+            runtime_dir.clone(),
+            socket.clone(),
+        ],
         runtime_dir,
         socket,
         profiles_dir: paths::profiles_dir()?,
         homes_dir: paths::homes_dir()?,
     };
-    Ok(Listening { listener, state: Arc::new(state), _lock: lock })
+    Ok(Listening {
+        listener,
+        state: Arc::new(state),
+        _lock: lock,
+    })
 }
 
 /// Accepts connections forever, a thread each.

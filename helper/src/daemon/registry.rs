@@ -36,7 +36,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("live", &self.lock().live.len()).finish()
+        f.debug_struct("Registry")
+            .field("live", &self.lock().live.len())
+            .finish()
     }
 }
 
@@ -48,7 +50,14 @@ impl Registry {
 
     pub fn insert(&self, info: SandboxInfo) {
         let id = info.id.clone();
-        self.lock().live.insert(id, Slot { info, init: None, waiters: Vec::new() });
+        self.lock().live.insert(
+            id,
+            Slot {
+                info,
+                init: None,
+                waiters: Vec::new(),
+            },
+        );
     }
 
     /// Marks a sandbox running with its host pids.
@@ -64,7 +73,9 @@ impl Registry {
     /// Records the exit and wakes everyone waiting for it.
     pub fn finish(&self, id: &str, status: ExitStatus) {
         let mut inner = self.lock();
-        let Some(mut slot) = inner.live.remove(id) else { return };
+        let Some(mut slot) = inner.live.remove(id) else {
+            return;
+        };
         slot.info.state = SandboxState::Exited;
         slot.info.exit = Some(status);
         for waiter in slot.waiters.drain(..) {
@@ -82,7 +93,12 @@ impl Registry {
     /// Running sandboxes first, then recently exited ones.
     pub fn list(&self) -> Vec<SandboxInfo> {
         let inner = self.lock();
-        inner.live.values().map(|s| s.info.clone()).chain(inner.exited.iter().cloned()).collect()
+        inner
+            .live
+            .values()
+            .map(|s| s.info.clone())
+            .chain(inner.exited.iter().cloned())
+            .collect()
     }
 
     /// The full id of the live sandbox `id` names (a unique prefix is enough).
@@ -91,33 +107,54 @@ impl Registry {
         if inner.live.contains_key(id) {
             return Ok(id.to_owned());
         }
-        let matches: Vec<&String> =
-            inner.live.keys().filter(|k| !id.is_empty() && k.starts_with(id)).collect();
+        let matches: Vec<&String> = inner
+            .live
+            .keys()
+            .filter(|k| !id.is_empty() && k.starts_with(id))
+            .collect();
         match matches[..] {
             [one] => Ok(one.clone()),
-            [] if inner.exited.iter().any(|s| s.id.starts_with(id) && !id.is_empty()) => {
-                Err((ErrorCode::NotFound, format!("sandbox {id} has already exited")))
+            [] if inner
+                .exited
+                .iter()
+                .any(|s| s.id.starts_with(id) && !id.is_empty()) =>
+            {
+                Err((
+                    ErrorCode::NotFound,
+                    format!("sandbox {id} has already exited"),
+                ))
             }
             [] => Err((
                 ErrorCode::NotFound,
                 format!("no running sandbox with id {id} (see `hutch ps`)"),
             )),
-            _ => Err((ErrorCode::NotFound, format!("id {id} matches several sandboxes: give more of it"))),
+            _ => Err((
+                ErrorCode::NotFound,
+                format!("id {id} matches several sandboxes: give more of it"),
+            )),
         }
     }
 
     /// Sends `signal` to the sandbox's pid 1, which forwards it to the app.
     pub fn signal(&self, id: &str, signal: i32, stopping: bool) -> Result<(), Refusal> {
         let mut inner = self.lock();
-        let slot = inner
-            .live
-            .get_mut(id)
-            .ok_or_else(|| (ErrorCode::NotFound, format!("no running sandbox with id {id}")))?;
+        let slot = inner.live.get_mut(id).ok_or_else(|| {
+            (
+                ErrorCode::NotFound,
+                format!("no running sandbox with id {id}"),
+            )
+        })?;
         let Some(pidfd) = &slot.init else {
-            return Err((ErrorCode::InvalidRequest, format!("sandbox {id} is still starting")));
+            return Err((
+                ErrorCode::InvalidRequest,
+                format!("sandbox {id} is still starting"),
+            ));
         };
         sys::pidfd_send_signal(pidfd.as_fd(), signal).map_err(|e| {
-            (ErrorCode::Internal, format!("cannot signal sandbox {id}: {e}"))
+            (
+                ErrorCode::Internal,
+                format!("cannot signal sandbox {id}: {e}"),
+            )
         })?;
         if stopping {
             slot.info.state = SandboxState::Stopping;
@@ -133,7 +170,12 @@ impl Registry {
             slot.waiters.push(tx);
             return Ok(rx);
         }
-        if let Some(status) = inner.exited.iter().find(|s| s.id == id).and_then(|s| s.exit) {
+        if let Some(status) = inner
+            .exited
+            .iter()
+            .find(|s| s.id == id)
+            .and_then(|s| s.exit)
+        {
             let _ = tx.send(status);
             return Ok(rx);
         }
@@ -179,17 +221,31 @@ mod tests {
         let before = reg.watch("ab12").unwrap();
         reg.finish("ab12", ExitStatus::Code(3));
         assert_eq!(before.recv().unwrap(), ExitStatus::Code(3));
-        assert_eq!(reg.watch("ab12").unwrap().recv().unwrap(), ExitStatus::Code(3));
+        assert_eq!(
+            reg.watch("ab12").unwrap().recv().unwrap(),
+            ExitStatus::Code(3)
+        );
         let listed = reg.list();
         assert_eq!(listed[0].state, SandboxState::Exited);
-        assert!(reg.resolve("ab12").unwrap_err().1.contains("already exited"));
+        assert!(
+            reg.resolve("ab12")
+                .unwrap_err()
+                .1
+                .contains("already exited")
+        );
     }
 
     #[test]
     fn signalling_a_starting_sandbox_is_refused() {
         let reg = Registry::default();
         reg.insert(info("ab12"));
-        assert_eq!(reg.signal("ab12", 15, true).unwrap_err().0, ErrorCode::InvalidRequest);
-        assert_eq!(reg.signal("nope", 15, true).unwrap_err().0, ErrorCode::NotFound);
+        assert_eq!(
+            reg.signal("ab12", 15, true).unwrap_err().0,
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            reg.signal("nope", 15, true).unwrap_err().0,
+            ErrorCode::NotFound
+        );
     }
 }

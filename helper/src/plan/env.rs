@@ -12,7 +12,10 @@ pub const SANDBOX_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/us
 /// Whether a caller variable is passed through: [`PASSED_THROUGH`] and the `LC_*` family.
 pub fn passes(name: &str) -> bool {
     PASSED_THROUGH.contains(&name)
-        || (name.starts_with("LC_") && name[3..].bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+        || (name.starts_with("LC_")
+            && name[3..]
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b == b'_'))
 }
 
 /// Identity of the user inside.
@@ -68,7 +71,12 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let who = Identity { user: "u", home: "/home/u", shell: "/bin/sh", hostname: "h" };
+        let who = Identity {
+            user: "u",
+            home: "/home/u",
+            shell: "/bin/sh",
+            hostname: "h",
+        };
         let profile: BTreeMap<String, String> = [("EDITOR".to_owned(), "vi".to_owned())].into();
         let env: BTreeMap<_, _> = build(&caller, who, &profile).into_iter().collect();
         assert_eq!(env["TERM"], "xterm");
@@ -76,7 +84,12 @@ mod tests {
         assert_eq!(env["PATH"], SANDBOX_PATH);
         assert_eq!(env["HOME"], "/home/u");
         assert_eq!(env["EDITOR"], "vi");
-        for hidden in ["SSH_AUTH_SOCK", "AWS_SECRET_ACCESS_KEY", "HUTCH_SOCKET", "LC_lower"] {
+        for hidden in [
+            "SSH_AUTH_SOCK",
+            "AWS_SECRET_ACCESS_KEY",
+            "HUTCH_SOCKET",
+            "LC_lower",
+        ] {
             assert!(!env.contains_key(hidden), "{hidden} leaked");
         }
     }

@@ -72,7 +72,9 @@ fn entry_of(meta: &std::fs::Metadata, path: &Path) -> Entry {
 
 impl HostFs for RealFs {
     fn entry(&self, path: &Path) -> Option<Entry> {
-        std::fs::symlink_metadata(path).ok().map(|m| entry_of(&m, path))
+        std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| entry_of(&m, path))
     }
     fn resolved(&self, path: &Path) -> Option<Entry> {
         std::fs::metadata(path).ok().map(|m| entry_of(&m, path))
@@ -96,7 +98,10 @@ pub fn parse_subid(text: &str, user: &str, id: u32) -> Vec<SubRange> {
             if owner != user && owner != id {
                 return None;
             }
-            let range = SubRange { start: start.trim().parse().ok()?, count: count.trim().parse().ok()? };
+            let range = SubRange {
+                start: start.trim().parse().ok()?,
+                count: count.trim().parse().ok()?,
+            };
             (range.count > 0).then_some(range)
         })
         .collect()
@@ -115,7 +120,10 @@ pub fn gather(private_dirs: Vec<PathBuf>, homes_dir: PathBuf) -> HostFacts {
     let uid = Uid::current();
     let gid = Gid::current();
     let pw = User::from_uid(uid).ok().flatten();
-    let user = pw.as_ref().map(|u| u.name.clone()).unwrap_or_else(|| uid.to_string());
+    let user = pw
+        .as_ref()
+        .map(|u| u.name.clone())
+        .unwrap_or_else(|| uid.to_string());
     let group = Group::from_gid(gid)
         .ok()
         .flatten()
@@ -157,7 +165,16 @@ mod tests {
         let text = "# comment\nalice:100000:65536\nbob:165536:65536\n1000:300000:10\nbad:line\n";
         assert_eq!(
             parse_subid(text, "alice", 1000),
-            [SubRange { start: 100000, count: 65536 }, SubRange { start: 300000, count: 10 }]
+            [
+                SubRange {
+                    start: 100000,
+                    count: 65536
+                },
+                SubRange {
+                    start: 300000,
+                    count: 10
+                }
+            ]
         );
         assert!(parse_subid(text, "carol", 1001).is_empty());
         assert!(parse_subid("alice:1:0\n", "alice", 5).is_empty());

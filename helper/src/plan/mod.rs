@@ -19,7 +19,9 @@ use host::{Entry, HostFacts, HostFs};
 use idmap::MapLine;
 
 /// Host top-level folders bound read-only when they are folders, recreated when symlinks.
-const SYSTEM_DIRS: &[&str] = &["usr", "opt", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+const SYSTEM_DIRS: &[&str] = &[
+    "usr", "opt", "bin", "sbin", "lib", "lib32", "lib64", "libx32",
+];
 
 /// Entries of the host's /etc that programs need, bound read-only when present.
 /// passwd, group, hostname and hosts are generated instead (see [`generated_etc`]).
@@ -72,7 +74,12 @@ pub enum MountOp {
     /// A fresh tmpfs.
     Tmpfs { path: PathBuf, mode: u32 },
     /// A host file or folder bound at `path`.
-    Bind { source: PathBuf, path: PathBuf, access: Access, dir: bool },
+    Bind {
+        source: PathBuf,
+        path: PathBuf,
+        access: Access,
+        dir: bool,
+    },
     /// A small generated file (read-only once the root is sealed).
     File { path: PathBuf, contents: String },
     /// The sandbox's own /proc (its pid namespace), with kernel knobs read-only.
@@ -162,7 +169,11 @@ pub fn build(
         request.command.clone()
     };
     match argv.first() {
-        None => return Err(PlanError::NoCommand { profile: profile.name.clone() }),
+        None => {
+            return Err(PlanError::NoCommand {
+                profile: profile.name.clone(),
+            });
+        }
         Some(p) if p.is_empty() => return Err(PlanError::EmptyProgram),
         Some(_) => {}
     }
@@ -173,22 +184,44 @@ pub fn build(
 
     let mut mounts = system_mounts(fs);
     mounts.extend(etc_mounts(host, &profile.hostname, fs));
-    mounts.push(MountOp::Proc { path: "/proc".into() });
+    mounts.push(MountOp::Proc {
+        path: "/proc".into(),
+    });
     mounts.extend(dev_mounts(fs));
     mounts.extend([
-        MountOp::Tmpfs { path: "/tmp".into(), mode: 0o1777 },
-        MountOp::Dir { path: "/var".into(), mode: 0o755 },
-        MountOp::Tmpfs { path: "/var/tmp".into(), mode: 0o1777 },
-        MountOp::Tmpfs { path: "/run".into(), mode: 0o755 },
+        MountOp::Tmpfs {
+            path: "/tmp".into(),
+            mode: 0o1777,
+        },
+        MountOp::Dir {
+            path: "/var".into(),
+            mode: 0o755,
+        },
+        MountOp::Tmpfs {
+            path: "/var/tmp".into(),
+            mode: 0o1777,
+        },
+        MountOp::Tmpfs {
+            path: "/run".into(),
+            mode: 0o755,
+        },
     ]);
 
     // The home and the shares, shallowest first, so a share inside the home lands on top of it.
     let home_op = match home_mode {
-        HomeMode::Tmp => MountOp::Tmpfs { path: host.home.clone(), mode: 0o700 },
+        HomeMode::Tmp => MountOp::Tmpfs {
+            path: host.home.clone(),
+            mode: 0o700,
+        },
         HomeMode::Persist => {
             let dir = host.homes_dir.join(&profile.name);
             prepare_dirs.push(dir.clone());
-            MountOp::Bind { source: dir, path: host.home.clone(), access: Access::ReadWrite, dir: true }
+            MountOp::Bind {
+                source: dir,
+                path: host.home.clone(),
+                access: Access::ReadWrite,
+                dir: true,
+            }
         }
     };
     let mut placed: Vec<(usize, MountOp)> = vec![(depth(&host.home), home_op)];
@@ -249,7 +282,9 @@ pub fn build(
 }
 
 fn depth(path: &Path) -> usize {
-    path.components().filter(|c| matches!(c, Component::Normal(_))).count()
+    path.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .count()
 }
 
 fn expand_home(path: &str, home: &Path) -> PathBuf {
@@ -284,10 +319,17 @@ fn resolve_shares(
         let canonical = fs.canonical(&path).unwrap_or_else(|| path.clone());
         for private in &host.private_dirs {
             let private_c = fs.canonical(private).unwrap_or_else(|| private.clone());
-            let overlaps = |share: &Path| share.starts_with(&private_c) || private_c.starts_with(share)
-                || share.starts_with(private) || private.starts_with(share);
+            let overlaps = |share: &Path| {
+                share.starts_with(&private_c)
+                    || private_c.starts_with(share)
+                    || share.starts_with(private)
+                    || private.starts_with(share)
+            };
             if overlaps(&canonical) || overlaps(&path) {
-                return Err(PlanError::ShareExposesHutch { share: path, private: private.clone() });
+                return Err(PlanError::ShareExposesHutch {
+                    share: path,
+                    private: private.clone(),
+                });
             }
         }
         let access = match mode {
@@ -349,19 +391,31 @@ fn generated_etc(host: &HostFacts, hostname: &str) -> [(&'static str, String); 4
 }
 
 fn etc_mounts(host: &HostFacts, hostname: &str, fs: &dyn HostFs) -> Vec<MountOp> {
-    let mut ops = vec![MountOp::Dir { path: "/etc".into(), mode: 0o755 }];
+    let mut ops = vec![MountOp::Dir {
+        path: "/etc".into(),
+        mode: 0o755,
+    }];
     for (name, contents) in generated_etc(host, hostname) {
-        ops.push(MountOp::File { path: Path::new("/etc").join(name), contents });
+        ops.push(MountOp::File {
+            path: Path::new("/etc").join(name),
+            contents,
+        });
     }
     for name in ETC_ENTRIES {
         let path = Path::new("/etc").join(name);
         match fs.entry(&path) {
-            Some(Entry::File) => {
-                ops.push(MountOp::Bind { source: path.clone(), path, access: Access::ReadOnly, dir: false })
-            }
-            Some(Entry::Dir) => {
-                ops.push(MountOp::Bind { source: path.clone(), path, access: Access::ReadOnly, dir: true })
-            }
+            Some(Entry::File) => ops.push(MountOp::Bind {
+                source: path.clone(),
+                path,
+                access: Access::ReadOnly,
+                dir: false,
+            }),
+            Some(Entry::Dir) => ops.push(MountOp::Bind {
+                source: path.clone(),
+                path,
+                access: Access::ReadOnly,
+                dir: true,
+            }),
             Some(Entry::Symlink(target)) => {
                 let absolute = Path::new("/etc").join(&target);
                 if normalize(&absolute).starts_with("/usr") {
@@ -384,23 +438,42 @@ fn etc_mounts(host: &HostFacts, hostname: &str, fs: &dyn HostFs) -> Vec<MountOp>
 }
 
 fn dev_mounts(fs: &dyn HostFs) -> Vec<MountOp> {
-    let mut ops = vec![MountOp::Tmpfs { path: "/dev".into(), mode: 0o755 }];
+    let mut ops = vec![MountOp::Tmpfs {
+        path: "/dev".into(),
+        mode: 0o755,
+    }];
     for name in DEV_NODES {
         let path = Path::new("/dev").join(name);
         if fs.entry(&path).is_some() {
-            ops.push(MountOp::Bind { source: path.clone(), path, access: Access::ReadWrite, dir: false });
+            ops.push(MountOp::Bind {
+                source: path.clone(),
+                path,
+                access: Access::ReadWrite,
+                dir: false,
+            });
         }
     }
-    ops.push(MountOp::Devpts { path: "/dev/pts".into() });
-    ops.push(MountOp::Symlink { target: "pts/ptmx".into(), path: "/dev/ptmx".into() });
-    ops.push(MountOp::Tmpfs { path: "/dev/shm".into(), mode: 0o1777 });
+    ops.push(MountOp::Devpts {
+        path: "/dev/pts".into(),
+    });
+    ops.push(MountOp::Symlink {
+        target: "pts/ptmx".into(),
+        path: "/dev/ptmx".into(),
+    });
+    ops.push(MountOp::Tmpfs {
+        path: "/dev/shm".into(),
+        mode: 0o1777,
+    });
     for (name, target) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
     ] {
-        ops.push(MountOp::Symlink { target: target.into(), path: Path::new("/dev").join(name) });
+        ops.push(MountOp::Symlink {
+            target: target.into(),
+            path: Path::new("/dev").join(name),
+        });
     }
     ops
 }

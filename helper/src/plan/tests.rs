@@ -12,20 +12,39 @@ struct FakeFs(HashMap<PathBuf, Entry>);
 impl FakeFs {
     fn debian() -> Self {
         let mut m = HashMap::new();
-        for d in ["/usr", "/opt", "/etc/ssl", "/etc/fonts", "/home/alice", "/home/alice/Documents",
-            "/home/alice/.config/hutch", "/srv/data", "/run/user/1000/hutch"]
-        {
+        for d in [
+            "/usr",
+            "/opt",
+            "/etc/ssl",
+            "/etc/fonts",
+            "/home/alice",
+            "/home/alice/Documents",
+            "/home/alice/.config/hutch",
+            "/srv/data",
+            "/run/user/1000/hutch",
+        ] {
             m.insert(PathBuf::from(d), Entry::Dir);
         }
-        for (l, t) in [("/bin", "usr/bin"), ("/lib", "usr/lib"), ("/lib64", "usr/lib64"),
-            ("/sbin", "usr/sbin"), ("/etc/localtime", "/usr/share/zoneinfo/Etc/UTC"),
-            ("/etc/resolv.conf", "/run/systemd/resolve/stub-resolv.conf")]
-        {
+        for (l, t) in [
+            ("/bin", "usr/bin"),
+            ("/lib", "usr/lib"),
+            ("/lib64", "usr/lib64"),
+            ("/sbin", "usr/sbin"),
+            ("/etc/localtime", "/usr/share/zoneinfo/Etc/UTC"),
+            ("/etc/resolv.conf", "/run/systemd/resolve/stub-resolv.conf"),
+        ] {
             m.insert(PathBuf::from(l), Entry::Symlink(PathBuf::from(t)));
         }
-        for f in ["/etc/ld.so.cache", "/etc/nsswitch.conf", "/run/systemd/resolve/stub-resolv.conf",
-            "/dev/null", "/dev/zero", "/dev/urandom", "/home/alice/notes.txt", "/etc/passwd"]
-        {
+        for f in [
+            "/etc/ld.so.cache",
+            "/etc/nsswitch.conf",
+            "/run/systemd/resolve/stub-resolv.conf",
+            "/dev/null",
+            "/dev/zero",
+            "/dev/urandom",
+            "/home/alice/notes.txt",
+            "/etc/passwd",
+        ] {
             m.insert(PathBuf::from(f), Entry::File);
         }
         m.insert(PathBuf::from("/run/user/1000/bus"), Entry::Other);
@@ -40,7 +59,11 @@ impl HostFs for FakeFs {
     fn resolved(&self, path: &Path) -> Option<Entry> {
         match self.0.get(path)? {
             Entry::Symlink(t) => {
-                let target = if t.is_absolute() { t.clone() } else { path.parent()?.join(t) };
+                let target = if t.is_absolute() {
+                    t.clone()
+                } else {
+                    path.parent()?.join(t)
+                };
                 self.resolved(&target)
             }
             other => Some(other.clone()),
@@ -59,11 +82,20 @@ fn alice() -> HostFacts {
         group: "alice".into(),
         home: "/home/alice".into(),
         shell: "/bin/bash".into(),
-        subuids: vec![SubRange { start: 100000, count: 65536 }],
-        subgids: vec![SubRange { start: 100000, count: 65536 }],
+        subuids: vec![SubRange {
+            start: 100000,
+            count: 65536,
+        }],
+        subgids: vec![SubRange {
+            start: 100000,
+            count: 65536,
+        }],
         newuidmap: Some("/usr/bin/newuidmap".into()),
         newgidmap: Some("/usr/bin/newgidmap".into()),
-        private_dirs: vec!["/home/alice/.config/hutch".into(), "/run/user/1000/hutch".into()],
+        private_dirs: vec![
+            "/home/alice/.config/hutch".into(),
+            "/run/user/1000/hutch".into(),
+        ],
         homes_dir: "/home/alice/.local/share/hutch/homes".into(),
     }
 }
@@ -81,17 +113,26 @@ fn request(command: &[&str]) -> RunRequest {
 }
 
 fn plan(profile: &Profile, req: &RunRequest) -> Result<SandboxPlan, PlanError> {
-    build("ab12cd34", "/run/user/1000/hutch/sandboxes/ab12cd34/root".into(), profile, req,
-        &alice(), &FakeFs::debian())
+    build(
+        "ab12cd34",
+        "/run/user/1000/hutch/sandboxes/ab12cd34/root".into(),
+        profile,
+        req,
+        &alice(),
+        &FakeFs::debian(),
+    )
 }
 
 fn find<'a>(plan: &'a SandboxPlan, path: &str) -> Vec<&'a MountOp> {
     plan.mounts
         .iter()
         .filter(|op| match op {
-            MountOp::Dir { path: p, .. } | MountOp::Symlink { path: p, .. }
-            | MountOp::Tmpfs { path: p, .. } | MountOp::Bind { path: p, .. }
-            | MountOp::File { path: p, .. } | MountOp::Proc { path: p }
+            MountOp::Dir { path: p, .. }
+            | MountOp::Symlink { path: p, .. }
+            | MountOp::Tmpfs { path: p, .. }
+            | MountOp::Bind { path: p, .. }
+            | MountOp::File { path: p, .. }
+            | MountOp::Proc { path: p }
             | MountOp::Devpts { path: p } => p == Path::new(path),
         })
         .collect()
@@ -100,13 +141,34 @@ fn find<'a>(plan: &'a SandboxPlan, path: &str) -> Vec<&'a MountOp> {
 #[test]
 fn system_folders_are_read_only_and_links_are_recreated() {
     let p = plan(&Profile::builtin_default(), &request(&["true"])).unwrap();
-    assert_eq!(find(&p, "/usr"), [&MountOp::Bind { source: "/usr".into(), path: "/usr".into(),
-        access: Access::ReadOnly, dir: true }]);
-    assert_eq!(find(&p, "/bin"), [&MountOp::Symlink { target: "usr/bin".into(), path: "/bin".into() }]);
-    assert!(find(&p, "/lib32").is_empty(), "absent host folders are skipped");
+    assert_eq!(
+        find(&p, "/usr"),
+        [&MountOp::Bind {
+            source: "/usr".into(),
+            path: "/usr".into(),
+            access: Access::ReadOnly,
+            dir: true
+        }]
+    );
+    assert_eq!(
+        find(&p, "/bin"),
+        [&MountOp::Symlink {
+            target: "usr/bin".into(),
+            path: "/bin".into()
+        }]
+    );
+    assert!(
+        find(&p, "/lib32").is_empty(),
+        "absent host folders are skipped"
+    );
     // Every bind of a system path is read-only; only device nodes and the home are writable.
     for op in &p.mounts {
-        if let MountOp::Bind { path, access: Access::ReadWrite, .. } = op {
+        if let MountOp::Bind {
+            path,
+            access: Access::ReadWrite,
+            ..
+        } = op
+        {
             assert!(path.starts_with("/dev"), "{path:?} is writable");
         }
     }
@@ -115,28 +177,78 @@ fn system_folders_are_read_only_and_links_are_recreated() {
 #[test]
 fn etc_is_generated_or_bound_read_only() {
     let p = plan(&Profile::builtin_default(), &request(&["true"])).unwrap();
-    let [MountOp::File { contents, .. }] = find(&p, "/etc/passwd")[..] else { panic!() };
-    assert!(contents.contains("alice:x:1000:1000:alice:/home/alice:/bin/bash"), "{contents}");
-    assert_eq!(contents.lines().count(), 3, "only root, the user and nobody: {contents}");
-    let [MountOp::File { contents, .. }] = find(&p, "/etc/hosts")[..] else { panic!() };
+    let [MountOp::File { contents, .. }] = find(&p, "/etc/passwd")[..] else {
+        panic!()
+    };
+    assert!(
+        contents.contains("alice:x:1000:1000:alice:/home/alice:/bin/bash"),
+        "{contents}"
+    );
+    assert_eq!(
+        contents.lines().count(),
+        3,
+        "only root, the user and nobody: {contents}"
+    );
+    let [MountOp::File { contents, .. }] = find(&p, "/etc/hosts")[..] else {
+        panic!()
+    };
     assert!(contents.contains("127.0.1.1\thutch-default"));
-    assert_eq!(find(&p, "/etc/localtime"), [&MountOp::Symlink {
-        target: "/usr/share/zoneinfo/Etc/UTC".into(), path: "/etc/localtime".into() }]);
+    assert_eq!(
+        find(&p, "/etc/localtime"),
+        [&MountOp::Symlink {
+            target: "/usr/share/zoneinfo/Etc/UTC".into(),
+            path: "/etc/localtime".into()
+        }]
+    );
     // A link out of /usr is bound (following the link), not recreated.
-    assert!(matches!(find(&p, "/etc/resolv.conf")[..],
-        [MountOp::Bind { access: Access::ReadOnly, dir: false, .. }]));
-    assert!(matches!(find(&p, "/etc/ssl")[..], [MountOp::Bind { dir: true, .. }]));
+    assert!(matches!(
+        find(&p, "/etc/resolv.conf")[..],
+        [MountOp::Bind {
+            access: Access::ReadOnly,
+            dir: false,
+            ..
+        }]
+    ));
+    assert!(matches!(
+        find(&p, "/etc/ssl")[..],
+        [MountOp::Bind { dir: true, .. }]
+    ));
 }
 
 #[test]
 fn proc_dev_tmp_and_throwaway_home() {
     let p = plan(&Profile::builtin_default(), &request(&["true"])).unwrap();
-    assert_eq!(find(&p, "/proc"), [&MountOp::Proc { path: "/proc".into() }]);
-    assert_eq!(find(&p, "/dev/pts"), [&MountOp::Devpts { path: "/dev/pts".into() }]);
-    assert!(matches!(find(&p, "/dev/null")[..], [MountOp::Bind { dir: false, .. }]));
+    assert_eq!(
+        find(&p, "/proc"),
+        [&MountOp::Proc {
+            path: "/proc".into()
+        }]
+    );
+    assert_eq!(
+        find(&p, "/dev/pts"),
+        [&MountOp::Devpts {
+            path: "/dev/pts".into()
+        }]
+    );
+    assert!(matches!(
+        find(&p, "/dev/null")[..],
+        [MountOp::Bind { dir: false, .. }]
+    ));
     assert!(find(&p, "/dev/sda").is_empty());
-    assert_eq!(find(&p, "/tmp"), [&MountOp::Tmpfs { path: "/tmp".into(), mode: 0o1777 }]);
-    assert_eq!(find(&p, "/home/alice"), [&MountOp::Tmpfs { path: "/home/alice".into(), mode: 0o700 }]);
+    assert_eq!(
+        find(&p, "/tmp"),
+        [&MountOp::Tmpfs {
+            path: "/tmp".into(),
+            mode: 0o1777
+        }]
+    );
+    assert_eq!(
+        find(&p, "/home/alice"),
+        [&MountOp::Tmpfs {
+            path: "/home/alice".into(),
+            mode: 0o700
+        }]
+    );
     assert_eq!(p.cwd, Path::new("/home/alice"));
     assert!(p.prepare_dirs.is_empty());
 }
@@ -149,26 +261,62 @@ fn persistent_home_binds_the_apps_folder() {
     profile.name = "editor".into();
     let p = plan(&profile, &req).unwrap();
     let dir = PathBuf::from("/home/alice/.local/share/hutch/homes/editor");
-    assert_eq!(find(&p, "/home/alice"), [&MountOp::Bind { source: dir.clone(),
-        path: "/home/alice".into(), access: Access::ReadWrite, dir: true }]);
+    assert_eq!(
+        find(&p, "/home/alice"),
+        [&MountOp::Bind {
+            source: dir.clone(),
+            path: "/home/alice".into(),
+            access: Access::ReadWrite,
+            dir: true
+        }]
+    );
     assert_eq!(p.prepare_dirs, [dir]);
 }
 
 #[test]
 fn shares_land_after_the_home_and_set_the_working_folder() {
     let mut profile = Profile::builtin_default();
-    profile.shares.push(Share { path: "~/Documents".into(), mode: ShareMode::ReadWrite });
+    profile.shares.push(Share {
+        path: "~/Documents".into(),
+        mode: ShareMode::ReadWrite,
+    });
     let mut req = request(&["ls"]);
-    req.shares.push(ShareSpec { path: "/srv/data".into(), mode: ShareMode::ReadOnly });
-    req.shares.push(ShareSpec { path: "/home/alice/notes.txt".into(), mode: ShareMode::ReadOnly });
+    req.shares.push(ShareSpec {
+        path: "/srv/data".into(),
+        mode: ShareMode::ReadOnly,
+    });
+    req.shares.push(ShareSpec {
+        path: "/home/alice/notes.txt".into(),
+        mode: ShareMode::ReadOnly,
+    });
     req.cwd = Some("/home/alice/Documents".into());
     let p = plan(&profile, &req).unwrap();
-    let pos = |path: &str| p.mounts.iter().position(|op| find(&p, path).contains(&op)).unwrap();
+    let pos = |path: &str| {
+        p.mounts
+            .iter()
+            .position(|op| find(&p, path).contains(&op))
+            .unwrap()
+    };
     assert!(pos("/home/alice") < pos("/home/alice/Documents"));
-    assert!(matches!(find(&p, "/home/alice/Documents")[..],
-        [MountOp::Bind { access: Access::ReadWrite, dir: true, .. }]));
-    assert!(matches!(find(&p, "/srv/data")[..], [MountOp::Bind { access: Access::ReadOnly, .. }]));
-    assert!(matches!(find(&p, "/home/alice/notes.txt")[..], [MountOp::Bind { dir: false, .. }]));
+    assert!(matches!(
+        find(&p, "/home/alice/Documents")[..],
+        [MountOp::Bind {
+            access: Access::ReadWrite,
+            dir: true,
+            ..
+        }]
+    ));
+    assert!(matches!(
+        find(&p, "/srv/data")[..],
+        [MountOp::Bind {
+            access: Access::ReadOnly,
+            ..
+        }]
+    ));
+    assert!(matches!(
+        find(&p, "/home/alice/notes.txt")[..],
+        [MountOp::Bind { dir: false, .. }]
+    ));
     assert_eq!(p.cwd, Path::new("/home/alice/Documents"));
 }
 
@@ -177,46 +325,107 @@ fn bad_shares_are_refused_before_anything_starts() {
     let profile = Profile::builtin_default();
     let with = |path: &str| {
         let mut req = request(&["true"]);
-        req.shares.push(ShareSpec { path: path.into(), mode: ShareMode::ReadOnly });
+        req.shares.push(ShareSpec {
+            path: path.into(),
+            mode: ShareMode::ReadOnly,
+        });
         plan(&profile, &req).unwrap_err()
     };
-    assert_eq!(with("/nonexistent"), PlanError::ShareMissing("/nonexistent".into()));
-    assert!(with("/nonexistent").to_string().contains("/nonexistent does not exist"));
-    assert_eq!(with("/run/user/1000/bus"), PlanError::ShareNotShareable("/run/user/1000/bus".into()));
-    assert!(matches!(with("/home/alice"), PlanError::ShareExposesHutch { .. }));
-    assert!(matches!(with("/home/alice/.config/hutch"), PlanError::ShareExposesHutch { .. }));
+    assert_eq!(
+        with("/nonexistent"),
+        PlanError::ShareMissing("/nonexistent".into())
+    );
+    assert!(
+        with("/nonexistent")
+            .to_string()
+            .contains("/nonexistent does not exist")
+    );
+    assert_eq!(
+        with("/run/user/1000/bus"),
+        PlanError::ShareNotShareable("/run/user/1000/bus".into())
+    );
+    assert!(matches!(
+        with("/home/alice"),
+        PlanError::ShareExposesHutch { .. }
+    ));
+    assert!(matches!(
+        with("/home/alice/.config/hutch"),
+        PlanError::ShareExposesHutch { .. }
+    ));
     assert!(matches!(with("/etc"), PlanError::ShareInvalid(_)));
 }
 
 #[test]
 fn command_comes_from_request_or_profile() {
     let mut profile = Profile::builtin_default();
-    assert!(matches!(plan(&profile, &request(&[])), Err(PlanError::NoCommand { .. })));
+    assert!(matches!(
+        plan(&profile, &request(&[])),
+        Err(PlanError::NoCommand { .. })
+    ));
     profile.command = vec!["vim".into()];
     assert_eq!(plan(&profile, &request(&[])).unwrap().argv, ["vim"]);
-    assert_eq!(plan(&profile, &request(&["ls", "-l"])).unwrap().argv, ["ls", "-l"]);
-    assert_eq!(plan(&profile, &request(&[""])), Err(PlanError::EmptyProgram));
+    assert_eq!(
+        plan(&profile, &request(&["ls", "-l"])).unwrap().argv,
+        ["ls", "-l"]
+    );
+    assert_eq!(
+        plan(&profile, &request(&[""])),
+        Err(PlanError::EmptyProgram)
+    );
 }
 
 #[test]
 fn id_map_uses_the_range_or_falls_back_with_a_warning() {
     let p = plan(&Profile::builtin_default(), &request(&["true"])).unwrap();
     assert_eq!(p.id_map.kind, IdMapKind::SubordinateRange);
-    assert!(p.id_map.uid_lines.contains(&MapLine { inside: 1000, outside: 1000, count: 1 }));
-    assert!(p.id_map.uid_lines.contains(&MapLine { inside: 0, outside: 100000, count: 1000 }));
+    assert!(p.id_map.uid_lines.contains(&MapLine {
+        inside: 1000,
+        outside: 1000,
+        count: 1
+    }));
+    assert!(p.id_map.uid_lines.contains(&MapLine {
+        inside: 0,
+        outside: 100000,
+        count: 1000
+    }));
     assert!(p.warnings.is_empty());
 
     let mut host = alice();
     host.subuids.clear();
-    let p = build("x", "/r".into(), &Profile::builtin_default(), &request(&["true"]), &host,
-        &FakeFs::debian()).unwrap();
+    let p = build(
+        "x",
+        "/r".into(),
+        &Profile::builtin_default(),
+        &request(&["true"]),
+        &host,
+        &FakeFs::debian(),
+    )
+    .unwrap();
     assert_eq!(p.id_map.kind, IdMapKind::SingleId);
-    assert_eq!(p.id_map.uid_lines, [MapLine { inside: 1000, outside: 1000, count: 1 }]);
-    assert!(p.warnings[0].contains("usermod --add-subuids"), "{:?}", p.warnings);
+    assert_eq!(
+        p.id_map.uid_lines,
+        [MapLine {
+            inside: 1000,
+            outside: 1000,
+            count: 1
+        }]
+    );
+    assert!(
+        p.warnings[0].contains("usermod --add-subuids"),
+        "{:?}",
+        p.warnings
+    );
 
     host.newuidmap = None;
-    let p = build("x", "/r".into(), &Profile::builtin_default(), &request(&["true"]), &host,
-        &FakeFs::debian()).unwrap();
+    let p = build(
+        "x",
+        "/r".into(),
+        &Profile::builtin_default(),
+        &request(&["true"]),
+        &host,
+        &FakeFs::debian(),
+    )
+    .unwrap();
     assert!(p.warnings[0].contains("uidmap"), "{:?}", p.warnings);
 }
 

@@ -26,9 +26,15 @@ pub const NOT_EXECUTABLE_CODE: i32 = 126;
 
 /// Drops every capability from every set (bounding and ambient included).
 pub fn drop_all_capabilities() -> Result<(), SetupError> {
-    for set in [CapSet::Ambient, CapSet::Bounding, CapSet::Inheritable, CapSet::Effective, CapSet::Permitted]
-    {
-        caps::clear(None, set).map_err(|e| SetupError::new(format!("clear {set:?} capabilities"), e))?;
+    for set in [
+        CapSet::Ambient,
+        CapSet::Bounding,
+        CapSet::Inheritable,
+        CapSet::Effective,
+        CapSet::Permitted,
+    ] {
+        caps::clear(None, set)
+            .map_err(|e| SetupError::new(format!("clear {set:?} capabilities"), e))?;
     }
     Ok(())
 }
@@ -57,8 +63,12 @@ fn prepare(plan: &SandboxPlan, terminal: Option<&Path>) -> Result<(), SetupError
     nix::unistd::setsid().map_err(|e| SetupError::new("setsid", e))?;
     if let Some(path) = terminal {
         let what = format!("attach terminal {}", path.display());
-        let tty = nix::fcntl::open(path, nix::fcntl::OFlag::O_RDWR, nix::sys::stat::Mode::empty())
-            .map_err(|e| SetupError::new(what.clone(), e))?;
+        let tty = nix::fcntl::open(
+            path,
+            nix::fcntl::OFlag::O_RDWR,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| SetupError::new(what.clone(), e))?;
         nix::unistd::dup2_stdin(&tty).map_err(|e| SetupError::new(what.clone(), e))?;
         nix::unistd::dup2_stdout(&tty).map_err(|e| SetupError::new(what.clone(), e))?;
         nix::unistd::dup2_stderr(&tty).map_err(|e| SetupError::new(what.clone(), e))?;
@@ -82,7 +92,12 @@ fn report(fd: &OwnedFd, msg: &InitReport) {
 }
 
 fn fail(fd: &OwnedFd, err: SetupError) -> ! {
-    report(fd, &InitReport::SetupFailed { message: err.to_string() });
+    report(
+        fd,
+        &InitReport::SetupFailed {
+            message: err.to_string(),
+        },
+    );
     std::process::exit(SETUP_FAILED_CODE)
 }
 
@@ -97,14 +112,23 @@ pub fn run_app(
         fail(&report_fd, e);
     }
     let name = &plan.argv[0];
-    let path_var = plan.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or("");
+    let path_var = plan
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
     let Some(program) = resolve_command(name, path_var) else {
         eprintln!("command not found in sandbox: {name}");
         std::process::exit(NOT_FOUND_CODE);
     };
     let built = (|| {
         let program = cstring(&program.to_string_lossy())?;
-        let argv = plan.argv.iter().map(|a| cstring(a)).collect::<Result<Vec<_>, _>>()?;
+        let argv = plan
+            .argv
+            .iter()
+            .map(|a| cstring(a))
+            .collect::<Result<Vec<_>, _>>()?;
         let env = plan
             .env
             .iter()
@@ -129,7 +153,11 @@ pub fn run_app(
             NOT_FOUND_CODE
         }
         other => {
-            eprintln!("cannot execute {} in sandbox: {}", program.display(), other.desc());
+            eprintln!(
+                "cannot execute {} in sandbox: {}",
+                program.display(),
+                other.desc()
+            );
             NOT_EXECUTABLE_CODE
         }
     };
@@ -142,9 +170,15 @@ mod tests {
 
     #[test]
     fn commands_resolve_through_path() {
-        assert_eq!(resolve_command("sh", "/nonexistent:/bin:/usr/bin"), Some("/bin/sh".into()));
+        assert_eq!(
+            resolve_command("sh", "/nonexistent:/bin:/usr/bin"),
+            Some("/bin/sh".into())
+        );
         assert_eq!(resolve_command("./x", "/bin"), Some("./x".into()));
-        assert_eq!(resolve_command("no-such-command-hutch", "/bin:/usr/bin"), None);
+        assert_eq!(
+            resolve_command("no-such-command-hutch", "/bin:/usr/bin"),
+            None
+        );
         // Not executable: /etc/passwd exists but is no program.
         assert_eq!(resolve_command("passwd", "/etc"), None);
     }

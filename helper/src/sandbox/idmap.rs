@@ -20,7 +20,10 @@ fn run_tool(tool: &std::path::Path, pid: Pid, lines: &[MapLine]) -> Result<(), S
         .map_err(|e| SetupError::new(what.clone(), format!("cannot run it: {e}")))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-        return Err(SetupError::new(what, format!("failed ({}): {stderr}", out.status)));
+        return Err(SetupError::new(
+            what,
+            format!("failed ({}): {stderr}", out.status),
+        ));
     }
     Ok(())
 }
@@ -32,7 +35,10 @@ fn write_proc(pid: Pid, file: &str, contents: &str) -> Result<(), SetupError> {
 }
 
 fn format_lines(lines: &[MapLine]) -> String {
-    lines.iter().map(|l| format!("{} {} {}\n", l.inside, l.outside, l.count)).collect()
+    lines
+        .iter()
+        .map(|l| format!("{} {} {}\n", l.inside, l.outside, l.count))
+        .collect()
 }
 
 /// Writes the maps of `pid`'s user namespace as the plan says.
@@ -40,7 +46,10 @@ pub fn write(pid: Pid, plan: &IdMapPlan) -> Result<(), SetupError> {
     match plan.kind {
         IdMapKind::SubordinateRange => {
             let (Some(uidmap), Some(gidmap)) = (&plan.newuidmap, &plan.newgidmap) else {
-                return Err(SetupError::new("write id maps", "newuidmap/newgidmap missing"));
+                return Err(SetupError::new(
+                    "write id maps",
+                    "newuidmap/newgidmap missing",
+                ));
             };
             run_tool(uidmap, pid, &plan.uid_lines)?;
             run_tool(gidmap, pid, &plan.gid_lines)

@@ -49,8 +49,14 @@ fn open_terminal(rows: u16, cols: u16) -> Result<Terminal, SetupError> {
     unlockpt(&master).map_err(|e| SetupError::new(what, e))?;
     let follower = ptsname_r(&master).map_err(|e| SetupError::new(what, e))?;
     sys::set_window_size(master.as_fd(), rows, cols).map_err(|e| SetupError::new(what, e))?;
-    let controller = master.as_fd().try_clone_to_owned().map_err(|e| SetupError::new(what, e))?;
-    Ok(Terminal { controller, follower: follower.into() })
+    let controller = master
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| SetupError::new(what, e))?;
+    Ok(Terminal {
+        controller,
+        follower: follower.into(),
+    })
 }
 
 fn setup(plan: &SandboxPlan) -> Result<(), SetupError> {
@@ -74,13 +80,23 @@ pub fn run(plan: &SandboxPlan, go: OwnedFd, report: UnixStream) -> ! {
         _ => std::process::exit(SETUP_FAILED_CODE),
     }
     let fail = |report: &UnixStream, e: SetupError| -> ! {
-        send(report, &InitReport::SetupFailed { message: e.to_string() }, &[]);
+        send(
+            report,
+            &InitReport::SetupFailed {
+                message: e.to_string(),
+            },
+            &[],
+        );
         std::process::exit(SETUP_FAILED_CODE)
     };
     if let Err(e) = setup(plan) {
         fail(&report, e);
     }
-    let terminal = match plan.tty.map(|(rows, cols)| open_terminal(rows, cols)).transpose() {
+    let terminal = match plan
+        .tty
+        .map(|(rows, cols)| open_terminal(rows, cols))
+        .transpose()
+    {
         Ok(t) => t,
         Err(e) => fail(&report, e),
     };
@@ -127,7 +143,13 @@ pub fn run(plan: &SandboxPlan, go: OwnedFd, report: UnixStream) -> ! {
         std::process::exit(SETUP_FAILED_CODE);
     }
     let fds: Vec<BorrowedFd<'_>> = terminal.iter().map(|t| t.controller.as_fd()).collect();
-    send(&report, &InitReport::Running { app_pid: app.as_raw() }, &fds);
+    send(
+        &report,
+        &InitReport::Running {
+            app_pid: app.as_raw(),
+        },
+        &fds,
+    );
     // The client holds the controller now; pid 1 keeps no copy.
     drop(terminal);
 

@@ -46,9 +46,15 @@ pub const SETUP_FAILED_CODE: i32 = 125;
 pub enum InitReport {
     /// The app has exec'd; its pid inside the sandbox. With a terminal, its controller fd is
     /// attached.
-    Running { app_pid: i32 },
-    SetupFailed { message: String },
-    Exited { status: ExitStatus },
+    Running {
+        app_pid: i32,
+    },
+    SetupFailed {
+        message: String,
+    },
+    Exited {
+        status: ExitStatus,
+    },
 }
 
 /// The supervisor to the daemon.
@@ -57,10 +63,17 @@ pub enum InitReport {
 pub enum SupervisorEvent {
     /// The app runs. Host pids of the sandbox's pid 1 and of the app. With a terminal, its
     /// controller fd is attached.
-    Started { init_pid: i32, app_pid: Option<i32> },
+    Started {
+        init_pid: i32,
+        app_pid: Option<i32>,
+    },
     /// Nothing runs: the sandbox could not be set up.
-    Failed { message: String },
-    Exited { status: ExitStatus },
+    Failed {
+        message: String,
+    },
+    Exited {
+        status: ExitStatus,
+    },
 }
 
 /// One failed setup step, naming what was attempted.
@@ -73,7 +86,10 @@ pub struct SetupError {
 
 impl SetupError {
     pub fn new(what: impl Into<String>, reason: impl std::fmt::Display) -> Self {
-        Self { what: what.into(), reason: reason.to_string() }
+        Self {
+            what: what.into(),
+            reason: reason.to_string(),
+        }
     }
     pub fn io(what: String, err: std::io::Error) -> Self {
         Self::new(what, err)

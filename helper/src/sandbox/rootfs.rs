@@ -34,14 +34,17 @@ fn do_mount(
 ) -> Result<(), SetupError> {
     mount(source, target, fstype, flags, data).map_err(mount_err(format!(
         "mount {} on {} ({}{flags:?})",
-        source.map(|s| s.display().to_string()).unwrap_or_else(|| "-".into()),
+        source
+            .map(|s| s.display().to_string())
+            .unwrap_or_else(|| "-".into()),
         target.display(),
         fstype.map(|t| format!("{t}, ")).unwrap_or_default(),
     )))
 }
 
 fn mkdir_p(path: &Path) -> Result<(), SetupError> {
-    fs::create_dir_all(path).map_err(|e| SetupError::io(format!("create folder {}", path.display()), e))
+    fs::create_dir_all(path)
+        .map_err(|e| SetupError::io(format!("create folder {}", path.display()), e))
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), SetupError> {
@@ -51,7 +54,9 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), SetupError> {
 
 /// Mount flags of `path` that a bind remount must keep (the kernel refuses to drop locked ones).
 fn kept_flags(path: &Path) -> MsFlags {
-    let Ok(st) = statvfs(path) else { return MsFlags::empty() };
+    let Ok(st) = statvfs(path) else {
+        return MsFlags::empty();
+    };
     let f = st.flags();
     let mut out = MsFlags::empty();
     for (fs_flag, ms_flag) in [
@@ -70,7 +75,13 @@ fn kept_flags(path: &Path) -> MsFlags {
     out
 }
 
-fn bind(root: &Path, source: &Path, path: &Path, access: Access, dir: bool) -> Result<(), SetupError> {
+fn bind(
+    root: &Path,
+    source: &Path,
+    path: &Path,
+    access: Access,
+    dir: bool,
+) -> Result<(), SetupError> {
     let target = inside(root, path);
     if dir {
         mkdir_p(&target)?;
@@ -79,13 +90,21 @@ fn bind(root: &Path, source: &Path, path: &Path, access: Access, dir: bool) -> R
             mkdir_p(parent)?;
         }
         if fs::symlink_metadata(&target).is_err() {
-            fs::File::create(&target)
-                .map_err(|e| SetupError::io(format!("create mount point {}", target.display()), e))?;
+            fs::File::create(&target).map_err(|e| {
+                SetupError::io(format!("create mount point {}", target.display()), e)
+            })?;
         }
     }
-    do_mount(Some(source), &target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+    do_mount(
+        Some(source),
+        &target,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
     let is_device = path.starts_with("/dev");
-    let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | kept_flags(&target) | MsFlags::MS_NOSUID;
+    let mut flags =
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | kept_flags(&target) | MsFlags::MS_NOSUID;
     if !is_device {
         flags |= MsFlags::MS_NODEV;
     }
@@ -108,7 +127,10 @@ fn apply(root: &Path, op: &MountOp) -> Result<(), SetupError> {
                 mkdir_p(parent)?;
             }
             std::os::unix::fs::symlink(target, &link).map_err(|e| {
-                SetupError::io(format!("symlink {} -> {}", link.display(), target.display()), e)
+                SetupError::io(
+                    format!("symlink {} -> {}", link.display(), target.display()),
+                    e,
+                )
             })
         }
         MountOp::Tmpfs { path, mode } => {
@@ -123,7 +145,12 @@ fn apply(root: &Path, op: &MountOp) -> Result<(), SetupError> {
                 Some(&data),
             )
         }
-        MountOp::Bind { source, path, access, dir } => bind(root, source, path, *access, *dir),
+        MountOp::Bind {
+            source,
+            path,
+            access,
+            dir,
+        } => bind(root, source, path, *access, *dir),
         MountOp::File { path, contents } => {
             let target = inside(root, path);
             if let Some(parent) = target.parent() {
@@ -146,8 +173,16 @@ fn apply(root: &Path, op: &MountOp) -> Result<(), SetupError> {
             for sub in PROC_READ_ONLY {
                 let knob = target.join(sub);
                 if fs::symlink_metadata(&knob).is_ok() {
-                    do_mount(Some(&knob), &knob, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-                    let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY
+                    do_mount(
+                        Some(&knob),
+                        &knob,
+                        None,
+                        MsFlags::MS_BIND | MsFlags::MS_REC,
+                        None,
+                    )?;
+                    let flags = MsFlags::MS_REMOUNT
+                        | MsFlags::MS_BIND
+                        | MsFlags::MS_RDONLY
                         | kept_flags(&knob);
                     do_mount(None, &knob, None, flags, None)?;
                 }
@@ -171,7 +206,13 @@ fn apply(root: &Path, op: &MountOp) -> Result<(), SetupError> {
 /// Builds the root on `plan.root`, pivots into it and seals it read-only.
 pub fn build_and_enter(plan: &SandboxPlan) -> Result<(), SetupError> {
     // Our mounts must not propagate back to the host; host unmounts may still reach us.
-    do_mount(None, Path::new("/"), None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None)?;
+    do_mount(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None,
+    )?;
     let root = &plan.root;
     do_mount(
         Some(Path::new("tmpfs")),
@@ -193,7 +234,10 @@ pub fn build_and_enter(plan: &SandboxPlan) -> Result<(), SetupError> {
         None,
         Path::new("/"),
         None,
-        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID
+        MsFlags::MS_REMOUNT
+            | MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
             | MsFlags::MS_NODEV,
         None,
     )

@@ -15,8 +15,8 @@
 use std::collections::BTreeMap;
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op, SeccompCondition as Cond,
-    SeccompFilter, SeccompRule, TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op,
+    SeccompCondition as Cond, SeccompFilter, SeccompRule, TargetArch,
 };
 
 /// What the filter may let through.
@@ -95,7 +95,7 @@ const NOT_IMPLEMENTED: &[libc::c_long] = &[
 ];
 
 /// Terminal ioctls that inject input or read the console (CVE-2017-5226, CVE-2023-28100).
-const DENIED_IOCTLS: &[u64] = &[libc::TIOCSTI as u64, libc::TIOCLINUX as u64];
+const DENIED_IOCTLS: &[u64] = &[libc::TIOCSTI, libc::TIOCLINUX];
 
 /// Socket families allowed: AF_UNSPEC, AF_UNIX, AF_INET, AF_INET6, AF_NETLINK.
 const ALLOWED_FAMILIES: &[u64] = &[0, 1, 2, 10, 16];
@@ -130,16 +130,16 @@ fn unusual_families() -> Result<Vec<SeccompRule>, SeccompError> {
 /// The `EPERM` filter.
 pub fn deny_filter(policy: Policy) -> Result<BpfProgram, SeccompError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-        DENIED.iter().map(|&nr| (nr as i64, Vec::new())).collect();
+        DENIED.iter().map(|&nr| (nr, Vec::new())).collect();
     let ioctls = DENIED_IOCTLS
         .iter()
         .map(|&req| Ok(SeccompRule::new(vec![cond(1, Len::Dword, Op::Eq, req)?])?))
         .collect::<Result<Vec<_>, SeccompError>>()?;
-    rules.insert(libc::SYS_ioctl as i64, ioctls);
-    rules.insert(libc::SYS_socket as i64, unusual_families()?);
+    rules.insert(libc::SYS_ioctl, ioctls);
+    rules.insert(libc::SYS_socket, unusual_families()?);
     // personality(): only PER_LINUX, PER_LINUX32 and the 0xffffffff query.
     rules.insert(
-        libc::SYS_personality as i64,
+        libc::SYS_personality,
         vec![SeccompRule::new(vec![
             cond(0, Len::Dword, Op::Ne, 0)?,
             cond(0, Len::Dword, Op::Ne, 0x0008)?,
@@ -150,8 +150,13 @@ pub fn deny_filter(policy: Policy) -> Result<BpfProgram, SeccompError> {
         let newuser = libc::CLONE_NEWUSER as u64;
         for nr in [libc::SYS_unshare, libc::SYS_clone] {
             rules.insert(
-                nr as i64,
-                vec![SeccompRule::new(vec![cond(0, Len::Dword, Op::MaskedEq(newuser), newuser)?])?],
+                nr,
+                vec![SeccompRule::new(vec![cond(
+                    0,
+                    Len::Dword,
+                    Op::MaskedEq(newuser),
+                    newuser,
+                )?])?],
             );
         }
     }
@@ -166,7 +171,7 @@ pub fn deny_filter(policy: Policy) -> Result<BpfProgram, SeccompError> {
 
 /// The `ENOSYS` filter.
 pub fn enosys_filter() -> Result<BpfProgram, SeccompError> {
-    let rules = NOT_IMPLEMENTED.iter().map(|&nr| (nr as i64, Vec::new())).collect();
+    let rules = NOT_IMPLEMENTED.iter().map(|&nr| (nr, Vec::new())).collect();
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
@@ -182,7 +187,7 @@ pub fn enosys_filter() -> Result<BpfProgram, SeccompError> {
 /// five-instruction program instead of hundreds of rules.
 #[cfg(target_arch = "x86_64")]
 pub fn x32_filter() -> BpfProgram {
-    const LD_W_ABS: u16 = 0x00 | 0x00 | 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const LD_W_ABS: u16 = 0x20; // BPF_LD (0) | BPF_W (0) | BPF_ABS
     const JEQ_K: u16 = 0x05 | 0x10; // BPF_JMP | BPF_JEQ | BPF_K
     const JGE_K: u16 = 0x05 | 0x30; // BPF_JMP | BPF_JGE | BPF_K
     const RET_K: u16 = 0x06; // BPF_RET | BPF_K
@@ -190,10 +195,10 @@ pub fn x32_filter() -> BpfProgram {
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
     let insn = |code, jt, jf, k| seccompiler::sock_filter { code, jt, jf, k };
     vec![
-        insn(LD_W_ABS, 0, 0, 4),                   // A = seccomp_data.arch
-        insn(JEQ_K, 0, 3, AUDIT_ARCH_X86_64),      // not x86_64: allow (filter 1 kills it)
-        insn(LD_W_ABS, 0, 0, 0),                   // A = seccomp_data.nr
-        insn(JGE_K, 0, 1, X32_SYSCALL_BIT),        // x32 call?
+        insn(LD_W_ABS, 0, 0, 4),              // A = seccomp_data.arch
+        insn(JEQ_K, 0, 3, AUDIT_ARCH_X86_64), // not x86_64: allow (filter 1 kills it)
+        insn(LD_W_ABS, 0, 0, 0),              // A = seccomp_data.nr
+        insn(JGE_K, 0, 1, X32_SYSCALL_BIT),   // x32 call?
         insn(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
         insn(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
     ]
@@ -223,12 +228,21 @@ mod tests {
     #[test]
     fn filters_build_for_both_policies() {
         for allow in [false, true] {
-            let programs = build(Policy { allow_user_namespaces: allow }).unwrap();
+            let programs = build(Policy {
+                allow_user_namespaces: allow,
+            })
+            .unwrap();
             assert!(programs.iter().all(|p| !p.is_empty() && p.len() < 4096));
         }
         // Allowing user namespaces removes the clone/unshare rules, so the program shrinks.
-        let strict = deny_filter(Policy { allow_user_namespaces: false }).unwrap();
-        let loose = deny_filter(Policy { allow_user_namespaces: true }).unwrap();
+        let strict = deny_filter(Policy {
+            allow_user_namespaces: false,
+        })
+        .unwrap();
+        let loose = deny_filter(Policy {
+            allow_user_namespaces: true,
+        })
+        .unwrap();
         assert!(strict.len() > loose.len());
     }
 

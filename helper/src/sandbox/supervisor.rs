@@ -40,14 +40,28 @@ fn app_host_pid(init: Pid) -> Option<i32> {
 /// Runs the supervisor on `control`; returns its exit code.
 pub fn run(control: OwnedFd) -> i32 {
     let control = UnixStream::from(control);
-    let plan: SandboxPlan = match control.try_clone().map(Receiver::new).map(|mut rx| rx.recv()) {
+    let plan: SandboxPlan = match control
+        .try_clone()
+        .map(Receiver::new)
+        .map(|mut rx| rx.recv())
+    {
         Ok(Ok(plan)) => plan,
         Ok(Err(e)) => {
-            tell(&control, &SupervisorEvent::Failed { message: format!("read the plan: {e}") });
+            tell(
+                &control,
+                &SupervisorEvent::Failed {
+                    message: format!("read the plan: {e}"),
+                },
+            );
             return 1;
         }
         Err(e) => {
-            tell(&control, &SupervisorEvent::Failed { message: format!("dup control socket: {e}") });
+            tell(
+                &control,
+                &SupervisorEvent::Failed {
+                    message: format!("dup control socket: {e}"),
+                },
+            );
             return 1;
         }
     };
@@ -96,7 +110,12 @@ pub fn run(control: OwnedFd) -> i32 {
             Ok(report) => report,
             Err(e) if e.is_closed() => break,
             Err(e) => {
-                tell(&control, &SupervisorEvent::Failed { message: format!("bad report from pid 1: {e}") });
+                tell(
+                    &control,
+                    &SupervisorEvent::Failed {
+                        message: format!("bad report from pid 1: {e}"),
+                    },
+                );
                 break;
             }
         };
@@ -130,7 +149,9 @@ pub fn run(control: OwnedFd) -> i32 {
         _ => ExitStatus::Code(super::SETUP_FAILED_CODE),
     });
     if !started && !failed {
-        return fail(format!("the sandbox's pid 1 ended ({status}) before starting the app"));
+        return fail(format!(
+            "the sandbox's pid 1 ended ({status}) before starting the app"
+        ));
     }
     if started {
         tell(&control, &SupervisorEvent::Exited { status });
