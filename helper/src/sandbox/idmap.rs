@@ -9,15 +9,29 @@ use super::SetupError;
 use crate::plan::IdMapPlan;
 use crate::plan::idmap::{MapLine, tool_args};
 
-fn run_tool(tool: &std::path::Path, pid: Pid, lines: &[MapLine]) -> Result<(), SetupError> {
+/// Starts a map tool; its output is collected by [`finish_tool`].
+fn start_tool(
+    tool: &std::path::Path,
+    pid: Pid,
+    lines: &[MapLine],
+) -> Result<(String, std::process::Child), SetupError> {
     let args = tool_args(lines);
     let what = format!("{} {pid} {}", tool.display(), args.join(" "));
-    let out = Command::new(tool)
+    let child = Command::new(tool)
         .arg(pid.to_string())
         .args(&args)
         .stdin(std::process::Stdio::null())
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .map_err(|e| SetupError::new(what.clone(), format!("cannot run it: {e}")))?;
+    Ok((what, child))
+}
+
+fn finish_tool((what, child): (String, std::process::Child)) -> Result<(), SetupError> {
+    let out = child
+        .wait_with_output()
+        .map_err(|e| SetupError::new(what.clone(), format!("cannot wait for it: {e}")))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
         return Err(SetupError::new(
@@ -51,8 +65,12 @@ pub fn write(pid: Pid, plan: &IdMapPlan) -> Result<(), SetupError> {
                     "newuidmap/newgidmap missing",
                 ));
             };
-            run_tool(uidmap, pid, &plan.uid_lines)?;
-            run_tool(gidmap, pid, &plan.gid_lines)
+            // The two tools are independent: run them side by side (each costs a setuid exec).
+            let uid_tool = start_tool(uidmap, pid, &plan.uid_lines)?;
+            let gid_tool = start_tool(gidmap, pid, &plan.gid_lines);
+            let uid_result = finish_tool(uid_tool);
+            let gid_result = gid_tool.and_then(finish_tool);
+            uid_result.and(gid_result)
         }
         IdMapKind::SingleId => {
             // An unprivileged writer may map only its own ids, and only once setgroups is off.
