@@ -1,7 +1,7 @@
 //! Turns a `Run` request into a running sandbox: profile, plan, stdio, and a freshly spawned
 //! supervisor process (never a fork of this multi-threaded daemon).
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -10,15 +10,18 @@ use std::process::{Child, Command, Stdio as ProcStdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hutch_core::protocol::{ErrorCode, IdMapKind, RunRequest, SandboxInfo, SandboxState, Stdio};
+use hutch_core::protocol::{
+    ErrorCode, ExitStatus, IdMapKind, RunRequest, SandboxInfo, SandboxState, Stdio,
+};
 
 use super::State;
 use super::registry::Refusal;
 use crate::channel::{self, Receiver};
+use crate::plan::IdMapPlan;
 use crate::plan::{self, host};
 use crate::profiles;
-use crate::sandbox::SupervisorEvent;
 use crate::sandbox::supervisor::CONTROL_FD;
+use crate::sandbox::{SupervisorCommand, SupervisorEvent};
 use crate::sys;
 
 /// How long sandbox setup may take before the launch is abandoned.
@@ -62,39 +65,31 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// The three stdio fds for the supervisor.
-fn stdio_for(request: &RunRequest, mut fds: Vec<OwnedFd>) -> Result<[OwnedFd; 3], Refusal> {
+/// The app's stdin, stdout and stderr: the caller's fds, /dev/null, or none for a terminal
+/// (made inside the sandbox, in its own devpts, and sent back with `Started`).
+fn stdio_for(request: &RunRequest, fds: Vec<OwnedFd>) -> Result<Vec<OwnedFd>, Refusal> {
     match request.stdio {
-        Stdio::Inherit => {
-            if fds.len() != 3 {
-                return Err((
-                    ErrorCode::InvalidRequest,
-                    format!(
-                        "a run with stdio \"inherit\" needs exactly 3 fds (stdin, stdout, stderr) \
-                         attached to its frame; got {}",
-                        fds.len()
-                    ),
-                ));
-            }
-            let err = fds.pop().expect("3 fds");
-            let out = fds.pop().expect("3 fds");
-            let inp = fds.pop().expect("3 fds");
-            Ok([inp, out, err])
-        }
-        // The terminal is made inside the sandbox (its own devpts) and comes back with the
-        // supervisor's Started event; the supervisor itself gets /dev/null.
-        Stdio::Null | Stdio::Tty { .. } => {
-            let null = |_| {
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open("/dev/null")
-                    .map(OwnedFd::from)
-                    .map_err(|e| (ErrorCode::Internal, format!("open /dev/null: {e}")))
-            };
-            Ok([null(0)?, null(1)?, null(2)?])
-        }
+        Stdio::Inherit if fds.len() == 3 => Ok(fds),
+        Stdio::Inherit => Err((
+            ErrorCode::InvalidRequest,
+            format!(
+                "a run with stdio \"inherit\" needs exactly 3 fds (stdin, stdout, stderr) \
+                 attached to its frame; got {}",
+                fds.len()
+            ),
+        )),
+        Stdio::Null => (0..3).map(|_| open_null()).collect(),
+        Stdio::Tty { .. } => Ok(Vec::new()),
     }
+}
+
+fn open_null() -> Result<OwnedFd, Refusal> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map(OwnedFd::from)
+        .map_err(|e| (ErrorCode::Internal, format!("open /dev/null: {e}")))
 }
 
 fn make_private_dir(path: &Path) -> Result<(), Refusal> {
@@ -110,15 +105,14 @@ fn make_private_dir(path: &Path) -> Result<(), Refusal> {
         })
 }
 
-fn spawn_supervisor(stdio: [OwnedFd; 3], control: UnixStream) -> Result<Child, Refusal> {
-    let [inp, out, err] = stdio;
+fn spawn_supervisor(control: UnixStream) -> Result<Child, Refusal> {
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0("hutch-sandbox")
         .arg("supervise")
         .env_clear()
-        .stdin(ProcStdio::from(inp))
-        .stdout(ProcStdio::from(out))
-        .stderr(ProcStdio::from(err));
+        .stdin(ProcStdio::null())
+        .stdout(ProcStdio::null())
+        .stderr(ProcStdio::null());
     sys::pass_fd_as(&mut cmd, OwnedFd::from(control), CONTROL_FD);
     cmd.spawn().map_err(|e| {
         (
@@ -126,6 +120,100 @@ fn spawn_supervisor(stdio: [OwnedFd; 3], control: UnixStream) -> Result<Child, R
             format!("cannot start the sandbox supervisor: {e}"),
         )
     })
+}
+
+/// A supervisor whose sandbox namespaces exist and whose id maps are written, waiting for a
+/// plan.
+#[derive(Debug)]
+pub struct Prepared {
+    child: Child,
+    rx: Receiver,
+    id_map: IdMapPlan,
+}
+
+impl Prepared {
+    /// Ends an unused prepared sandbox.
+    fn discard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a supervisor and has it prepare a sandbox with `id_map`.
+fn spawn_prepared(id_map: &IdMapPlan) -> Result<Prepared, Refusal> {
+    let (ours, theirs) =
+        UnixStream::pair().map_err(|e| (ErrorCode::Internal, format!("socketpair: {e}")))?;
+    let mut child = spawn_supervisor(theirs)?;
+    let mut fail = |msg: String| {
+        let _ = child.kill();
+        let _ = child.wait();
+        (ErrorCode::Setup, msg)
+    };
+    let command = SupervisorCommand::Prepare {
+        id_map: id_map.clone(),
+    };
+    if let Err(e) = channel::send(&ours, &command, &[]) {
+        return Err(fail(format!("cannot reach the sandbox supervisor: {e}")));
+    }
+    let _ = ours.set_read_timeout(Some(SETUP_TIMEOUT));
+    let mut rx = Receiver::new(ours);
+    match rx.recv::<SupervisorEvent>() {
+        Ok(SupervisorEvent::Ready) => {}
+        Ok(SupervisorEvent::Failed { message }) => {
+            return Err(fail(format!("sandbox setup failed: {message}")));
+        }
+        Ok(other) => return Err(fail(format!("unexpected supervisor event {other:?}"))),
+        Err(e) => return Err(fail(format!("the supervisor did not report: {e}"))),
+    }
+    Ok(Prepared {
+        child,
+        rx,
+        id_map: id_map.clone(),
+    })
+}
+
+/// Prepares the next sandbox in the background, so the next launch finds it ready.
+pub fn prewarm(state: &Arc<State>) {
+    let state = Arc::clone(state);
+    let spawned = std::thread::Builder::new()
+        .name("prewarm".into())
+        .spawn(move || {
+            let host = host::gather(Vec::new(), PathBuf::new());
+            let (id_map, _) = plan::id_map_plan(&host);
+            match spawn_prepared(&id_map) {
+                Ok(prepared) => {
+                    let old = state
+                        .prepared
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .replace(prepared);
+                    if let Some(old) = old {
+                        old.discard();
+                    }
+                }
+                Err((_, message)) => tracing::debug!(%message, "could not prepare a sandbox ahead"),
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the prewarm thread: {e}");
+    }
+}
+
+/// The prepared sandbox if its id maps fit, else a new one.
+fn take_prepared(state: &State, id_map: &IdMapPlan) -> Result<Prepared, Refusal> {
+    let ready = state
+        .prepared
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    match ready {
+        Some(prepared) if prepared.id_map == *id_map => Ok(prepared),
+        Some(stale) => {
+            stale.discard();
+            spawn_prepared(id_map)
+        }
+        None => spawn_prepared(id_map),
+    }
 }
 
 fn cleanup(dir: &Path) {
@@ -159,15 +247,16 @@ pub fn launch(
     }
     make_private_dir(&plan.root)?;
 
-    let (ours, theirs) =
-        UnixStream::pair().map_err(|e| (ErrorCode::Internal, format!("socketpair: {e}")))?;
-    let mut child = match spawn_supervisor(stdio, theirs) {
-        Ok(child) => child,
+    let prepared = match take_prepared(state, &plan.id_map) {
+        Ok(prepared) => prepared,
         Err(e) => {
             cleanup(&sandbox_dir);
             return Err(e);
         }
     };
+    let Prepared {
+        mut child, mut rx, ..
+    } = prepared;
     let info = SandboxInfo {
         id: id.clone(),
         profile: profile.name.clone(),
@@ -186,14 +275,21 @@ pub fn launch(
         cleanup(&sandbox_dir);
         (ErrorCode::Setup, msg)
     };
-    if let Err(e) = channel::send(&ours, &plan, &[]) {
+    let command = SupervisorCommand::Launch {
+        plan: Box::new(plan.clone()),
+    };
+    let fds: Vec<BorrowedFd<'_>> = stdio.iter().map(|fd| fd.as_fd()).collect();
+    if let Err(e) = channel::send(rx.stream(), &command, &fds) {
         return Err(abandon(
             &mut child,
             format!("cannot hand the plan to the supervisor: {e}"),
         ));
     }
-    let _ = ours.set_read_timeout(Some(SETUP_TIMEOUT));
-    let mut rx = Receiver::new(ours);
+    // The app holds the caller's stdio now; the helper keeps no copy.
+    drop(fds);
+    drop(stdio);
+    // The next launch finds a sandbox prepared.
+    prewarm(state);
     let (init_pid, app_pid) = match rx.recv::<SupervisorEvent>() {
         Ok(SupervisorEvent::Started { init_pid, app_pid }) => (init_pid, app_pid),
         Ok(SupervisorEvent::Failed { message }) => {
@@ -241,31 +337,36 @@ pub fn launch(
     })
 }
 
-/// Waits for the supervisor's last word and records the exit.
+/// Records the sandbox's exit as soon as the supervisor reports it, then waits for the
+/// supervisor itself and cleans up.
 fn monitor(state: Arc<State>, id: String, mut rx: Receiver, mut child: Child, dir: PathBuf) {
-    let mut status = None;
+    let mut reported = false;
     loop {
         match rx.recv::<SupervisorEvent>() {
-            Ok(SupervisorEvent::Exited { status: s }) => status = Some(s),
+            Ok(SupervisorEvent::Exited { status }) if !reported => {
+                reported = true;
+                tracing::info!(%id, %status, "sandbox exited");
+                state.registry.finish(&id, status);
+            }
             Ok(SupervisorEvent::Failed { message }) => {
                 tracing::warn!(%id, %message, "sandbox reported a failure");
             }
-            Ok(SupervisorEvent::Started { .. }) => {}
+            Ok(_) => {}
             Err(_) => break,
         }
     }
     let waited = child.wait();
-    let status = status.unwrap_or_else(|| {
-        use std::os::unix::process::ExitStatusExt;
-        match waited {
-            Ok(s) if s.signal().is_some() => {
-                hutch_core::protocol::ExitStatus::Signal(s.signal().unwrap_or(9))
-            }
-            Ok(s) => hutch_core::protocol::ExitStatus::Code(s.code().unwrap_or(1)),
-            Err(_) => hutch_core::protocol::ExitStatus::Code(1),
-        }
-    });
-    tracing::info!(%id, %status, "sandbox exited");
     cleanup(&dir);
-    state.registry.finish(&id, status);
+    if !reported {
+        use std::os::unix::process::ExitStatusExt;
+        let status = match waited {
+            Ok(s) => match s.signal() {
+                Some(sig) => ExitStatus::Signal(sig),
+                None => ExitStatus::Code(s.code().unwrap_or(1)),
+            },
+            Err(_) => ExitStatus::Code(1),
+        };
+        tracing::warn!(%id, %status, "sandbox supervisor ended without reporting an exit");
+        state.registry.finish(&id, status);
+    }
 }

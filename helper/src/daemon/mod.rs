@@ -26,6 +26,8 @@ pub struct State {
     pub homes_dir: PathBuf,
     /// Folders a sandbox may never see.
     pub private_dirs: Vec<PathBuf>,
+    /// A sandbox prepared ahead (namespaces made, id maps written) for the next launch.
+    pub prepared: std::sync::Mutex<Option<launch::Prepared>>,
 }
 
 /// Why the daemon could not start.
@@ -140,6 +142,7 @@ pub fn bind(socket: PathBuf) -> Result<Listening, DaemonError> {
         socket,
         profiles_dir: paths::profiles_dir()?,
         homes_dir: paths::homes_dir()?,
+        prepared: std::sync::Mutex::new(None),
     };
     Ok(Listening {
         listener,
@@ -151,6 +154,7 @@ pub fn bind(socket: PathBuf) -> Result<Listening, DaemonError> {
 /// Accepts connections forever, a thread each.
 pub fn serve(listening: Listening) {
     tracing::info!(socket = %listening.state.socket.display(), pid = std::process::id(), "hutch-helper listening");
+    launch::prewarm(&listening.state);
     for stream in listening.listener.incoming() {
         match stream {
             Ok(stream) => {

@@ -493,7 +493,8 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-fn id_map_plan(host: &HostFacts) -> (IdMapPlan, Option<String>) {
+/// The id maps for this user, and a warning when they fall back to a single id.
+pub fn id_map_plan(host: &HostFacts) -> (IdMapPlan, Option<String>) {
     let tools = host.newuidmap.is_some() && host.newgidmap.is_some();
     let ranges = !host.subuids.is_empty() && !host.subgids.is_empty();
     if tools && ranges {

@@ -57,25 +57,53 @@ fn cstring(s: &str) -> Result<CString, SetupError> {
     CString::new(s).map_err(|_| SetupError::new("prepare exec", format!("{s:?} contains a NUL")))
 }
 
-fn prepare(plan: &SandboxPlan, terminal: Option<&Path>) -> Result<(), SetupError> {
+/// Where the app's stdin, stdout and stderr come from.
+#[derive(Debug, Clone, Copy)]
+pub enum AppStdio<'a> {
+    /// The follower side of a terminal made inside the sandbox.
+    Terminal(&'a Path),
+    /// The caller's three fds (fewer leave the rest as pid 1 had them: /dev/null).
+    Fds(&'a [OwnedFd]),
+}
+
+fn attach_stdio(stdio: AppStdio<'_>) -> Result<(), SetupError> {
+    match stdio {
+        AppStdio::Terminal(path) => {
+            let what = format!("attach terminal {}", path.display());
+            let tty = nix::fcntl::open(
+                path,
+                nix::fcntl::OFlag::O_RDWR,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| SetupError::new(what.clone(), e))?;
+            nix::unistd::dup2_stdin(&tty).map_err(|e| SetupError::new(what.clone(), e))?;
+            nix::unistd::dup2_stdout(&tty).map_err(|e| SetupError::new(what.clone(), e))?;
+            nix::unistd::dup2_stderr(&tty).map_err(|e| SetupError::new(what.clone(), e))?;
+            drop(tty);
+            sys::set_controlling_tty(std::io::stdin().as_fd())
+                .map_err(|e| SetupError::new("make the terminal controlling", e))
+        }
+        AppStdio::Fds(fds) => {
+            let what = "attach the caller's stdio";
+            if let Some(fd) = fds.first() {
+                nix::unistd::dup2_stdin(fd).map_err(|e| SetupError::new(what, e))?;
+            }
+            if let Some(fd) = fds.get(1) {
+                nix::unistd::dup2_stdout(fd).map_err(|e| SetupError::new(what, e))?;
+            }
+            if let Some(fd) = fds.get(2) {
+                nix::unistd::dup2_stderr(fd).map_err(|e| SetupError::new(what, e))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn prepare(plan: &SandboxPlan, stdio: AppStdio<'_>) -> Result<(), SetupError> {
     // Whatever pid 1 blocked or ignored, the app starts with every signal default and unblocked.
     sys::reset_signals().map_err(|e| SetupError::new("reset signals", e))?;
     nix::unistd::setsid().map_err(|e| SetupError::new("setsid", e))?;
-    if let Some(path) = terminal {
-        let what = format!("attach terminal {}", path.display());
-        let tty = nix::fcntl::open(
-            path,
-            nix::fcntl::OFlag::O_RDWR,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(|e| SetupError::new(what.clone(), e))?;
-        nix::unistd::dup2_stdin(&tty).map_err(|e| SetupError::new(what.clone(), e))?;
-        nix::unistd::dup2_stdout(&tty).map_err(|e| SetupError::new(what.clone(), e))?;
-        nix::unistd::dup2_stderr(&tty).map_err(|e| SetupError::new(what.clone(), e))?;
-        drop(tty);
-        sys::set_controlling_tty(std::io::stdin().as_fd())
-            .map_err(|e| SetupError::new("make the terminal controlling", e))?;
-    }
+    attach_stdio(stdio)?;
     nix::sys::prctl::set_no_new_privs().map_err(|e| SetupError::new("set no_new_privs", e))?;
     drop_all_capabilities()?;
     std::env::set_current_dir(&plan.cwd)
@@ -106,9 +134,9 @@ pub fn run_app(
     plan: &SandboxPlan,
     report_fd: OwnedFd,
     programs: &[BpfProgram],
-    terminal: Option<&Path>,
+    stdio: AppStdio<'_>,
 ) -> ! {
-    if let Err(e) = prepare(plan, terminal) {
+    if let Err(e) = prepare(plan, stdio) {
         fail(&report_fd, e);
     }
     let name = &plan.argv[0];

@@ -11,7 +11,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use super::{InitReport, SETUP_FAILED_CODE, SetupError, exec, rootfs, seccomp};
-use crate::channel;
+use crate::channel::{self, Receiver};
 use crate::plan::SandboxPlan;
 use crate::sys;
 
@@ -70,15 +70,21 @@ fn setup(plan: &SandboxPlan) -> Result<(), SetupError> {
 }
 
 /// Runs as pid 1 of the new pid namespace; never returns.
-pub fn run(plan: &SandboxPlan, go: OwnedFd, report: UnixStream) -> ! {
+///
+/// It waits on `go` for the plan, with the app's stdin, stdout and stderr attached (none for a
+/// terminal run): until then it is an idle, pre-made sandbox with its id maps written.
+pub fn run(go: UnixStream, report: UnixStream) -> ! {
     // Die with the supervisor, whatever way it dies.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    let mut byte = [0u8; 1];
-    match std::fs::File::from(go).read(&mut byte) {
-        Ok(1) => {}
-        // The supervisor gave up (the id maps could not be written).
-        _ => std::process::exit(SETUP_FAILED_CODE),
-    }
+    let mut go = Receiver::new(go);
+    let plan: SandboxPlan = match go.recv() {
+        Ok(plan) => plan,
+        // The supervisor gave up (the id maps could not be written) or was never used.
+        Err(_) => std::process::exit(SETUP_FAILED_CODE),
+    };
+    let stdio = go.take_fds(3);
+    drop(go);
+    let plan = &plan;
     let fail = |report: &UnixStream, e: SetupError| -> ! {
         send(
             report,
@@ -124,13 +130,18 @@ pub fn run(plan: &SandboxPlan, go: OwnedFd, report: UnixStream) -> ! {
         Ok(sys::CloneResult::Child) => {
             drop(exec_r);
             drop(report);
-            let follower = terminal.as_ref().map(|t| t.follower.as_path());
-            exec::run_app(plan, exec_w, &programs, follower)
+            let app_stdio = match terminal.as_ref() {
+                Some(t) => exec::AppStdio::Terminal(&t.follower),
+                None => exec::AppStdio::Fds(&stdio),
+            };
+            exec::run_app(plan, exec_w, &programs, app_stdio)
         }
         Ok(sys::CloneResult::Parent { child }) => child,
         Err(e) => fail(&report, SetupError::new("fork the app", e)),
     };
     drop(exec_w);
+    // Only the app holds the caller's stdio now: its end of file is the caller's.
+    drop(stdio);
     // The exec pipe closes on a successful exec; before that, the app may report a failure.
     let mut msg = String::new();
     let _ = std::fs::File::from(exec_r).read_to_string(&mut msg);

@@ -57,10 +57,24 @@ pub enum InitReport {
     },
 }
 
+/// The daemon to a supervisor, in this order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SupervisorCommand {
+    /// Make the namespaces and write the id maps now; the plan follows later (a pre-made,
+    /// idle sandbox takes the id-map cost off the launch).
+    Prepare { id_map: crate::plan::IdMapPlan },
+    /// Build this sandbox in the prepared namespaces. The app's stdin, stdout and stderr are
+    /// attached, unless it gets a terminal.
+    Launch { plan: Box<crate::plan::SandboxPlan> },
+}
+
 /// The supervisor to the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SupervisorEvent {
+    /// The namespaces exist and the id maps are written: ready for a plan.
+    Ready,
     /// The app runs. Host pids of the sandbox's pid 1 and of the app. With a terminal, its
     /// controller fd is attached.
     Started {

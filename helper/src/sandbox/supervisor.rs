@@ -1,22 +1,25 @@
 //! `hutch-helper supervise`: a fresh, single-threaded process per sandbox.
 //!
-//! It reads the plan from its control socket (fd 3), clones pid 1 into new namespaces, writes
-//! the id maps from outside (newuidmap needs the child's pid and must run in the parent user
-//! namespace), releases the child, relays pid 1's reports to the daemon and exits after it.
+//! 1. On [`SupervisorCommand::Prepare`] it clones pid 1 into new namespaces and writes the id
+//!    maps from outside (newuidmap needs the child's pid and must run in the parent user
+//!    namespace), then says [`SupervisorEvent::Ready`]. The daemon keeps one such prepared
+//!    supervisor idle, so a launch does not wait for process start-up and the id-map tools.
+//! 2. On [`SupervisorCommand::Launch`] it hands the plan and the app's stdio to pid 1, relays
+//!    pid 1's reports to the daemon, and exits after pid 1.
+//!
+//! If the daemon goes away before the launch, the prepared sandbox is discarded.
 
-use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use hutch_core::protocol::ExitStatus;
-use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::{InitReport, NAMESPACES, SupervisorEvent, idmap, init};
+use super::{InitReport, NAMESPACES, SupervisorCommand, SupervisorEvent, idmap, init};
 use crate::channel::{self, Receiver};
-use crate::plan::SandboxPlan;
+use crate::plan::IdMapPlan;
 use crate::sys;
 
 /// The fd on which the daemon passes the control socket.
@@ -37,24 +40,57 @@ fn app_host_pid(init: Pid) -> Option<i32> {
     children.split_whitespace().next()?.parse().ok()
 }
 
+fn kill_and_reap(child: Pid) {
+    let _ = kill(child, Signal::SIGKILL);
+    let _ = waitpid(child, None);
+}
+
+/// pid 1, cloned and mapped, waiting for its plan.
+struct Prepared {
+    child: Pid,
+    go: UnixStream,
+    reports: Receiver,
+    id_map: IdMapPlan,
+}
+
+fn prepare(id_map: IdMapPlan, control: &UnixStream) -> Result<Prepared, String> {
+    let (go, go_child) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let (report_r, report_w) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let child = match sys::clone_process(NAMESPACES) {
+        Ok(sys::CloneResult::Child) => {
+            drop((go, report_r));
+            // pid 1 must not hold the daemon's control socket (the daemon learns of the
+            // supervisor's death by its end of file). `init::run` never returns, so the
+            // borrowed stream is never used or closed again.
+            let _ = nix::unistd::close(control.as_raw_fd());
+            init::run(go_child, report_w)
+        }
+        Ok(sys::CloneResult::Parent { child }) => child,
+        Err(e) => {
+            return Err(format!(
+                "cannot create the sandbox's namespaces: {e} (check `hutch doctor`: user \
+                 namespaces must be enabled)"
+            ));
+        }
+    };
+    drop((go_child, report_w));
+    if let Err(e) = idmap::write(child, &id_map) {
+        kill_and_reap(child);
+        return Err(format!("cannot write the sandbox's id maps: {e}"));
+    }
+    Ok(Prepared {
+        child,
+        go,
+        reports: Receiver::new(report_r),
+        id_map,
+    })
+}
+
 /// Runs the supervisor on `control`; returns its exit code.
 pub fn run(control: OwnedFd) -> i32 {
     let control = UnixStream::from(control);
-    let plan: SandboxPlan = match control
-        .try_clone()
-        .map(Receiver::new)
-        .map(|mut rx| rx.recv())
-    {
-        Ok(Ok(plan)) => plan,
-        Ok(Err(e)) => {
-            tell(
-                &control,
-                &SupervisorEvent::Failed {
-                    message: format!("read the plan: {e}"),
-                },
-            );
-            return 1;
-        }
+    let mut commands = match control.try_clone() {
+        Ok(stream) => Receiver::new(stream),
         Err(e) => {
             tell(
                 &control,
@@ -71,51 +107,61 @@ pub fn run(control: OwnedFd) -> i32 {
         tell(&control, &SupervisorEvent::Failed { message });
         1
     };
-    let (Ok((go_r, go_w)), Ok((report_r, report_w))) =
-        (nix::unistd::pipe2(OFlag::O_CLOEXEC), UnixStream::pair())
-    else {
-        return fail("create the setup pipes".into());
-    };
-    let child = match sys::clone_process(NAMESPACES) {
-        Ok(sys::CloneResult::Child) => {
-            drop((go_w, report_r));
-            drop(control);
-            init::run(&plan, go_r, report_w)
-        }
-        Ok(sys::CloneResult::Parent { child }) => child,
-        Err(e) => {
-            return fail(format!(
-                "cannot create the sandbox's namespaces: {e} (check `hutch doctor`: user \
-                 namespaces must be enabled)"
-            ));
-        }
-    };
-    drop((go_r, report_w));
-    if let Err(e) = idmap::write(child, &plan.id_map) {
-        let _ = kill(child, Signal::SIGKILL);
-        let _ = waitpid(child, None);
-        return fail(format!("cannot write the sandbox's id maps: {e}"));
-    }
-    if std::fs::File::from(go_w).write_all(b"1").is_err() {
-        let _ = waitpid(child, None);
-        return fail("the sandbox's pid 1 died before setup".into());
-    }
 
+    let id_map = match commands.recv::<SupervisorCommand>() {
+        Ok(SupervisorCommand::Prepare { id_map }) => id_map,
+        Ok(other) => return fail(format!("expected prepare, got {other:?}")),
+        Err(e) => return fail(format!("read the prepare command: {e}")),
+    };
+    let prepared = match prepare(id_map, &control) {
+        Ok(p) => p,
+        Err(message) => return fail(message),
+    };
+    tell(&control, &SupervisorEvent::Ready);
+
+    let plan = match commands.recv::<SupervisorCommand>() {
+        Ok(SupervisorCommand::Launch { plan }) => plan,
+        Ok(other) => {
+            kill_and_reap(prepared.child);
+            return fail(format!("expected launch, got {other:?}"));
+        }
+        Err(e) => {
+            // The daemon went away (or shut down) while this sandbox was idle.
+            kill_and_reap(prepared.child);
+            if e.is_closed() {
+                return 0;
+            }
+            return fail(format!("read the launch command: {e}"));
+        }
+    };
+    if plan.id_map != prepared.id_map {
+        kill_and_reap(prepared.child);
+        return fail("the plan's id maps differ from the prepared ones".into());
+    }
+    let stdio = commands.take_fds(3);
+    let fds: Vec<BorrowedFd<'_>> = stdio.iter().map(|fd| fd.as_fd()).collect();
+    if let Err(e) = channel::send(&prepared.go, &plan, &fds) {
+        kill_and_reap(prepared.child);
+        return fail(format!("the sandbox's pid 1 did not take its plan: {e}"));
+    }
+    // pid 1 and the app hold the caller's stdio from here; the supervisor keeps no copy.
+    drop(stdio);
+    drop(prepared.go);
+    supervise(prepared.child, prepared.reports, &control)
+}
+
+/// Relays pid 1's reports until it exits.
+fn supervise(child: Pid, mut reports: Receiver, control: &UnixStream) -> i32 {
     let mut started = false;
     let mut failed = false;
     let mut final_status = None;
-    let mut reports = Receiver::new(report_r);
     loop {
         let report = match reports.recv::<InitReport>() {
             Ok(report) => report,
             Err(e) if e.is_closed() => break,
             Err(e) => {
-                tell(
-                    &control,
-                    &SupervisorEvent::Failed {
-                        message: format!("bad report from pid 1: {e}"),
-                    },
-                );
+                let message = format!("bad report from pid 1: {e}");
+                tell(control, &SupervisorEvent::Failed { message });
                 break;
             }
         };
@@ -128,13 +174,18 @@ pub fn run(control: OwnedFd) -> i32 {
                     init_pid: child.as_raw(),
                     app_pid: app_host_pid(child),
                 };
-                tell_with(&control, &event, &fds);
+                tell_with(control, &event, &fds);
             }
             InitReport::SetupFailed { message } => {
                 failed = true;
-                tell(&control, &SupervisorEvent::Failed { message });
+                tell(control, &SupervisorEvent::Failed { message });
             }
-            InitReport::Exited { status } => final_status = Some(status),
+            InitReport::Exited { status } => {
+                // Tell at once: tearing down the namespaces after pid 1 exits takes a few
+                // milliseconds nobody needs to wait for.
+                final_status = Some(status);
+                tell(control, &SupervisorEvent::Exited { status });
+            }
         }
     }
     let waited = loop {
@@ -149,12 +200,13 @@ pub fn run(control: OwnedFd) -> i32 {
         _ => ExitStatus::Code(super::SETUP_FAILED_CODE),
     });
     if !started && !failed {
-        return fail(format!(
-            "the sandbox's pid 1 ended ({status}) before starting the app"
-        ));
+        let message = format!("the sandbox's pid 1 ended ({status}) before starting the app");
+        tell(control, &SupervisorEvent::Failed { message });
+        return 1;
     }
-    if started {
-        tell(&control, &SupervisorEvent::Exited { status });
+    if started && final_status.is_none() {
+        // pid 1 died without reporting (killed): its wait status is the sandbox's.
+        tell(control, &SupervisorEvent::Exited { status });
     }
     0
 }
