@@ -20,7 +20,15 @@ pub enum FrameError {
     #[error("empty frame (length 0)")]
     Empty,
     #[error("frame is not valid JSON for this message: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
+}
+
+// Not `#[from]`: the message above already shows the cause, so it is not also a `source()`
+// (error chains would print it twice).
+impl From<serde_json::Error> for FrameError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Json(e)
+    }
 }
 
 /// Encodes `msg` as one frame (header and body).

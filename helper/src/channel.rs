@@ -25,7 +25,14 @@ pub enum ChannelError {
     #[error(transparent)]
     Frame(#[from] FrameError),
     #[error("socket error: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+// The messages show their cause, so it is not also a `source()` (chains would repeat it).
+impl From<io::Error> for ChannelError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
 }
 
 impl ChannelError {

@@ -21,19 +21,25 @@ pub const HELPER_ENV: &str = "HUTCH_HELPER";
 pub enum ClientError {
     #[error(transparent)]
     Paths(#[from] paths::PathError),
-    #[error("no helper answers on {}: {source}", socket.display())]
+    #[error("no helper answers on {}: {err}", socket.display())]
     NoHelper {
         socket: PathBuf,
-        source: std::io::Error,
+        err: std::io::Error,
     },
     #[error("cannot start hutch-helper ({}): {message}", helper.display())]
     StartFailed { helper: PathBuf, message: String },
     #[error("the helper refused: {0}")]
     Refused(String),
     #[error("talking to the helper: {0}")]
-    Channel(#[from] ChannelError),
+    Channel(ChannelError),
     #[error("unexpected answer from the helper: {0}")]
     Unexpected(String),
+}
+
+impl From<ChannelError> for ClientError {
+    fn from(e: ChannelError) -> Self {
+        Self::Channel(e)
+    }
 }
 
 /// A connection that has completed the handshake.
@@ -49,9 +55,9 @@ pub struct Client {
 impl Client {
     /// Connects to the helper at `socket` and says hello.
     pub fn connect(socket: &Path, name: &str) -> Result<Self, ClientError> {
-        let stream = UnixStream::connect(socket).map_err(|source| ClientError::NoHelper {
+        let stream = UnixStream::connect(socket).map_err(|err| ClientError::NoHelper {
             socket: socket.to_owned(),
-            source,
+            err,
         })?;
         let rx = Receiver::new(stream.try_clone().map_err(ChannelError::from)?);
         let mut client = Self {
@@ -79,9 +85,9 @@ impl Client {
         let socket = paths::socket_path()?;
         match Self::connect(&socket, name) {
             Ok(client) => Ok(client),
-            Err(ClientError::NoHelper { source, .. })
+            Err(ClientError::NoHelper { err, .. })
                 if matches!(
-                    source.kind(),
+                    err.kind(),
                     ErrorKind::NotFound | ErrorKind::ConnectionRefused
                 ) =>
             {
@@ -99,7 +105,14 @@ impl Client {
         request: &Request,
         fds: &[BorrowedFd<'_>],
     ) -> Result<Response, ClientError> {
-        channel::send(&self.stream, request, fds)?;
+        if let Err(e) = channel::send(&self.stream, request, fds) {
+            // The helper may have answered and closed before reading us (a refusal): its
+            // answer is still waiting in our receive buffer.
+            return match self.rx.recv::<ServerMessage>() {
+                Ok(ServerMessage::Response(response)) => Ok(response),
+                _ => Err(e.into()),
+            };
+        }
         loop {
             match self.rx.recv::<ServerMessage>()? {
                 ServerMessage::Response(response) => return Ok(response),

@@ -107,11 +107,12 @@ fn wait_listed(env: &hutch_tests::TestEnv, what: &str) -> serde_json::Value {
         let list: serde_json::Value =
             serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
         if let Some(found) = list.as_array().unwrap().iter().find(|s| {
-            s["command"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|a| a.as_str().unwrap().contains(what))
+            s["state"] == "running"
+                && s["command"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a.as_str().unwrap().contains(what))
         }) {
             return found.clone();
         }

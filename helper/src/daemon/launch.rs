@@ -17,8 +17,8 @@ use hutch_core::protocol::{
 use super::State;
 use super::registry::Refusal;
 use crate::channel::{self, Receiver};
-use crate::plan::IdMapPlan;
 use crate::plan::{self, host};
+use crate::plan::{IdMapPlan, MountOp};
 use crate::profiles;
 use crate::sandbox::supervisor::CONTROL_FD;
 use crate::sandbox::{SupervisorCommand, SupervisorEvent};
@@ -122,13 +122,32 @@ fn spawn_supervisor(control: UnixStream) -> Result<Child, Refusal> {
     })
 }
 
-/// A supervisor whose sandbox namespaces exist and whose id maps are written, waiting for a
-/// plan.
+/// What a prepared sandbox was made for: a launch can use it only if its plan agrees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrepareKey {
+    pub id_map: IdMapPlan,
+    pub base_mounts: Vec<MountOp>,
+}
+
+impl PrepareKey {
+    /// The key for this user on this host, now.
+    fn current(host: &host::HostFacts) -> Self {
+        Self {
+            id_map: plan::id_map_plan(host).0,
+            base_mounts: plan::base_mounts(&host::RealFs),
+        }
+    }
+}
+
+/// A supervisor whose sandbox namespaces exist, id maps are written and root base is built,
+/// waiting for a plan.
 #[derive(Debug)]
 pub struct Prepared {
+    id: String,
+    dir: PathBuf,
     child: Child,
     rx: Receiver,
-    id_map: IdMapPlan,
+    key: PrepareKey,
 }
 
 impl Prepared {
@@ -136,21 +155,34 @@ impl Prepared {
     fn discard(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        cleanup(&self.dir);
     }
 }
 
-/// Starts a supervisor and has it prepare a sandbox with `id_map`.
-fn spawn_prepared(id_map: &IdMapPlan) -> Result<Prepared, Refusal> {
+/// Starts a supervisor and has it prepare a sandbox for `key`.
+fn spawn_prepared(runtime_dir: &Path, key: &PrepareKey) -> Result<Prepared, Refusal> {
+    let id = new_id();
+    let dir = runtime_dir.join("sandboxes").join(&id);
+    make_private_dir(&dir.join("root"))?;
     let (ours, theirs) =
         UnixStream::pair().map_err(|e| (ErrorCode::Internal, format!("socketpair: {e}")))?;
-    let mut child = spawn_supervisor(theirs)?;
+    let mut child = match spawn_supervisor(theirs) {
+        Ok(child) => child,
+        Err(e) => {
+            cleanup(&dir);
+            return Err(e);
+        }
+    };
     let mut fail = |msg: String| {
         let _ = child.kill();
         let _ = child.wait();
+        cleanup(&dir);
         (ErrorCode::Setup, msg)
     };
     let command = SupervisorCommand::Prepare {
-        id_map: id_map.clone(),
+        id_map: key.id_map.clone(),
+        root: dir.join("root"),
+        base_mounts: key.base_mounts.clone(),
     };
     if let Err(e) = channel::send(&ours, &command, &[]) {
         return Err(fail(format!("cannot reach the sandbox supervisor: {e}")));
@@ -166,10 +198,24 @@ fn spawn_prepared(id_map: &IdMapPlan) -> Result<Prepared, Refusal> {
         Err(e) => return Err(fail(format!("the supervisor did not report: {e}"))),
     }
     Ok(Prepared {
+        id,
+        dir,
         child,
         rx,
-        id_map: id_map.clone(),
+        key: key.clone(),
     })
+}
+
+/// Keeps one prepared sandbox for the next launch, replacing any older one.
+fn stash(state: &State, prepared: Prepared) {
+    let old = state
+        .prepared
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .replace(prepared);
+    if let Some(old) = old {
+        old.discard();
+    }
 }
 
 /// Prepares the next sandbox in the background, so the next launch finds it ready.
@@ -178,20 +224,12 @@ pub fn prewarm(state: &Arc<State>) {
     let spawned = std::thread::Builder::new()
         .name("prewarm".into())
         .spawn(move || {
-            let host = host::gather(Vec::new(), PathBuf::new());
-            let (id_map, _) = plan::id_map_plan(&host);
-            match spawn_prepared(&id_map) {
-                Ok(prepared) => {
-                    let old = state
-                        .prepared
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .replace(prepared);
-                    if let Some(old) = old {
-                        old.discard();
-                    }
+            let key = PrepareKey::current(&host::gather(Vec::new(), PathBuf::new()));
+            match spawn_prepared(&state.runtime_dir, &key) {
+                Ok(prepared) => stash(&state, prepared),
+                Err((_, message)) => {
+                    tracing::debug!(%message, "could not prepare a sandbox ahead")
                 }
-                Err((_, message)) => tracing::debug!(%message, "could not prepare a sandbox ahead"),
             }
         });
     if let Err(e) = spawned {
@@ -199,20 +237,20 @@ pub fn prewarm(state: &Arc<State>) {
     }
 }
 
-/// The prepared sandbox if its id maps fit, else a new one.
-fn take_prepared(state: &State, id_map: &IdMapPlan) -> Result<Prepared, Refusal> {
+/// The prepared sandbox if it fits `key`, else a new one.
+fn take_prepared(state: &State, key: &PrepareKey) -> Result<Prepared, Refusal> {
     let ready = state
         .prepared
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take();
     match ready {
-        Some(prepared) if prepared.id_map == *id_map => Ok(prepared),
+        Some(prepared) if prepared.key == *key => Ok(prepared),
         Some(stale) => {
             stale.discard();
-            spawn_prepared(id_map)
+            spawn_prepared(&state.runtime_dir, key)
         }
-        None => spawn_prepared(id_map),
+        None => spawn_prepared(&state.runtime_dir, key),
     }
 }
 
@@ -229,33 +267,37 @@ pub fn launch(
 ) -> Result<Started, Refusal> {
     let profile = profiles::load(&state.profiles_dir, request.profile.as_deref())
         .map_err(|e| refuse(ErrorCode::Profile)(e.to_string()))?;
-    let id = new_id();
-    let sandbox_dir = state.runtime_dir.join("sandboxes").join(&id);
     let host = host::gather(state.private_dirs.clone(), state.homes_dir.clone());
-    let plan = plan::build(
-        &id,
-        sandbox_dir.join("root"),
+    let stdio = stdio_for(&request, fds)?;
+    let prepared = take_prepared(state, &PrepareKey::current(&host))?;
+    let built = plan::build(
+        &prepared.id,
+        prepared.dir.join("root"),
         &profile,
         &request,
         &host,
         &host::RealFs,
-    )
-    .map_err(|e| refuse(ErrorCode::InvalidRequest)(e.to_string()))?;
-    let stdio = stdio_for(&request, fds)?;
-    for dir in &plan.prepare_dirs {
-        make_private_dir(dir)?;
-    }
-    make_private_dir(&plan.root)?;
-
-    let prepared = match take_prepared(state, &plan.id_map) {
-        Ok(prepared) => prepared,
+    );
+    let plan = match built {
+        Ok(plan) => plan,
         Err(e) => {
-            cleanup(&sandbox_dir);
-            return Err(e);
+            // Nothing was started: the prepared sandbox serves the next launch.
+            stash(state, prepared);
+            return Err((ErrorCode::InvalidRequest, e.to_string()));
         }
     };
+    for dir in &plan.prepare_dirs {
+        if let Err(e) = make_private_dir(dir) {
+            stash(state, prepared);
+            return Err(e);
+        }
+    }
     let Prepared {
-        mut child, mut rx, ..
+        id,
+        dir: sandbox_dir,
+        mut child,
+        mut rx,
+        ..
     } = prepared;
     let info = SandboxInfo {
         id: id.clone(),

@@ -39,17 +39,17 @@ pub enum DaemonError {
     AlreadyRunning { socket: PathBuf, pid: Option<u32> },
     #[error("{} is owned by uid {owner}, not by you (uid {uid}): remove it or choose another XDG_RUNTIME_DIR", path.display())]
     NotOurs { path: PathBuf, owner: u32, uid: u32 },
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{what} {}: {err}", path.display())]
     Io {
         what: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        err: std::io::Error,
     },
 }
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError {
     let path = path.to_owned();
-    move |source| DaemonError::Io { what, path, source }
+    move |err| DaemonError::Io { what, path, err }
 }
 
 /// Creates `dir` with mode 0700, or checks an existing one is ours and makes it 0700.

@@ -108,6 +108,10 @@ pub struct SandboxPlan {
     pub uid: u32,
     pub gid: u32,
     pub id_map: IdMapPlan,
+    /// The part of the root that is the same for every sandbox of this host (system folders,
+    /// /proc, /dev, /tmp, /var/tmp, /run): built ahead, in a prepared sandbox.
+    pub base_mounts: Vec<MountOp>,
+    /// The rest, applied on top: /etc, the home, the shares.
     pub mounts: Vec<MountOp>,
     pub hostname: String,
     pub argv: Vec<String>,
@@ -182,30 +186,7 @@ pub fn build(
     let home_mode = request.home.unwrap_or(profile.home);
     let mut prepare_dirs = Vec::new();
 
-    let mut mounts = system_mounts(fs);
-    mounts.extend(etc_mounts(host, &profile.hostname, fs));
-    mounts.push(MountOp::Proc {
-        path: "/proc".into(),
-    });
-    mounts.extend(dev_mounts(fs));
-    mounts.extend([
-        MountOp::Tmpfs {
-            path: "/tmp".into(),
-            mode: 0o1777,
-        },
-        MountOp::Dir {
-            path: "/var".into(),
-            mode: 0o755,
-        },
-        MountOp::Tmpfs {
-            path: "/var/tmp".into(),
-            mode: 0o1777,
-        },
-        MountOp::Tmpfs {
-            path: "/run".into(),
-            mode: 0o755,
-        },
-    ]);
+    let mut mounts = etc_mounts(host, &profile.hostname, fs);
 
     // The home and the shares, shallowest first, so a share inside the home lands on top of it.
     let home_op = match home_mode {
@@ -266,6 +247,7 @@ pub fn build(
         uid: host.uid,
         gid: host.gid,
         id_map,
+        base_mounts: base_mounts(fs),
         mounts,
         hostname: profile.hostname.clone(),
         argv,
@@ -341,6 +323,35 @@ fn resolve_shares(
         out.push(ResolvedShare { path, access, dir });
     }
     Ok(out)
+}
+
+/// The part of every sandbox's root that depends only on the host: read-only system folders,
+/// the sandbox's own /proc, a minimal /dev, and empty /tmp, /var/tmp and /run.
+pub fn base_mounts(fs: &dyn HostFs) -> Vec<MountOp> {
+    let mut mounts = system_mounts(fs);
+    mounts.push(MountOp::Proc {
+        path: "/proc".into(),
+    });
+    mounts.extend(dev_mounts(fs));
+    mounts.extend([
+        MountOp::Tmpfs {
+            path: "/tmp".into(),
+            mode: 0o1777,
+        },
+        MountOp::Dir {
+            path: "/var".into(),
+            mode: 0o755,
+        },
+        MountOp::Tmpfs {
+            path: "/var/tmp".into(),
+            mode: 0o1777,
+        },
+        MountOp::Tmpfs {
+            path: "/run".into(),
+            mode: 0o755,
+        },
+    ]);
+    mounts
 }
 
 fn system_mounts(fs: &dyn HostFs) -> Vec<MountOp> {

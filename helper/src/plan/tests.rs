@@ -124,8 +124,9 @@ fn plan(profile: &Profile, req: &RunRequest) -> Result<SandboxPlan, PlanError> {
 }
 
 fn find<'a>(plan: &'a SandboxPlan, path: &str) -> Vec<&'a MountOp> {
-    plan.mounts
+    plan.base_mounts
         .iter()
+        .chain(&plan.mounts)
         .filter(|op| match op {
             MountOp::Dir { path: p, .. }
             | MountOp::Symlink { path: p, .. }
@@ -162,7 +163,7 @@ fn system_folders_are_read_only_and_links_are_recreated() {
         "absent host folders are skipped"
     );
     // Every bind of a system path is read-only; only device nodes and the home are writable.
-    for op in &p.mounts {
+    for op in p.base_mounts.iter().chain(&p.mounts) {
         if let MountOp::Bind {
             path,
             access: Access::ReadWrite,
@@ -439,4 +440,25 @@ fn tty_and_user_namespace_options_carry_through() {
     assert!(p.allow_user_namespaces);
     assert_eq!(p.tty, Some((24, 80)));
     assert_eq!(p.hostname, "hutch-default");
+}
+
+#[test]
+fn the_base_is_the_same_for_every_sandbox_and_holds_nothing_personal() {
+    let mut profile = Profile::builtin_default();
+    profile.hostname = "other".into();
+    profile.shares.push(Share {
+        path: "/srv/data".into(),
+        mode: ShareMode::ReadWrite,
+    });
+    let a = plan(&Profile::builtin_default(), &request(&["true"])).unwrap();
+    let b = plan(&profile, &request(&["true"])).unwrap();
+    assert_eq!(a.base_mounts, b.base_mounts);
+    assert_eq!(a.base_mounts, base_mounts(&FakeFs::debian()));
+    for op in &a.base_mounts {
+        let text = format!("{op:?}");
+        assert!(
+            !text.contains("/home") && !text.contains("/etc") && !text.contains("/srv"),
+            "{text}"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::{InitReport, SETUP_FAILED_CODE, SetupError, exec, rootfs, seccomp};
+use super::{InitCommand, InitReport, SETUP_FAILED_CODE, SetupError, exec, rootfs, seccomp};
 use crate::channel::{self, Receiver};
 use crate::plan::SandboxPlan;
 use crate::sys;
@@ -60,7 +60,7 @@ fn open_terminal(rows: u16, cols: u16) -> Result<Terminal, SetupError> {
 }
 
 fn setup(plan: &SandboxPlan) -> Result<(), SetupError> {
-    rootfs::build_and_enter(plan)?;
+    rootfs::finish_and_enter(plan)?;
     nix::unistd::sethostname(&plan.hostname)
         .map_err(|e| SetupError::new(format!("set host name {:?}", plan.hostname), e))?;
     sys::loopback_up().map_err(|e| SetupError::new("bring up loopback", e))?;
@@ -71,20 +71,13 @@ fn setup(plan: &SandboxPlan) -> Result<(), SetupError> {
 
 /// Runs as pid 1 of the new pid namespace; never returns.
 ///
-/// It waits on `go` for the plan, with the app's stdin, stdout and stderr attached (none for a
-/// terminal run): until then it is an idle, pre-made sandbox with its id maps written.
+/// Commands arrive on `go`: first [`InitCommand::Prepare`] (once the id maps are written),
+/// which builds the base of the root; then [`InitCommand::Launch`] with the plan and the app's
+/// stdin, stdout and stderr (none for a terminal run). In between it is an idle, pre-made
+/// sandbox.
 pub fn run(go: UnixStream, report: UnixStream) -> ! {
     // Die with the supervisor, whatever way it dies.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    let mut go = Receiver::new(go);
-    let plan: SandboxPlan = match go.recv() {
-        Ok(plan) => plan,
-        // The supervisor gave up (the id maps could not be written) or was never used.
-        Err(_) => std::process::exit(SETUP_FAILED_CODE),
-    };
-    let stdio = go.take_fds(3);
-    drop(go);
-    let plan = &plan;
     let fail = |report: &UnixStream, e: SetupError| -> ! {
         send(
             report,
@@ -95,6 +88,26 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
         );
         std::process::exit(SETUP_FAILED_CODE)
     };
+    let mut go = Receiver::new(go);
+    // The supervisor gave up (the id maps could not be written) or the sandbox was never used.
+    let Ok(InitCommand::Prepare { root, base_mounts }) = go.recv() else {
+        std::process::exit(SETUP_FAILED_CODE)
+    };
+    if let Err(e) = rootfs::prepare(&root, &base_mounts) {
+        fail(&report, e);
+    }
+    send(&report, &InitReport::Prepared, &[]);
+    let plan = match go.recv() {
+        Ok(InitCommand::Launch(plan)) => plan,
+        _ => std::process::exit(SETUP_FAILED_CODE),
+    };
+    let stdio = go.take_fds(3);
+    drop(go);
+    if plan.root != root || plan.base_mounts != base_mounts {
+        let why = "the plan does not fit the prepared root";
+        fail(&report, SetupError::new("launch", why));
+    }
+    let plan = &*plan;
     if let Err(e) = setup(plan) {
         fail(&report, e);
     }

@@ -40,10 +40,25 @@ pub const NAMESPACES: nix::sched::CloneFlags = nix::sched::CloneFlags::CLONE_NEW
 /// Exit code of pid 1 when the sandbox could not be set up (as docker/podman use 125).
 pub const SETUP_FAILED_CODE: i32 = 125;
 
+/// The supervisor to pid 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitCommand {
+    /// The id maps are written: build the base of the root on `root`.
+    Prepare {
+        root: std::path::PathBuf,
+        base_mounts: Vec<crate::plan::MountOp>,
+    },
+    /// Finish the root and start the app (stdio attached unless it gets a terminal).
+    Launch(Box<crate::plan::SandboxPlan>),
+}
+
 /// pid 1 (and the app before exec) to the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InitReport {
+    /// The base of the root is built; waiting for the plan.
+    Prepared,
     /// The app has exec'd; its pid inside the sandbox. With a terminal, its controller fd is
     /// attached.
     Running {
@@ -63,7 +78,12 @@ pub enum InitReport {
 pub enum SupervisorCommand {
     /// Make the namespaces and write the id maps now; the plan follows later (a pre-made,
     /// idle sandbox takes the id-map cost off the launch).
-    Prepare { id_map: crate::plan::IdMapPlan },
+    Prepare {
+        id_map: crate::plan::IdMapPlan,
+        /// Host folder for the root, and the part of the root built ahead on it.
+        root: std::path::PathBuf,
+        base_mounts: Vec<crate::plan::MountOp>,
+    },
     /// Build this sandbox in the prepared namespaces. The app's stdin, stdout and stderr are
     /// attached, unless it gets a terminal.
     Launch { plan: Box<crate::plan::SandboxPlan> },

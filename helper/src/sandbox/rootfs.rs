@@ -203,8 +203,8 @@ fn apply(root: &Path, op: &MountOp) -> Result<(), SetupError> {
     }
 }
 
-/// Builds the root on `plan.root`, pivots into it and seals it read-only.
-pub fn build_and_enter(plan: &SandboxPlan) -> Result<(), SetupError> {
+/// Step 1, ahead of the plan: a tmpfs on `root` and the host-only base of the root.
+pub fn prepare(root: &Path, base: &[MountOp]) -> Result<(), SetupError> {
     // Our mounts must not propagate back to the host; host unmounts may still reach us.
     do_mount(
         None,
@@ -213,7 +213,6 @@ pub fn build_and_enter(plan: &SandboxPlan) -> Result<(), SetupError> {
         MsFlags::MS_SLAVE | MsFlags::MS_REC,
         None,
     )?;
-    let root = &plan.root;
     do_mount(
         Some(Path::new("tmpfs")),
         root,
@@ -221,6 +220,15 @@ pub fn build_and_enter(plan: &SandboxPlan) -> Result<(), SetupError> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some("mode=0755"),
     )?;
+    for op in base {
+        apply(root, op)?;
+    }
+    Ok(())
+}
+
+/// Step 2: the plan's own mounts on top, then pivot into the root and seal it read-only.
+pub fn finish_and_enter(plan: &SandboxPlan) -> Result<(), SetupError> {
+    let root = &plan.root;
     for op in &plan.mounts {
         apply(root, op)?;
     }

@@ -31,9 +31,21 @@ pub enum SeccompError {
     #[error("unsupported architecture {0} for the seccomp filter")]
     Arch(String),
     #[error("cannot build the seccomp filter: {0}")]
-    Build(#[from] seccompiler::BackendError),
+    Build(seccompiler::BackendError),
     #[error("cannot install the seccomp filter: {0}")]
-    Install(#[from] seccompiler::Error),
+    Install(seccompiler::Error),
+}
+
+impl From<seccompiler::BackendError> for SeccompError {
+    fn from(e: seccompiler::BackendError) -> Self {
+        Self::Build(e)
+    }
+}
+
+impl From<seccompiler::Error> for SeccompError {
+    fn from(e: seccompiler::Error) -> Self {
+        Self::Install(e)
+    }
 }
 
 const DENIED: &[libc::c_long] = &[

@@ -11,15 +11,16 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 
 use hutch_core::protocol::ExitStatus;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::{InitReport, NAMESPACES, SupervisorCommand, SupervisorEvent, idmap, init};
+use super::{InitCommand, InitReport, NAMESPACES, SupervisorCommand, SupervisorEvent, idmap, init};
 use crate::channel::{self, Receiver};
-use crate::plan::IdMapPlan;
+use crate::plan::{IdMapPlan, MountOp};
 use crate::sys;
 
 /// The fd on which the daemon passes the control socket.
@@ -45,15 +46,22 @@ fn kill_and_reap(child: Pid) {
     let _ = waitpid(child, None);
 }
 
-/// pid 1, cloned and mapped, waiting for its plan.
+/// pid 1, cloned and mapped, its base root built, waiting for its plan.
 struct Prepared {
     child: Pid,
     go: UnixStream,
     reports: Receiver,
     id_map: IdMapPlan,
+    root: PathBuf,
+    base_mounts: Vec<MountOp>,
 }
 
-fn prepare(id_map: IdMapPlan, control: &UnixStream) -> Result<Prepared, String> {
+fn prepare(
+    id_map: IdMapPlan,
+    root: PathBuf,
+    base_mounts: Vec<MountOp>,
+    control: &UnixStream,
+) -> Result<Prepared, String> {
     let (go, go_child) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
     let (report_r, report_w) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
     let child = match sys::clone_process(NAMESPACES) {
@@ -78,11 +86,30 @@ fn prepare(id_map: IdMapPlan, control: &UnixStream) -> Result<Prepared, String> 
         kill_and_reap(child);
         return Err(format!("cannot write the sandbox's id maps: {e}"));
     }
+    let mut reports = Receiver::new(report_r);
+    let command = InitCommand::Prepare {
+        root: root.clone(),
+        base_mounts: base_mounts.clone(),
+    };
+    let prepared = channel::send(&go, &command, &[])
+        .map_err(|e| format!("the sandbox's pid 1 did not answer: {e}"))
+        .and_then(|()| match reports.recv::<InitReport>() {
+            Ok(InitReport::Prepared) => Ok(()),
+            Ok(InitReport::SetupFailed { message }) => Err(message),
+            Ok(other) => Err(format!("unexpected report from pid 1: {other:?}")),
+            Err(e) => Err(format!("the sandbox's pid 1 did not report: {e}")),
+        });
+    if let Err(message) = prepared {
+        kill_and_reap(child);
+        return Err(message);
+    }
     Ok(Prepared {
         child,
         go,
-        reports: Receiver::new(report_r),
+        reports,
         id_map,
+        root,
+        base_mounts,
     })
 }
 
@@ -108,12 +135,16 @@ pub fn run(control: OwnedFd) -> i32 {
         1
     };
 
-    let id_map = match commands.recv::<SupervisorCommand>() {
-        Ok(SupervisorCommand::Prepare { id_map }) => id_map,
+    let (id_map, root, base_mounts) = match commands.recv::<SupervisorCommand>() {
+        Ok(SupervisorCommand::Prepare {
+            id_map,
+            root,
+            base_mounts,
+        }) => (id_map, root, base_mounts),
         Ok(other) => return fail(format!("expected prepare, got {other:?}")),
         Err(e) => return fail(format!("read the prepare command: {e}")),
     };
-    let prepared = match prepare(id_map, &control) {
+    let prepared = match prepare(id_map, root, base_mounts, &control) {
         Ok(p) => p,
         Err(message) => return fail(message),
     };
@@ -134,13 +165,16 @@ pub fn run(control: OwnedFd) -> i32 {
             return fail(format!("read the launch command: {e}"));
         }
     };
-    if plan.id_map != prepared.id_map {
+    if plan.id_map != prepared.id_map
+        || plan.root != prepared.root
+        || plan.base_mounts != prepared.base_mounts
+    {
         kill_and_reap(prepared.child);
-        return fail("the plan's id maps differ from the prepared ones".into());
+        return fail("the plan does not fit the prepared sandbox".into());
     }
     let stdio = commands.take_fds(3);
     let fds: Vec<BorrowedFd<'_>> = stdio.iter().map(|fd| fd.as_fd()).collect();
-    if let Err(e) = channel::send(&prepared.go, &plan, &fds) {
+    if let Err(e) = channel::send(&prepared.go, &InitCommand::Launch(plan), &fds) {
         kill_and_reap(prepared.child);
         return fail(format!("the sandbox's pid 1 did not take its plan: {e}"));
     }
@@ -166,6 +200,7 @@ fn supervise(child: Pid, mut reports: Receiver, control: &UnixStream) -> i32 {
             }
         };
         match report {
+            InitReport::Prepared => {}
             InitReport::Running { .. } => {
                 started = true;
                 let terminal = reports.take_fds(1);
