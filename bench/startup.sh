@@ -48,10 +48,10 @@ hyperfine --warmup 20 --runs "$RUNS" -N --export-json "$json" \
     -n bwrap "$BWRAP" \
     -n firejail "firejail --quiet --noprofile /bin/true"
 
-# A user launches apps with pauses between them: measure that too (the helper prepares the
-# next sandbox in the background, and back to back the two compete for the CPUs).
+# A person launches apps with pauses between them: measure that too. The helper prepares the
+# next sandbox shortly after each launch; back to back, launches find none ready.
 json_paused=$(mktemp)
-hyperfine --warmup 10 --runs "$((RUNS / 2))" -N --prepare "sleep 0.03" --export-json "$json_paused" \
+hyperfine --warmup 10 --runs "$((RUNS / 2))" -N --prepare "sleep 0.1" --export-json "$json_paused" \
     -n hutch "$BIN/hutch run -- /bin/true" \
     -n bwrap "$BWRAP"
 

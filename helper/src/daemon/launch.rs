@@ -24,6 +24,11 @@ use crate::sandbox::supervisor::CONTROL_FD;
 use crate::sandbox::{SupervisorCommand, SupervisorEvent};
 use crate::sys;
 
+/// How long after a launch the next sandbox is prepared: soon enough to be ready for the next
+/// launch a person makes, late enough not to compete with the launch that just happened (for
+/// the CPUs and the kernel's mount lock).
+const PREWARM_DELAY: Duration = Duration::from_millis(20);
+
 /// How long sandbox setup may take before the launch is abandoned.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -127,16 +132,38 @@ fn spawn_supervisor(control: UnixStream) -> Result<Child, Refusal> {
 pub struct PrepareKey {
     pub id_map: IdMapPlan,
     pub base_mounts: Vec<MountOp>,
+    /// Device and inode of each bound host path: a bind pins the inode it was made on, so a
+    /// file replaced since (as /etc/resolv.conf is on a network change) makes the prepared
+    /// root stale.
+    pub sources: Vec<(u64, u64)>,
 }
 
 impl PrepareKey {
     /// The key for this user on this host, now.
     fn current(host: &host::HostFacts) -> Self {
+        let base_mounts = plan::base_mounts(host, &host::RealFs);
         Self {
             id_map: plan::id_map_plan(host).0,
-            base_mounts: plan::base_mounts(&host::RealFs),
+            sources: source_identities(&base_mounts),
+            base_mounts,
         }
     }
+}
+
+/// (device, inode) of every bind source, following symlinks as a bind does; (0, 0) if gone.
+fn source_identities(mounts: &[MountOp]) -> Vec<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    mounts
+        .iter()
+        .filter_map(|op| match op {
+            MountOp::Bind { source, .. } => Some(
+                std::fs::metadata(source)
+                    .map(|m| (m.dev(), m.ino()))
+                    .unwrap_or((0, 0)),
+            ),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A supervisor whose sandbox namespaces exist, id maps are written and root base is built,
@@ -224,7 +251,9 @@ pub fn prewarm(state: &Arc<State>) {
     let spawned = std::thread::Builder::new()
         .name("prewarm".into())
         .spawn(move || {
-            let key = PrepareKey::current(&host::gather(Vec::new(), PathBuf::new()));
+            std::thread::sleep(PREWARM_DELAY);
+            let host = host::gather(state.private_dirs.clone(), state.homes_dir.clone());
+            let key = PrepareKey::current(&host);
             match spawn_prepared(&state.runtime_dir, &key) {
                 Ok(prepared) => stash(&state, prepared),
                 Err((_, message)) => {
@@ -330,8 +359,6 @@ pub fn launch(
     // The app holds the caller's stdio now; the helper keeps no copy.
     drop(fds);
     drop(stdio);
-    // The next launch finds a sandbox prepared.
-    prewarm(state);
     let (init_pid, app_pid) = match rx.recv::<SupervisorEvent>() {
         Ok(SupervisorEvent::Started { init_pid, app_pid }) => (init_pid, app_pid),
         Ok(SupervisorEvent::Failed { message }) => {
@@ -353,6 +380,8 @@ pub fn launch(
             ));
         }
     };
+    // The next launch finds a sandbox prepared.
+    prewarm(state);
     let tty = plan.tty.and_then(|_| rx.take_fds(1).pop());
     let _ = rx.stream().set_read_timeout(None);
     state.registry.started(&id, init_pid, app_pid);
@@ -410,5 +439,35 @@ fn monitor(state: Arc<State>, id: String, mut rx: Receiver, mut child: Child, di
         };
         tracing::warn!(%id, %status, "sandbox supervisor ended without reporting an exit");
         state.registry.finish(&id, status);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Access;
+
+    #[test]
+    fn a_replaced_bind_source_changes_the_key() {
+        let dir = std::env::temp_dir().join(format!("hutch-key-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("resolv.conf");
+        std::fs::write(&file, "nameserver 10.0.0.1\n").unwrap();
+        let mounts = vec![MountOp::Bind {
+            source: file.clone(),
+            path: "/etc/resolv.conf".into(),
+            access: Access::ReadOnly,
+            dir: false,
+        }];
+        let before = source_identities(&mounts);
+        // Written in place: the same inode, which a bind shows as it changes.
+        std::fs::write(&file, "nameserver 10.0.0.2\n").unwrap();
+        assert_eq!(source_identities(&mounts), before);
+        // Replaced by a rename, as resolvers do: a new inode, the prepared bind is stale.
+        let tmp = dir.join("resolv.conf.new");
+        std::fs::write(&tmp, "nameserver 10.0.0.3\n").unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+        assert_ne!(source_identities(&mounts), before);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

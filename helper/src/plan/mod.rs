@@ -186,7 +186,7 @@ pub fn build(
     let home_mode = request.home.unwrap_or(profile.home);
     let mut prepare_dirs = Vec::new();
 
-    let mut mounts = etc_mounts(host, &profile.hostname, fs);
+    let mut mounts = hostname_files(&profile.hostname);
 
     // The home and the shares, shallowest first, so a share inside the home lands on top of it.
     let home_op = match home_mode {
@@ -247,7 +247,7 @@ pub fn build(
         uid: host.uid,
         gid: host.gid,
         id_map,
-        base_mounts: base_mounts(fs),
+        base_mounts: base_mounts(host, fs),
         mounts,
         hostname: profile.hostname.clone(),
         argv,
@@ -325,10 +325,12 @@ fn resolve_shares(
     Ok(out)
 }
 
-/// The part of every sandbox's root that depends only on the host: read-only system folders,
-/// the sandbox's own /proc, a minimal /dev, and empty /tmp, /var/tmp and /run.
-pub fn base_mounts(fs: &dyn HostFs) -> Vec<MountOp> {
+/// The part of every sandbox's root that depends only on the host and the user: read-only
+/// system folders, /etc (but its host name files), the sandbox's own /proc, a minimal /dev,
+/// and empty /tmp, /var/tmp and /run.
+pub fn base_mounts(host: &HostFacts, fs: &dyn HostFs) -> Vec<MountOp> {
     let mut mounts = system_mounts(fs);
+    mounts.extend(etc_mounts(host, fs));
     mounts.push(MountOp::Proc {
         path: "/proc".into(),
     });
@@ -372,8 +374,8 @@ fn system_mounts(fs: &dyn HostFs) -> Vec<MountOp> {
     ops
 }
 
-/// The generated /etc files: only the sandbox's own user, group and host name.
-fn generated_etc(host: &HostFacts, hostname: &str) -> [(&'static str, String); 4] {
+/// The generated /etc files naming users: only the sandbox's own user and group.
+fn generated_users(host: &HostFacts) -> [(&'static str, String); 2] {
     let home = host.home.display();
     let (user, uid, gid, shell) = (&host.user, host.uid, host.gid, &host.shell);
     let mut passwd = String::new();
@@ -388,9 +390,12 @@ fn generated_etc(host: &HostFacts, hostname: &str) -> [(&'static str, String); 4
     }
     group.push_str(&format!("{}:x:{gid}:\n", host.group));
     group.push_str("nogroup:x:65534:\n");
+    [("passwd", passwd), ("group", group)]
+}
+
+/// The /etc files naming the sandbox's host.
+fn hostname_files(hostname: &str) -> Vec<MountOp> {
     [
-        ("passwd", passwd),
-        ("group", group),
         ("hostname", format!("{hostname}\n")),
         (
             "hosts",
@@ -399,14 +404,21 @@ fn generated_etc(host: &HostFacts, hostname: &str) -> [(&'static str, String); 4
             ),
         ),
     ]
+    .into_iter()
+    .map(|(name, contents)| MountOp::File {
+        path: Path::new("/etc").join(name),
+        contents,
+    })
+    .collect()
 }
 
-fn etc_mounts(host: &HostFacts, hostname: &str, fs: &dyn HostFs) -> Vec<MountOp> {
+/// /etc: the generated user files and the host's files programs need, read-only.
+fn etc_mounts(host: &HostFacts, fs: &dyn HostFs) -> Vec<MountOp> {
     let mut ops = vec![MountOp::Dir {
         path: "/etc".into(),
         mode: 0o755,
     }];
-    for (name, contents) in generated_etc(host, hostname) {
+    for (name, contents) in generated_users(host) {
         ops.push(MountOp::File {
             path: Path::new("/etc").join(name),
             contents,

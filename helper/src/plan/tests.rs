@@ -453,12 +453,21 @@ fn the_base_is_the_same_for_every_sandbox_and_holds_nothing_personal() {
     let a = plan(&Profile::builtin_default(), &request(&["true"])).unwrap();
     let b = plan(&profile, &request(&["true"])).unwrap();
     assert_eq!(a.base_mounts, b.base_mounts);
-    assert_eq!(a.base_mounts, base_mounts(&FakeFs::debian()));
+    assert_eq!(a.base_mounts, base_mounts(&alice(), &FakeFs::debian()));
     for op in &a.base_mounts {
         let text = format!("{op:?}");
         assert!(
-            !text.contains("/home") && !text.contains("/etc") && !text.contains("/srv"),
+            !text.contains("/srv") && !text.contains("hutch-default") && !text.contains("other"),
             "{text}"
         );
+        assert!(
+            !matches!(op, MountOp::Tmpfs { path, .. } | MountOp::Bind { path, .. } if path.starts_with("/home"))
+        );
     }
+    // The host name files come with the plan.
+    assert!(
+        b.mounts
+            .iter()
+            .any(|op| matches!(op, MountOp::File { contents, .. } if contents == "other\n"))
+    );
 }
