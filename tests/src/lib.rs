@@ -245,6 +245,25 @@ impl TestEnv {
         self.hutch(&args)
     }
 
+    /// Starts `hutch run -- sh -c SCRIPT` in the background and waits until the script prints
+    /// its first line (so it is running, traps set).
+    pub fn spawn_sh(
+        &self,
+        script: &str,
+    ) -> (Child, std::io::BufReader<std::process::ChildStdout>, String) {
+        let mut child = self
+            .hutch_command(&["run", "--", "sh", "-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hutch run");
+        let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut first).expect("read first line");
+        (child, reader, first)
+    }
+
     /// Writes `profiles/NAME.toml`.
     pub fn write_profile(&self, name: &str, text: &str) -> PathBuf {
         let dir = self.config.join("hutch").join("profiles");

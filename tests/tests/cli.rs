@@ -173,29 +173,11 @@ fn ps_lists_and_stop_ends_a_sandbox() {
 #[test]
 fn stop_kills_an_app_that_ignores_sigterm_after_the_grace_period() {
     let env = env_or_skip!();
-    let mut run = env.hutch_command(&[
-        "run",
-        "--",
-        "sh",
-        "-c",
-        "trap '' TERM; echo ready; while :; do sleep 0.1; done",
-    ]);
-    let mut child = run
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let listed = wait_listed(&env, "trap");
-    let id = listed["id"].as_str().unwrap().to_owned();
-    // Let the shell install its trap.
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line, "ready\n");
+    // The first line comes once the shell has set its trap.
+    let (mut child, _out, ready) =
+        env.spawn_sh("trap '' TERM; echo ready; while :; do sleep 0.1; done");
+    assert_eq!(ready, "ready\n");
+    let id = wait_listed(&env, "trap")["id"].as_str().unwrap().to_owned();
     let started = Instant::now();
     let out = ok(&env.hutch(&["stop", "--grace", "0.5", &id]));
     assert!(started.elapsed() >= Duration::from_millis(500));
@@ -206,23 +188,9 @@ fn stop_kills_an_app_that_ignores_sigterm_after_the_grace_period() {
 #[test]
 fn ctrl_c_on_the_cli_reaches_the_app() {
     let env = env_or_skip!();
-    let mut run = env.hutch_command(&[
-        "run",
-        "--",
-        "sh",
-        "-c",
-        "trap 'echo got-int; exit 9' INT; echo ready; while :; do sleep 0.1; done",
-    ]);
-    let mut child = run
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
-    assert_eq!(line, "ready\n");
+    let (mut child, mut reader, ready) =
+        env.spawn_sh("trap 'echo got-int; exit 9' INT; echo ready; while :; do sleep 0.1; done");
+    assert_eq!(ready, "ready\n");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
