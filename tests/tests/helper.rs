@@ -247,7 +247,6 @@ fn runtime_folder_is_private() {
     assert_eq!(mode, 0o700);
     let mode = std::fs::metadata(&env.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    let _ = ok;
 }
 
 #[test]
@@ -283,4 +282,38 @@ fn a_failing_newuidmap_is_reported_with_its_stderr() {
         text.contains("failed") && text.contains("newuidmap:"),
         "stderr is passed on: {text}"
     );
+}
+
+#[test]
+fn sigterm_shuts_the_helper_down_cleanly_and_leaves_sandboxes_running() {
+    let mut env = match TestEnv::start() {
+        Some(env) => env,
+        None => return,
+    };
+    let (mut client, _out, ready) = env.spawn_sh("echo ready; exec sleep 1000");
+    assert_eq!(ready, "ready\n");
+    let list: serde_json::Value = serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+    let pid = list[0]["pid"].as_i64().expect("the sandbox is listed") as i32;
+
+    let helper = nix::unistd::Pid::from_raw(env.helper_pid() as i32);
+    nix::sys::signal::kill(helper, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while env.helper_alive() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "helper ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!env.socket.exists(), "the socket is removed on shutdown");
+    assert!(env.helper_log().contains("shutting down"));
+    // The sandboxed app is still there.
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "sleep");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = client.wait();
 }

@@ -266,6 +266,18 @@ pub fn prewarm(state: &Arc<State>) {
     }
 }
 
+/// Ends the prepared sandbox, if any (on shutdown).
+pub fn discard_prepared(state: &State) {
+    let prepared = state
+        .prepared
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(prepared) = prepared {
+        prepared.discard();
+    }
+}
+
 /// The prepared sandbox if it fits `key`, else a new one.
 fn take_prepared(state: &State, key: &PrepareKey) -> Result<Prepared, Refusal> {
     let ready = state

@@ -151,9 +151,45 @@ pub fn bind(socket: PathBuf) -> Result<Listening, DaemonError> {
     })
 }
 
+/// Signals that end the daemon cleanly.
+const SHUTDOWN_SIGNALS: &[nix::sys::signal::Signal] = &[
+    nix::sys::signal::Signal::SIGTERM,
+    nix::sys::signal::Signal::SIGINT,
+    nix::sys::signal::Signal::SIGHUP,
+];
+
+/// On SIGTERM, SIGINT or SIGHUP: remove the socket, end the prepared sandbox and exit. Running
+/// sandboxes are left running (their supervisors are processes of their own).
+fn shut_down_on_signal(state: Arc<State>) -> std::io::Result<()> {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for &sig in SHUTDOWN_SIGNALS {
+        set.add(sig);
+    }
+    // Blocked in this thread before any other starts, so every thread inherits the mask and
+    // only the waiting thread takes these signals.
+    set.thread_block().map_err(std::io::Error::from)?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let sig = loop {
+                if let Ok(sig) = set.wait() {
+                    break sig;
+                }
+            };
+            tracing::info!(%sig, "shutting down");
+            let _ = std::fs::remove_file(&state.socket);
+            launch::discard_prepared(&state);
+            std::process::exit(0);
+        })?;
+    Ok(())
+}
+
 /// Accepts connections forever, a thread each.
 pub fn serve(listening: Listening) {
     tracing::info!(socket = %listening.state.socket.display(), pid = std::process::id(), "hutch-helper listening");
+    if let Err(e) = shut_down_on_signal(Arc::clone(&listening.state)) {
+        tracing::warn!("cannot handle shutdown signals: {e}");
+    }
     launch::prewarm(&listening.state);
     for stream in listening.listener.incoming() {
         match stream {
