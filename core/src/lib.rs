@@ -1,6 +1,7 @@
 //! Hutch's shared model, used by the GUI/CLI (`hutch`) and the daemon (`hutch-helper`).
 //!
 //! - [`profile`]: per-app profiles (TOML), their defaults and validation.
+//! - [`network`]: network modes, backends and published ports.
 //! - [`protocol`]: the messages exchanged over the helper's Unix socket.
 //! - [`frame`]: length-prefixed JSON framing of those messages.
 //!
@@ -8,5 +9,6 @@
 //! functions, unit tested without a socket or a syscall.
 
 pub mod frame;
+pub mod network;
 pub mod profile;
 pub mod protocol;

@@ -4,7 +4,10 @@
 //! description = "A command-line tool I do not trust"
 //! command = ["tool", "--flag"]     # default command when none is given
 //! home = "tmp"                      # "tmp" (throwaway) or "persist" (kept per app)
-//! network = "none"                  # loopback only
+//! network = "user"                  # "none" (loopback only, the default) or "user"
+//! net_backend = "auto"              # "auto", "slirp4netns" or "pasta"
+//! allow_host_loopback = false       # may the app reach services on the host's loopback?
+//! publish = ["8080:80"]             # [ADDR:]HOSTPORT:SANDBOXPORT, host side on 127.0.0.1
 //! hostname = "tool"                 # defaults to "hutch-NAME"
 //! allow_user_namespaces = false     # may the app create nested user namespaces?
 //! env = { EDITOR = "vi" }           # extra environment
@@ -49,14 +52,7 @@ impl std::str::FromStr for HomeMode {
     }
 }
 
-/// Network access.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NetworkMode {
-    /// An empty network namespace: loopback only.
-    #[default]
-    None,
-}
+pub use crate::network::{NetBackend, NetworkMode, PortForward};
 
 /// Whether a shared path can be written from inside.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +80,9 @@ pub struct Profile {
     pub command: Vec<String>,
     pub home: HomeMode,
     pub network: NetworkMode,
+    pub net_backend: NetBackend,
+    pub allow_host_loopback: bool,
+    pub publish: Vec<PortForward>,
     pub hostname: String,
     pub allow_user_namespaces: bool,
     pub env: BTreeMap<String, String>,
@@ -103,6 +102,9 @@ impl Profile {
             command: Vec::new(),
             home: HomeMode::default(),
             network: NetworkMode::default(),
+            net_backend: NetBackend::default(),
+            allow_host_loopback: false,
+            publish: Vec::new(),
             hostname: default_hostname(name),
             allow_user_namespaces: false,
             env: BTreeMap::new(),
@@ -161,6 +163,19 @@ impl Profile {
         if let Some(network) = raw.network {
             profile.network = network;
         }
+        if let Some(backend) = raw.net_backend {
+            profile.net_backend = backend;
+        }
+        if let Some(allow) = raw.allow_host_loopback {
+            profile.allow_host_loopback = allow;
+        }
+        if let Some(publish) = raw.publish {
+            for spec in publish.get_ref() {
+                let forward =
+                    PortForward::parse(spec).map_err(|m| fail(publish.span(), "publish", m))?;
+                profile.publish.push(forward);
+            }
+        }
         if let Some(hostname) = raw.hostname {
             validate_hostname(hostname.get_ref())
                 .map_err(|m| fail(hostname.span(), "hostname", m))?;
@@ -194,6 +209,9 @@ impl Profile {
             command: (!self.command.is_empty()).then_some(&self.command),
             home: self.home,
             network: self.network,
+            net_backend: self.net_backend,
+            allow_host_loopback: self.allow_host_loopback,
+            publish: self.publish.iter().map(ToString::to_string).collect(),
             hostname: &self.hostname,
             allow_user_namespaces: self.allow_user_namespaces,
             env: &self.env,
@@ -232,6 +250,9 @@ struct RawProfile {
     command: Option<Spanned<Vec<String>>>,
     home: Option<HomeMode>,
     network: Option<NetworkMode>,
+    net_backend: Option<NetBackend>,
+    allow_host_loopback: Option<bool>,
+    publish: Option<Spanned<Vec<String>>>,
     hostname: Option<Spanned<String>>,
     allow_user_namespaces: Option<bool>,
     env: Option<Spanned<BTreeMap<String, String>>>,
@@ -253,6 +274,9 @@ struct WriteProfile<'a> {
     command: Option<&'a Vec<String>>,
     home: HomeMode,
     network: NetworkMode,
+    net_backend: NetBackend,
+    allow_host_loopback: bool,
+    publish: Vec<String>,
     hostname: &'a str,
     allow_user_namespaces: bool,
     env: &'a BTreeMap<String, String>,

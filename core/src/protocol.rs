@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::network::{NetBackend, NetworkMode, PortForward};
 use crate::profile::{HomeMode, ShareMode};
 
 /// Bumped on any incompatible change to these types.
@@ -35,6 +36,8 @@ pub enum Request {
     Signal { id: String, signal: i32 },
     /// Run the system checks.
     Doctor,
+    /// Current counters of a sandbox.
+    Stats { id: String },
 }
 
 /// How the sandboxed app gets its standard streams.
@@ -104,6 +107,55 @@ pub struct RunRequest {
     #[serde(default)]
     pub cwd: Option<String>,
     pub stdio: Stdio,
+    /// Overrides the profile's network mode.
+    #[serde(default)]
+    pub net: Option<NetworkMode>,
+    /// Overrides the profile's network backend.
+    #[serde(default)]
+    pub net_backend: Option<NetBackend>,
+    /// Opens the host's loopback to the sandbox (on top of the profile's setting).
+    #[serde(default)]
+    pub allow_host_loopback: bool,
+    /// Ports published on top of the profile's.
+    #[serde(default)]
+    pub publish: Vec<PortForward>,
+}
+
+/// A sandbox's network, as running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkInfo {
+    pub mode: NetworkMode,
+    /// `slirp4netns` or `pasta` for a user network.
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// False once the user-mode stack has died.
+    pub up: bool,
+    #[serde(default)]
+    pub publish: Vec<PortForward>,
+    pub host_loopback: bool,
+}
+
+/// Traffic counters of one network interface, or of several added up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetCounters {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+}
+
+/// One sample of a sandbox's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxStats {
+    pub id: String,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Every interface but loopback (traffic that left the sandbox or came in).
+    pub net: NetCounters,
+    /// Loopback inside the sandbox.
+    pub loopback: NetCounters,
 }
 
 /// A sandbox's exit: the app's exit code, or the signal that killed it.
@@ -168,6 +220,7 @@ pub struct SandboxInfo {
     pub id_map: IdMapKind,
     #[serde(default)]
     pub exit: Option<ExitStatus>,
+    pub network: NetworkInfo,
 }
 
 /// The result of one system check.
@@ -271,6 +324,9 @@ pub enum Response {
     Doctor {
         report: DoctorReport,
     },
+    Stats {
+        stats: SandboxStats,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -283,6 +339,8 @@ pub enum Response {
 pub enum Event {
     /// A sandbox this connection started has exited.
     Exited { id: String, status: ExitStatus },
+    /// The user-mode network stack of a sandbox this connection started has died.
+    NetworkDown { id: String, message: String },
 }
 
 /// Every frame the helper sends.

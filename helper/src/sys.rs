@@ -298,3 +298,23 @@ pub fn reset_signals() -> io::Result<()> {
         .thread_set_mask()
         .map_err(|e| io::Error::other(format!("sigprocmask: {e}")))
 }
+
+/// In the child that `cmd` starts: keep `fds` open across exec (at their numbers) and die with
+/// SIGKILL when the parent does.
+pub fn keep_fds_and_die_with_parent(cmd: &mut Command, fds: Vec<RawFd>) {
+    // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
+    // functions (fcntl, prctl, getppid); it allocates nothing (the Vec was built before fork).
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &fds {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

@@ -251,8 +251,20 @@ impl TestEnv {
         &self,
         script: &str,
     ) -> (Child, std::io::BufReader<std::process::ChildStdout>, String) {
+        self.spawn_run(&[], script)
+    }
+
+    /// Like [`TestEnv::spawn_sh`], with options for `hutch run`.
+    pub fn spawn_run(
+        &self,
+        opts: &[&str],
+        script: &str,
+    ) -> (Child, std::io::BufReader<std::process::ChildStdout>, String) {
+        let mut args = vec!["run"];
+        args.extend_from_slice(opts);
+        args.extend_from_slice(&["--", "sh", "-c", script]);
         let mut child = self
-            .hutch_command(&["run", "--", "sh", "-c", script])
+            .hutch_command(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -340,4 +352,51 @@ macro_rules! env_or_skip {
             None => return,
         }
     };
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// The host pid of a sandbox's pid 1, from the app's host pid (its parent).
+pub fn init_pid_of(app_pid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{app_pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Pids of running network stacks (slirp4netns or pasta) that serve the sandbox whose pid 1
+/// has host pid `init`.
+pub fn stack_pids(init: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let program = args
+            .first()
+            .map(|a| a.rsplit('/').next().unwrap_or(a).to_owned());
+        let is_stack = matches!(program.as_deref(), Some("slirp4netns" | "pasta"));
+        let serves = args
+            .iter()
+            .any(|a| a == &init.to_string() || a == &format!("/proc/{init}/ns/net"));
+        if is_stack && serves {
+            out.push(pid);
+        }
+    }
+    out
 }

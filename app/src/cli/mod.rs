@@ -3,12 +3,14 @@
 mod doctor;
 mod ps;
 mod run;
+mod stats;
 mod stop;
 mod terminal;
 
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use hutch_core::network::{NetBackend, NetworkMode, PortForward};
 use hutch_core::profile::HomeMode;
 use hutch_core::protocol::ShareSpec;
 use hutch_helper::client::Client;
@@ -38,6 +40,8 @@ enum Command {
     Stop(StopArgs),
     /// Check what this system supports, and how to fix what it does not.
     Doctor(DoctorArgs),
+    /// Show a sandbox's counters (network traffic).
+    Stats(StatsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -51,6 +55,18 @@ pub struct RunArgs {
     /// Home folder: a throwaway tmpfs, or kept per app.
     #[arg(long, value_name = "tmp|persist", value_parser = parse_home)]
     home: Option<HomeMode>,
+    /// Network: none (loopback only) or user (a user-mode stack to the outside).
+    #[arg(long, value_name = "none|user")]
+    net: Option<NetworkMode>,
+    /// User-mode network stack: auto picks pasta when installed, else slirp4netns.
+    #[arg(long, value_name = "auto|slirp4netns|pasta")]
+    net_backend: Option<NetBackend>,
+    /// Let the app reach services on the host's loopback (at 10.0.2.2). Off by default.
+    #[arg(long)]
+    allow_host_loopback: bool,
+    /// Forward a host TCP port into the sandbox (host side on 127.0.0.1 unless ADDR is given).
+    #[arg(long, value_name = "[ADDR:]HOSTPORT:SANDBOXPORT", value_parser = PortForward::parse)]
+    publish: Vec<PortForward>,
     /// Give the app its own pseudo-terminal (for shells and other interactive programs).
     #[arg(long, short = 't')]
     tty: bool,
@@ -83,6 +99,18 @@ pub struct StopArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Sandbox id (a unique prefix is enough).
+    id: String,
+    /// Print JSON samples instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Keep printing a sample every this many seconds, until the sandbox exits.
+    #[arg(long, value_name = "SECONDS")]
+    watch: Option<f64>,
+}
+
+#[derive(Args, Debug)]
 pub struct DoctorArgs {
     /// Print JSON instead of text.
     #[arg(long)]
@@ -99,5 +127,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ps(args) => ps::ps(args),
         Command::Stop(args) => stop::stop(args),
         Command::Doctor(args) => doctor::doctor(args),
+        Command::Stats(args) => stats::stats(args),
     }
 }

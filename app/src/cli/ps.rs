@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
-use hutch_core::protocol::{Request, Response, SandboxInfo, SandboxState};
+use hutch_core::protocol::{NetworkInfo, Request, Response, SandboxInfo, SandboxState};
 
 use super::{PsArgs, connect};
 
@@ -22,6 +22,15 @@ fn state_text(info: &SandboxInfo) -> String {
     match (info.state, info.exit) {
         (SandboxState::Exited, Some(status)) => format!("exited ({status})"),
         (state, _) => format!("{state:?}").to_lowercase(),
+    }
+}
+
+/// "none", "pasta", "slirp4netns (down)".
+fn network_text(net: &NetworkInfo) -> String {
+    match (&net.backend, net.up) {
+        (None, _) => "none".into(),
+        (Some(b), true) => b.clone(),
+        (Some(b), false) => format!("{b} (down)"),
     }
 }
 
@@ -45,19 +54,20 @@ pub fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_default()
         .as_millis() as u64;
     println!(
-        "{:<10} {:<14} {:>8} {:<22} {:>8}  COMMAND",
-        "ID", "PROFILE", "PID", "STATE", "UPTIME"
+        "{:<10} {:<14} {:>8} {:<22} {:>8}  {:<18} COMMAND",
+        "ID", "PROFILE", "PID", "STATE", "UPTIME", "NETWORK"
     );
     for s in shown {
         let pid = s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
         let uptime = format_uptime(now.saturating_sub(s.started_at_ms) / 1000);
         println!(
-            "{:<10} {:<14} {:>8} {:<22} {:>8}  {}",
+            "{:<10} {:<14} {:>8} {:<22} {:>8}  {:<18} {}",
             s.id,
             s.profile,
             pid,
             state_text(s),
             uptime,
+            network_text(&s.network),
             s.command.join(" ")
         );
     }

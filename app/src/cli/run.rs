@@ -47,6 +47,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .ok()
             .map(|p| p.display().to_string()),
         stdio,
+        net: args.net,
+        net_backend: args.net_backend,
+        allow_host_loopback: args.allow_host_loopback,
+        publish: args.publish,
     };
     let mut client = connect()?;
     let stdin = std::io::stdin();
@@ -101,6 +105,9 @@ fn wait_exit(client: &mut Client, id: &str) -> anyhow::Result<hutch_core::protoc
     loop {
         match client.next_event()? {
             Event::Exited { id: exited, status } if exited == id => return Ok(status),
+            Event::NetworkDown { id, message } => {
+                eprintln!("hutch: the network of sandbox {id} is down: {message}");
+            }
             Event::Exited { .. } => continue,
         }
     }

@@ -97,21 +97,27 @@ pub fn relay(client: &mut Client, master: OwnedFd, id: &str) -> anyhow::Result<E
             }
         }
         if sock_ready {
-            let Event::Exited {
-                id: exited,
-                status: s,
-            } = client.next_event()?;
-            if exited == id {
-                status = Some(s);
-                drain_until = Some(Instant::now() + Duration::from_millis(500));
+            match client.next_event()? {
+                Event::Exited {
+                    id: exited,
+                    status: s,
+                } if exited == id => {
+                    status = Some(s);
+                    drain_until = Some(Instant::now() + Duration::from_millis(500));
+                }
+                Event::NetworkDown { message, .. } => {
+                    eprint!("\r\nhutch: the sandbox's network is down: {message}\r\n");
+                }
+                Event::Exited { .. } => {}
             }
         }
     }
     match status {
         Some(s) => Ok(s),
         None => loop {
-            let Event::Exited { id: exited, status } = client.next_event()?;
-            if exited == id {
+            if let Event::Exited { id: exited, status } = client.next_event()?
+                && exited == id
+            {
                 break Ok(status);
             }
         },

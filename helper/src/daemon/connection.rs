@@ -182,6 +182,21 @@ fn handle(request: Request, rx: &mut Receiver, writer: &Writer, state: &Arc<Stat
                 report: doctor::run(state),
             },
         ),
+        Request::Stats { id } => {
+            let result = state.registry.resolve(&id).and_then(|id| {
+                let init = state.registry.init_pid(&id)?;
+                super::stats::sample(&id, init).map_err(|e| {
+                    (
+                        ErrorCode::Internal,
+                        format!("cannot read the counters of {id}: {e}"),
+                    )
+                })
+            });
+            match result {
+                Ok(stats) => reply(writer, Response::Stats { stats }),
+                Err((code, msg)) => error(writer, code, msg),
+            }
+        }
     }
 }
 
@@ -215,7 +230,6 @@ fn handle_run(
 ) -> bool {
     match launch::launch(state, run, fds) {
         Ok(started) => {
-            let exited = state.registry.watch(&started.id);
             let response = ServerMessage::Response(Response::Started {
                 id: started.id.clone(),
                 pid: started.pid,
@@ -227,18 +241,18 @@ fn handle_run(
                 return false;
             }
             drop(started.tty);
-            if let Ok(exited) = exited {
+            {
+                let events = started.events;
                 let writer = Arc::clone(writer);
-                let id = started.id;
                 let _ = std::thread::Builder::new()
-                    .name(format!("wait-{id}"))
+                    .name(format!("events-{}", started.id))
                     .spawn(move || {
-                        if let Ok(status) = exited.recv() {
-                            send(
-                                &writer,
-                                &ServerMessage::Event(Event::Exited { id, status }),
-                                &[],
-                            );
+                        // Until the exit, which ends the sandbox's events.
+                        while let Ok(event) = events.recv() {
+                            let last = matches!(event, Event::Exited { .. });
+                            if !send(&writer, &ServerMessage::Event(event), &[]) || last {
+                                break;
+                            }
                         }
                     });
             }

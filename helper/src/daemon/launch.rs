@@ -18,11 +18,13 @@ use super::State;
 use super::registry::Refusal;
 use crate::channel::{self, Receiver};
 use crate::plan::{self, host};
-use crate::plan::{IdMapPlan, MountOp};
+use crate::plan::{IdMapPlan, MountOp, NetworkPlan};
 use crate::profiles;
 use crate::sandbox::supervisor::CONTROL_FD;
 use crate::sandbox::{SupervisorCommand, SupervisorEvent};
 use crate::sys;
+use hutch_core::network::NetworkMode;
+use hutch_core::protocol::NetworkInfo;
 
 /// How long after a launch the next sandbox is prepared: soon enough to be ready for the next
 /// launch a person makes, late enough not to compete with the launch that just happened (for
@@ -41,6 +43,8 @@ pub struct Started {
     pub warnings: Vec<String>,
     /// The terminal's controller side for `tty` runs.
     pub tty: Option<OwnedFd>,
+    /// The sandbox's events, its exit last (subscribed before it could exit).
+    pub events: std::sync::mpsc::Receiver<hutch_core::protocol::Event>,
 }
 
 fn refuse(code: ErrorCode) -> impl FnOnce(String) -> Refusal {
@@ -300,6 +304,55 @@ fn cleanup(dir: &Path) {
     let _ = std::fs::remove_dir(dir);
 }
 
+/// The network as `hutch ps` shows it.
+fn network_info(plan: &NetworkPlan) -> NetworkInfo {
+    match plan {
+        NetworkPlan::None => NetworkInfo {
+            mode: NetworkMode::None,
+            backend: None,
+            up: true,
+            publish: Vec::new(),
+            host_loopback: false,
+        },
+        NetworkPlan::User {
+            backend,
+            allow_host_loopback,
+            publish,
+            ..
+        } => NetworkInfo {
+            mode: NetworkMode::User,
+            backend: Some(backend.name().to_owned()),
+            up: true,
+            publish: publish.clone(),
+            host_loopback: *allow_host_loopback,
+        },
+    }
+}
+
+/// Refuses a published port the host already uses, before anything starts.
+fn check_published_ports(plan: &NetworkPlan) -> Result<(), Refusal> {
+    let NetworkPlan::User { publish, .. } = plan else {
+        return Ok(());
+    };
+    for forward in publish {
+        if let Err(e) = std::net::TcpListener::bind((forward.host_addr, forward.host_port)) {
+            let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+                "is already in use on the host: choose another host port".to_owned()
+            } else {
+                format!("cannot be opened on the host: {e}")
+            };
+            return Err((
+                ErrorCode::InvalidRequest,
+                format!(
+                    "published port {}:{} {why}",
+                    forward.host_addr, forward.host_port
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Starts a sandbox; returns once its app runs, or why it could not.
 pub fn launch(
     state: &Arc<State>,
@@ -333,6 +386,10 @@ pub fn launch(
             return Err(e);
         }
     }
+    if let Err(e) = check_published_ports(&plan.network) {
+        stash(state, prepared);
+        return Err(e);
+    }
     let Prepared {
         id,
         dir: sandbox_dir,
@@ -349,8 +406,10 @@ pub fn launch(
         state: SandboxState::Starting,
         id_map: plan.id_map.kind,
         exit: None,
+        network: network_info(&plan.network),
     };
     state.registry.insert(info);
+    let events = state.registry.listen(&id)?;
     let abandon = |child: &mut Child, msg: String| {
         let _ = child.kill();
         let _ = child.wait();
@@ -417,6 +476,7 @@ pub fn launch(
         id_map: plan.id_map.kind,
         warnings: plan.warnings,
         tty,
+        events,
     })
 }
 
@@ -433,6 +493,10 @@ fn monitor(state: Arc<State>, id: String, mut rx: Receiver, mut child: Child, di
             }
             Ok(SupervisorEvent::Failed { message }) => {
                 tracing::warn!(%id, %message, "sandbox reported a failure");
+            }
+            Ok(SupervisorEvent::NetworkDown { message }) => {
+                tracing::warn!(%id, %message, "sandbox network is down");
+                state.registry.network_down(&id, &message);
             }
             Ok(_) => {}
             Err(_) => break,

@@ -3,6 +3,7 @@
 pub mod connection;
 pub mod launch;
 pub mod registry;
+pub mod stats;
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::{Read, Seek, Write};

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard, mpsc};
 
-use hutch_core::protocol::{ErrorCode, ExitStatus, SandboxInfo, SandboxState};
+use hutch_core::protocol::{ErrorCode, Event, ExitStatus, SandboxInfo, SandboxState};
 use nix::unistd::Pid;
 
 use crate::sys;
@@ -16,7 +16,11 @@ struct Slot {
     info: SandboxInfo,
     /// pidfd of the sandbox's pid 1: signals cannot reach a recycled pid.
     init: Option<OwnedFd>,
+    /// Host pid of pid 1 (for its /proc: network counters).
+    init_pid: Option<i32>,
     waiters: Vec<mpsc::Sender<ExitStatus>>,
+    /// Connections that want every event of this sandbox (the one that started it).
+    listeners: Vec<mpsc::Sender<Event>>,
 }
 
 #[derive(Default)]
@@ -56,6 +60,8 @@ impl Registry {
                 info,
                 init: None,
                 waiters: Vec::new(),
+                init_pid: None,
+                listeners: Vec::new(),
             },
         );
     }
@@ -67,7 +73,61 @@ impl Registry {
             slot.info.state = SandboxState::Running;
             slot.info.pid = Some(app_pid.unwrap_or(init_pid) as u32);
             slot.init = pidfd;
+            slot.init_pid = Some(init_pid);
         }
+    }
+
+    /// Records that the sandbox's network stack died, and tells its listeners.
+    pub fn network_down(&self, id: &str, message: &str) {
+        if let Some(slot) = self.lock().live.get_mut(id) {
+            slot.info.network.up = false;
+            let event = Event::NetworkDown {
+                id: id.to_owned(),
+                message: message.to_owned(),
+            };
+            slot.listeners.retain(|l| l.send(event.clone()).is_ok());
+        }
+    }
+
+    /// Host pid of a running sandbox's pid 1.
+    pub fn init_pid(&self, id: &str) -> Result<i32, Refusal> {
+        let inner = self.lock();
+        let slot = inner.live.get(id).ok_or_else(|| {
+            (
+                ErrorCode::NotFound,
+                format!("no running sandbox with id {id}"),
+            )
+        })?;
+        slot.init_pid.ok_or_else(|| {
+            (
+                ErrorCode::InvalidRequest,
+                format!("sandbox {id} is still starting"),
+            )
+        })
+    }
+
+    /// A channel that receives every event of a sandbox, its exit last (at once, if it has
+    /// exited already).
+    pub fn listen(&self, id: &str) -> Result<mpsc::Receiver<Event>, Refusal> {
+        let (tx, rx) = mpsc::channel();
+        let mut inner = self.lock();
+        if let Some(slot) = inner.live.get_mut(id) {
+            slot.listeners.push(tx);
+            return Ok(rx);
+        }
+        if let Some(status) = inner
+            .exited
+            .iter()
+            .find(|s| s.id == id)
+            .and_then(|s| s.exit)
+        {
+            let _ = tx.send(Event::Exited {
+                id: id.to_owned(),
+                status,
+            });
+            return Ok(rx);
+        }
+        Err((ErrorCode::NotFound, format!("no sandbox with id {id}")))
     }
 
     /// Records the exit and wakes everyone waiting for it.
@@ -80,6 +140,12 @@ impl Registry {
         slot.info.exit = Some(status);
         for waiter in slot.waiters.drain(..) {
             let _ = waiter.send(status);
+        }
+        for listener in slot.listeners.drain(..) {
+            let _ = listener.send(Event::Exited {
+                id: id.to_owned(),
+                status,
+            });
         }
         inner.exited.push_front(slot.info);
         inner.exited.truncate(RECENT_EXITED);
@@ -198,6 +264,13 @@ mod tests {
             state: SandboxState::Starting,
             id_map: IdMapKind::SingleId,
             exit: None,
+            network: hutch_core::protocol::NetworkInfo {
+                mode: hutch_core::network::NetworkMode::None,
+                backend: None,
+                up: true,
+                publish: Vec::new(),
+                host_loopback: false,
+            },
         }
     }
 
@@ -233,6 +306,30 @@ mod tests {
                 .1
                 .contains("already exited")
         );
+    }
+
+    #[test]
+    fn listeners_hear_network_down_then_the_exit() {
+        let reg = Registry::default();
+        reg.insert(info("ab12"));
+        let events = reg.listen("ab12").unwrap();
+        reg.network_down("ab12", "slirp4netns exited");
+        assert!(!reg.list()[0].network.up);
+        reg.finish("ab12", ExitStatus::Code(0));
+        assert!(
+            matches!(events.recv().unwrap(), Event::NetworkDown { message, .. } if message == "slirp4netns exited")
+        );
+        assert!(matches!(
+            events.recv().unwrap(),
+            Event::Exited {
+                status: ExitStatus::Code(0),
+                ..
+            }
+        ));
+        // Listening after the exit still hears it.
+        let late = reg.listen("ab12").unwrap();
+        assert!(matches!(late.recv().unwrap(), Event::Exited { .. }));
+        assert!(reg.listen("zz").is_err());
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct HostFacts {
     pub subgids: Vec<SubRange>,
     pub newuidmap: Option<PathBuf>,
     pub newgidmap: Option<PathBuf>,
+    pub slirp4netns: Option<PathBuf>,
+    pub pasta: Option<PathBuf>,
     /// Folders the sandbox must never see (Hutch's own config, state and socket).
     pub private_dirs: Vec<PathBuf>,
     /// Where per-app persistent homes live.
@@ -147,6 +149,8 @@ pub fn gather(private_dirs: Vec<PathBuf>, homes_dir: PathBuf) -> HostFacts {
         subgids: parse_subid(&read("/etc/subgid"), &user, uid.as_raw()),
         newuidmap: find_tool("newuidmap"),
         newgidmap: find_tool("newgidmap"),
+        slirp4netns: find_tool("slirp4netns"),
+        pasta: find_tool("pasta"),
         user,
         group,
         home,

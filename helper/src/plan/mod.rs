@@ -11,6 +11,7 @@ pub mod idmap;
 
 use std::path::{Component, Path, PathBuf};
 
+use hutch_core::network::{NetBackend, NetworkMode, PortForward};
 use hutch_core::profile::{HomeMode, Profile, ShareMode, validate_share_path};
 use hutch_core::protocol::{IdMapKind, RunRequest, Stdio};
 use serde::{Deserialize, Serialize};
@@ -46,7 +47,6 @@ const ETC_ENTRIES: &[&str] = &[
     "os-release",
     "pki",
     "profile",
-    "resolv.conf",
     "ssl",
     "terminfo",
     "timezone",
@@ -98,6 +98,57 @@ pub struct IdMapPlan {
     pub newgidmap: Option<PathBuf>,
 }
 
+/// The sandbox's address on a user network, its gateway (the host, when its loopback is
+/// allowed) and its DNS server: slirp4netns's defaults, which Hutch sets for pasta too so both
+/// look the same from inside.
+pub const SANDBOX_ADDR: &str = "10.0.2.100";
+pub const GATEWAY_ADDR: &str = "10.0.2.2";
+pub const DNS_ADDR: &str = "10.0.2.3";
+/// MTU of the user network's interface.
+pub const NET_MTU: u32 = 65520;
+
+/// A user-mode network stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    Slirp4netns,
+    Pasta,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Slirp4netns => "slirp4netns",
+            Self::Pasta => "pasta",
+        }
+    }
+    /// The Debian package that installs it.
+    pub fn package(self) -> &'static str {
+        match self {
+            Self::Slirp4netns => "slirp4netns",
+            Self::Pasta => "passt",
+        }
+    }
+}
+
+/// The sandbox's network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum NetworkPlan {
+    /// Loopback only.
+    None,
+    /// A user-mode stack on the sandbox's network namespace.
+    User {
+        backend: BackendKind,
+        program: PathBuf,
+        allow_host_loopback: bool,
+        publish: Vec<PortForward>,
+        /// slirp4netns's own sandbox (`--enable-sandbox`) needs uid 0 mapped in the sandbox,
+        /// which a single-id map lacks.
+        confine_backend: bool,
+    },
+}
+
 /// Everything one sandbox will be.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxPlan {
@@ -118,6 +169,7 @@ pub struct SandboxPlan {
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
     pub allow_user_namespaces: bool,
+    pub network: NetworkPlan,
     /// A pseudo-terminal of this size (rows, columns), made inside the sandbox's own devpts.
     pub tty: Option<(u16, u16)>,
     /// Host folders to create (mode 0700) before the sandbox starts (persistent homes).
@@ -148,6 +200,19 @@ pub enum PlanError {
     ShareExposesHutch { share: PathBuf, private: PathBuf },
     #[error("the command's program name is empty")]
     EmptyProgram,
+    #[error(
+        "{} is not installed: install it with `sudo apt install {}`, or choose another \
+         --net-backend",
+        .0.name(), .0.package()
+    )]
+    BackendMissing(BackendKind),
+    #[error(
+        "no user-mode network stack is installed: install one with `sudo apt install passt` \
+         (or slirp4netns)"
+    )]
+    NoBackend,
+    #[error("publishing ports ({0}) needs a user network: add --net user")]
+    PublishWithoutNetwork(String),
 }
 
 /// A path shared into the sandbox, after `~/` expansion.
@@ -186,7 +251,15 @@ pub fn build(
     let home_mode = request.home.unwrap_or(profile.home);
     let mut prepare_dirs = Vec::new();
 
+    let network = network_plan(profile, request, host)?;
     let mut mounts = hostname_files(&profile.hostname);
+    mounts.push(MountOp::File {
+        path: "/etc/resolv.conf".into(),
+        contents: match network {
+            NetworkPlan::None => "# this sandbox has no network\n".into(),
+            NetworkPlan::User { .. } => format!("nameserver {DNS_ADDR}\n"),
+        },
+    });
 
     // The home and the shares, shallowest first, so a share inside the home lands on top of it.
     let home_op = match home_mode {
@@ -254,12 +327,63 @@ pub fn build(
         env,
         cwd,
         allow_user_namespaces: profile.allow_user_namespaces,
+        network,
         tty: match request.stdio {
             Stdio::Tty { rows, cols } => Some((rows.max(1), cols.max(1))),
             _ => None,
         },
         prepare_dirs,
         warnings: warning.into_iter().collect(),
+    })
+}
+
+fn network_plan(
+    profile: &Profile,
+    request: &RunRequest,
+    host: &HostFacts,
+) -> Result<NetworkPlan, PlanError> {
+    let mode = request.net.unwrap_or(profile.network);
+    let mut publish = profile.publish.clone();
+    for forward in &request.publish {
+        publish.retain(|p| p.host_port != forward.host_port || p.host_addr != forward.host_addr);
+        publish.push(forward.clone());
+    }
+    if mode == NetworkMode::None {
+        if !publish.is_empty() {
+            let list: Vec<String> = publish.iter().map(ToString::to_string).collect();
+            return Err(PlanError::PublishWithoutNetwork(list.join(", ")));
+        }
+        return Ok(NetworkPlan::None);
+    }
+    let (backend, program) = match request.net_backend.unwrap_or(profile.net_backend) {
+        NetBackend::Auto => match (&host.pasta, &host.slirp4netns) {
+            (Some(p), _) => (BackendKind::Pasta, p.clone()),
+            (None, Some(s)) => (BackendKind::Slirp4netns, s.clone()),
+            (None, None) => return Err(PlanError::NoBackend),
+        },
+        NetBackend::Pasta => (
+            BackendKind::Pasta,
+            host.pasta
+                .clone()
+                .ok_or(PlanError::BackendMissing(BackendKind::Pasta))?,
+        ),
+        NetBackend::Slirp4netns => (
+            BackendKind::Slirp4netns,
+            host.slirp4netns
+                .clone()
+                .ok_or(PlanError::BackendMissing(BackendKind::Slirp4netns))?,
+        ),
+    };
+    let confine_backend = !host.subuids.is_empty()
+        && !host.subgids.is_empty()
+        && host.newuidmap.is_some()
+        && host.newgidmap.is_some();
+    Ok(NetworkPlan::User {
+        backend,
+        program,
+        allow_host_loopback: profile.allow_host_loopback || request.allow_host_loopback,
+        publish,
+        confine_backend,
     })
 }
 

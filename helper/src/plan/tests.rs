@@ -1,5 +1,6 @@
 use std::collections::{BTreeMap, HashMap};
 
+use hutch_core::network::{NetBackend, NetworkMode, PortForward};
 use hutch_core::profile::Share;
 use hutch_core::protocol::ShareSpec;
 
@@ -32,6 +33,7 @@ impl FakeFs {
             ("/sbin", "usr/sbin"),
             ("/etc/localtime", "/usr/share/zoneinfo/Etc/UTC"),
             ("/etc/resolv.conf", "/run/systemd/resolve/stub-resolv.conf"),
+            ("/etc/host.conf", "/run/conf/host.conf"),
         ] {
             m.insert(PathBuf::from(l), Entry::Symlink(PathBuf::from(t)));
         }
@@ -39,6 +41,7 @@ impl FakeFs {
             "/etc/ld.so.cache",
             "/etc/nsswitch.conf",
             "/run/systemd/resolve/stub-resolv.conf",
+            "/run/conf/host.conf",
             "/dev/null",
             "/dev/zero",
             "/dev/urandom",
@@ -92,6 +95,8 @@ fn alice() -> HostFacts {
         }],
         newuidmap: Some("/usr/bin/newuidmap".into()),
         newgidmap: Some("/usr/bin/newgidmap".into()),
+        slirp4netns: Some("/usr/bin/slirp4netns".into()),
+        pasta: Some("/usr/bin/pasta".into()),
         private_dirs: vec![
             "/home/alice/.config/hutch".into(),
             "/run/user/1000/hutch".into(),
@@ -109,6 +114,10 @@ fn request(command: &[&str]) -> RunRequest {
         env: BTreeMap::new(),
         cwd: None,
         stdio: Stdio::Inherit,
+        net: None,
+        net_backend: None,
+        allow_host_loopback: false,
+        publish: vec![],
     }
 }
 
@@ -203,7 +212,7 @@ fn etc_is_generated_or_bound_read_only() {
     );
     // A link out of /usr is bound (following the link), not recreated.
     assert!(matches!(
-        find(&p, "/etc/resolv.conf")[..],
+        find(&p, "/etc/host.conf")[..],
         [MountOp::Bind {
             access: Access::ReadOnly,
             dir: false,
@@ -469,5 +478,135 @@ fn the_base_is_the_same_for_every_sandbox_and_holds_nothing_personal() {
         b.mounts
             .iter()
             .any(|op| matches!(op, MountOp::File { contents, .. } if contents == "other\n"))
+    );
+}
+
+#[test]
+fn no_network_by_default_and_resolv_conf_says_so() {
+    let p = plan(&Profile::builtin_default(), &request(&["true"])).unwrap();
+    assert_eq!(p.network, NetworkPlan::None);
+    let [MountOp::File { contents, .. }] = find(&p, "/etc/resolv.conf")[..] else {
+        panic!("resolv.conf is generated per sandbox")
+    };
+    assert!(contents.contains("no network"));
+}
+
+#[test]
+fn user_network_picks_a_backend_and_points_dns_at_it() {
+    let mut req = request(&["true"]);
+    req.net = Some(NetworkMode::User);
+    let p = plan(&Profile::builtin_default(), &req).unwrap();
+    let NetworkPlan::User {
+        backend,
+        allow_host_loopback,
+        confine_backend,
+        ..
+    } = &p.network
+    else {
+        panic!("{:?}", p.network)
+    };
+    assert_eq!(*backend, BackendKind::Pasta, "auto prefers pasta");
+    assert!(!allow_host_loopback && *confine_backend);
+    let [MountOp::File { contents, .. }] = find(&p, "/etc/resolv.conf")[..] else {
+        panic!()
+    };
+    assert_eq!(contents, "nameserver 10.0.2.3\n");
+
+    let mut host = alice();
+    host.pasta = None;
+    let p = build(
+        "x",
+        "/r".into(),
+        &Profile::builtin_default(),
+        &req,
+        &host,
+        &FakeFs::debian(),
+    )
+    .unwrap();
+    assert!(matches!(
+        p.network,
+        NetworkPlan::User {
+            backend: BackendKind::Slirp4netns,
+            ..
+        }
+    ));
+
+    req.net_backend = Some(NetBackend::Pasta);
+    let err = build(
+        "x",
+        "/r".into(),
+        &Profile::builtin_default(),
+        &req,
+        &host,
+        &FakeFs::debian(),
+    )
+    .unwrap_err();
+    assert_eq!(err, PlanError::BackendMissing(BackendKind::Pasta));
+    assert!(err.to_string().contains("sudo apt install passt"), "{err}");
+    host.slirp4netns = None;
+    req.net_backend = None;
+    let err = build(
+        "x",
+        "/r".into(),
+        &Profile::builtin_default(),
+        &req,
+        &host,
+        &FakeFs::debian(),
+    )
+    .unwrap_err();
+    assert_eq!(err, PlanError::NoBackend);
+}
+
+#[test]
+fn single_id_maps_do_not_confine_slirp4netns() {
+    let mut host = alice();
+    host.subuids.clear();
+    let mut req = request(&["true"]);
+    req.net = Some(NetworkMode::User);
+    req.net_backend = Some(NetBackend::Slirp4netns);
+    let p = build(
+        "x",
+        "/r".into(),
+        &Profile::builtin_default(),
+        &req,
+        &host,
+        &FakeFs::debian(),
+    )
+    .unwrap();
+    assert!(matches!(
+        p.network,
+        NetworkPlan::User {
+            confine_backend: false,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn published_ports_merge_and_need_a_user_network() {
+    let mut profile = Profile::builtin_default();
+    profile.publish.push(PortForward::parse("8080:80").unwrap());
+    let err = plan(&profile, &request(&["true"])).unwrap_err();
+    assert!(err.to_string().contains("needs a user network"), "{err}");
+    profile.network = NetworkMode::User;
+    profile.allow_host_loopback = true;
+    let mut req = request(&["true"]);
+    req.publish.push(PortForward::parse("8080:8000").unwrap());
+    req.publish.push(PortForward::parse("2222:22").unwrap());
+    let p = plan(&profile, &req).unwrap();
+    let NetworkPlan::User {
+        publish,
+        allow_host_loopback,
+        ..
+    } = &p.network
+    else {
+        panic!()
+    };
+    assert!(allow_host_loopback);
+    let specs: Vec<String> = publish.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        specs,
+        ["127.0.0.1:8080:8000", "127.0.0.1:2222:22"],
+        "the command line wins"
     );
 }

@@ -21,6 +21,7 @@
 pub mod exec;
 pub mod idmap;
 pub mod init;
+pub mod network;
 pub mod rootfs;
 pub mod seccomp;
 pub mod supervisor;
@@ -107,6 +108,10 @@ pub enum SupervisorEvent {
     },
     Exited {
         status: ExitStatus,
+    },
+    /// The user-mode network stack died; the app runs on without a network.
+    NetworkDown {
+        message: String,
     },
 }
 

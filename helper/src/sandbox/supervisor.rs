@@ -18,7 +18,11 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::{InitCommand, InitReport, NAMESPACES, SupervisorCommand, SupervisorEvent, idmap, init};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use super::{
+    InitCommand, InitReport, NAMESPACES, SupervisorCommand, SupervisorEvent, idmap, init, network,
+};
 use crate::channel::{self, Receiver};
 use crate::plan::{IdMapPlan, MountOp};
 use crate::sys;
@@ -173,24 +177,76 @@ pub fn run(control: OwnedFd) -> i32 {
         return fail("the plan does not fit the prepared sandbox".into());
     }
     let stdio = commands.take_fds(3);
+    // The network comes up before the app starts.
+    let stack = match network::start(
+        &plan.network,
+        prepared.child,
+        &network::state_dir(&plan.root),
+    ) {
+        Ok(stack) => stack,
+        Err(e) => {
+            kill_and_reap(prepared.child);
+            return fail(format!("the sandbox's network could not start: {e}"));
+        }
+    };
     let fds: Vec<BorrowedFd<'_>> = stdio.iter().map(|fd| fd.as_fd()).collect();
     if let Err(e) = channel::send(&prepared.go, &InitCommand::Launch(plan), &fds) {
         kill_and_reap(prepared.child);
+        if let Some(stack) = stack {
+            stack.stop();
+        }
         return fail(format!("the sandbox's pid 1 did not take its plan: {e}"));
     }
     // pid 1 and the app hold the caller's stdio from here; the supervisor keeps no copy.
     drop(stdio);
     drop(prepared.go);
-    supervise(prepared.child, prepared.reports, &control)
+    supervise(prepared.child, prepared.reports, &control, stack)
+}
+
+/// Waits for pid 1's next report, telling the daemon if the network stack dies meanwhile.
+fn next_report(
+    reports: &mut Receiver,
+    stack: &mut Option<network::Stack>,
+    control: &UnixStream,
+) -> Result<InitReport, crate::channel::ChannelError> {
+    while let Some(live) = stack.as_mut() {
+        let (report_ready, stack_died) = {
+            let mut fds = [
+                PollFd::new(reports.stream().as_fd(), PollFlags::POLLIN),
+                PollFd::new(live.pidfd.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(std::io::Error::from(e).into()),
+                Ok(_) => {}
+            }
+            let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+            (ready(&fds[0]), ready(&fds[1]))
+        };
+        if stack_died {
+            let message = live.death_message();
+            tell(control, &SupervisorEvent::NetworkDown { message });
+            *stack = None;
+        }
+        if report_ready {
+            break;
+        }
+    }
+    reports.recv::<InitReport>()
 }
 
 /// Relays pid 1's reports until it exits.
-fn supervise(child: Pid, mut reports: Receiver, control: &UnixStream) -> i32 {
+fn supervise(
+    child: Pid,
+    mut reports: Receiver,
+    control: &UnixStream,
+    mut stack: Option<network::Stack>,
+) -> i32 {
     let mut started = false;
     let mut failed = false;
     let mut final_status = None;
     loop {
-        let report = match reports.recv::<InitReport>() {
+        let report = match next_report(&mut reports, &mut stack, control) {
             Ok(report) => report,
             Err(e) if e.is_closed() => break,
             Err(e) => {
@@ -222,6 +278,10 @@ fn supervise(child: Pid, mut reports: Receiver, control: &UnixStream) -> i32 {
                 tell(control, &SupervisorEvent::Exited { status });
             }
         }
+    }
+    // The network ends with the sandbox.
+    if let Some(stack) = stack {
+        stack.stop();
     }
     let waited = loop {
         match waitpid(child, None) {
