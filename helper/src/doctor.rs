@@ -217,7 +217,15 @@ fn network_tools() -> Check {
             "network",
             "User-mode networking",
             CheckStatus::Ok,
-            format!("found {}", found.join(", ")),
+            format!(
+                "found {}; `--net user` uses {} unless --net-backend says otherwise",
+                found.join(", "),
+                if found.iter().any(|f| f.ends_with("/pasta")) {
+                    "pasta"
+                } else {
+                    "slirp4netns"
+                }
+            ),
             None,
         )
     }

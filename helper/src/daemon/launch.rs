@@ -430,25 +430,33 @@ pub fn launch(
     // The app holds the caller's stdio now; the helper keeps no copy.
     drop(fds);
     drop(stdio);
-    let (init_pid, app_pid) = match rx.recv::<SupervisorEvent>() {
-        Ok(SupervisorEvent::Started { init_pid, app_pid }) => (init_pid, app_pid),
-        Ok(SupervisorEvent::Failed { message }) => {
-            return Err(abandon(
-                &mut child,
-                format!("sandbox setup failed: {message}"),
-            ));
-        }
-        Ok(other) => {
-            return Err(abandon(
-                &mut child,
-                format!("unexpected supervisor event {other:?}"),
-            ));
-        }
-        Err(e) => {
-            return Err(abandon(
-                &mut child,
-                format!("the supervisor did not report: {e}"),
-            ));
+    let (init_pid, app_pid) = loop {
+        match rx.recv::<SupervisorEvent>() {
+            Ok(SupervisorEvent::Started { init_pid, app_pid }) => break (init_pid, app_pid),
+            Ok(SupervisorEvent::Failed { message }) => {
+                return Err(abandon(
+                    &mut child,
+                    format!("sandbox setup failed: {message}"),
+                ));
+            }
+            Ok(SupervisorEvent::NetworkDown { message }) => {
+                // The stack died between coming up and the app's start; the app still
+                // starts, and the sandbox is listed with its network down.
+                tracing::warn!(%id, %message, "sandbox network is down");
+                state.registry.network_down(&id, &message);
+            }
+            Ok(other) => {
+                return Err(abandon(
+                    &mut child,
+                    format!("unexpected supervisor event {other:?}"),
+                ));
+            }
+            Err(e) => {
+                return Err(abandon(
+                    &mut child,
+                    format!("the supervisor did not report: {e}"),
+                ));
+            }
         }
     };
     // The next launch finds a sandbox prepared.
