@@ -9,6 +9,7 @@
 //! functions, unit tested without a socket or a syscall.
 
 pub mod frame;
+pub mod limits;
 pub mod network;
 pub mod profile;
 pub mod protocol;

@@ -12,6 +12,12 @@
 //! allow_user_namespaces = false     # may the app create nested user namespaces?
 //! env = { EDITOR = "vi" }           # extra environment
 //!
+//! [limits]
+//! memory = "512M"                   # memory.max (swap follows unless memory_swap is set)
+//! cpu_weight = 50                   # share of the CPU against other apps (1-10000)
+//! cpu = "150%"                      # hard cap, only when asked for
+//! pids = 256
+//!
 //! [[share]]
 //! path = "~/Documents/tool"         # absolute, or under ~/
 //! mode = "rw"                       # "ro" (default) or "rw"
@@ -26,6 +32,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
+
+use crate::limits::{self, Limits};
 
 /// The name used when no profile is given.
 pub const DEFAULT_PROFILE: &str = "default";
@@ -83,6 +91,7 @@ pub struct Profile {
     pub net_backend: NetBackend,
     pub allow_host_loopback: bool,
     pub publish: Vec<PortForward>,
+    pub limits: Limits,
     pub hostname: String,
     pub allow_user_namespaces: bool,
     pub env: BTreeMap<String, String>,
@@ -105,6 +114,7 @@ impl Profile {
             net_backend: NetBackend::default(),
             allow_host_loopback: false,
             publish: Vec::new(),
+            limits: Limits::default(),
             hostname: default_hostname(name),
             allow_user_namespaces: false,
             env: BTreeMap::new(),
@@ -169,6 +179,9 @@ impl Profile {
         if let Some(allow) = raw.allow_host_loopback {
             profile.allow_host_loopback = allow;
         }
+        if let Some(limits) = raw.limits {
+            profile.limits = limits.validate(&fail)?;
+        }
         if let Some(publish) = raw.publish {
             for spec in publish.get_ref() {
                 let forward =
@@ -212,6 +225,7 @@ impl Profile {
             net_backend: self.net_backend,
             allow_host_loopback: self.allow_host_loopback,
             publish: self.publish.iter().map(ToString::to_string).collect(),
+            limits: (!self.limits.is_empty()).then(|| WriteLimits::from(&self.limits)),
             hostname: &self.hostname,
             allow_user_namespaces: self.allow_user_namespaces,
             env: &self.env,
@@ -253,6 +267,7 @@ struct RawProfile {
     net_backend: Option<NetBackend>,
     allow_host_loopback: Option<bool>,
     publish: Option<Spanned<Vec<String>>>,
+    limits: Option<RawLimits>,
     hostname: Option<Spanned<String>>,
     allow_user_namespaces: Option<bool>,
     env: Option<Spanned<BTreeMap<String, String>>>,
@@ -266,6 +281,97 @@ struct RawShare {
     mode: Option<ShareMode>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    memory: Option<Spanned<String>>,
+    memory_high: Option<Spanned<String>>,
+    memory_swap: Option<Spanned<String>>,
+    cpu: Option<Spanned<String>>,
+    cpu_weight: Option<Spanned<u32>>,
+    pids: Option<Spanned<u64>>,
+    io_weight: Option<Spanned<u32>>,
+}
+
+impl RawLimits {
+    fn validate(
+        self,
+        fail: &dyn Fn(Range<usize>, &str, String) -> ProfileError,
+    ) -> Result<Limits, ProfileError> {
+        let size = |v: Option<Spanned<String>>, key: &str, min: bool| {
+            v.map(|v| {
+                let parsed = if min {
+                    limits::parse_memory(v.get_ref())
+                } else {
+                    limits::parse_size(v.get_ref())
+                };
+                parsed.map_err(|e| fail(v.span(), key, e.to_string()))
+            })
+            .transpose()
+        };
+        let weight = |v: Option<Spanned<u32>>, key: &str, what: &'static str| {
+            v.map(|v| {
+                limits::parse_weight(&v.get_ref().to_string(), what)
+                    .map_err(|e| fail(v.span(), key, e.to_string()))
+            })
+            .transpose()
+        };
+        Ok(Limits {
+            memory: size(self.memory, "limits.memory", true)?,
+            memory_high: size(self.memory_high, "limits.memory_high", true)?,
+            memory_swap: size(self.memory_swap, "limits.memory_swap", false)?,
+            cpu_percent: self
+                .cpu
+                .map(|v| {
+                    limits::parse_cpu(v.get_ref())
+                        .map_err(|e| fail(v.span(), "limits.cpu", e.to_string()))
+                })
+                .transpose()?,
+            cpu_weight: weight(self.cpu_weight, "limits.cpu_weight", "CPU weight")?,
+            pids: self
+                .pids
+                .map(|v| {
+                    limits::parse_pids(&v.get_ref().to_string())
+                        .map_err(|e| fail(v.span(), "limits.pids", e.to_string()))
+                })
+                .transpose()?,
+            io_weight: weight(self.io_weight, "limits.io_weight", "io weight")?,
+        })
+    }
+}
+
+#[derive(Serialize, Default)]
+struct WriteLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_high: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_swap: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_weight: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pids: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    io_weight: Option<u32>,
+}
+
+impl From<&Limits> for WriteLimits {
+    fn from(l: &Limits) -> Self {
+        Self {
+            memory: l.memory.map(limits::format_size),
+            memory_high: l.memory_high.map(limits::format_size),
+            memory_swap: l.memory_swap.map(|b| b.to_string()),
+            cpu: l.cpu_percent.map(|p| format!("{p}%")),
+            cpu_weight: l.cpu_weight,
+            pids: l.pids,
+            io_weight: l.io_weight,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct WriteProfile<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -277,6 +383,8 @@ struct WriteProfile<'a> {
     net_backend: NetBackend,
     allow_host_loopback: bool,
     publish: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limits: Option<WriteLimits>,
     hostname: &'a str,
     allow_user_namespaces: bool,
     env: &'a BTreeMap<String, String>,
@@ -530,6 +638,36 @@ path = "/srv/data"
             err.to_string().contains("not a valid variable name"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn limits_parse_with_their_line() {
+        let p = parse("[limits]\nmemory = \"512M\"\ncpu = \"150%\"\ncpu_weight = 50\npids = 256\n")
+            .unwrap();
+        assert_eq!(p.limits.memory, Some(512 << 20));
+        assert_eq!(p.limits.cpu_percent, Some(150));
+        assert_eq!((p.limits.cpu_weight, p.limits.pids), (Some(50), Some(256)));
+        let text = p.to_toml();
+        assert_eq!(
+            Profile::parse("tool", Path::new("x"), &text)
+                .unwrap()
+                .limits,
+            p.limits
+        );
+        let err = parse("[limits]\n\nmemory = \"12Q\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("line 3, key `limits.memory`: `12Q` is not a size"),
+            "{err}"
+        );
+        let err = parse("[limits]\npids = 0\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("key `limits.pids`: process limit 0"),
+            "{err}"
+        );
+        let err = parse("[limits]\nmemroy = \"1G\"\n").unwrap_err();
+        assert!(err.to_string().contains("key `limits.memroy`"), "{err}");
     }
 
     #[test]

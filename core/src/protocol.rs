@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::Limits;
 use crate::network::{NetBackend, NetworkMode, PortForward};
 use crate::profile::{HomeMode, ShareMode};
 
@@ -23,7 +24,7 @@ pub enum Request {
     /// Must be the first frame of every connection.
     Hello { protocol: u32, client: String },
     /// Start a sandbox.
-    Run(RunRequest),
+    Run(Box<RunRequest>),
     /// List the sandboxes the helper knows.
     List,
     /// SIGTERM the sandbox, then SIGKILL after `grace_ms`; answered once it has exited.
@@ -119,6 +120,9 @@ pub struct RunRequest {
     /// Ports published on top of the profile's.
     #[serde(default)]
     pub publish: Vec<PortForward>,
+    /// Limits on top of the profile's, one by one.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// A sandbox's network, as running.

@@ -6,6 +6,7 @@ use std::process::Command;
 
 use hutch_core::protocol::{Check, CheckStatus, DoctorReport};
 
+use crate::cgroup::Mode;
 use crate::daemon::State;
 use crate::plan::host;
 
@@ -27,7 +28,7 @@ pub fn run(state: &State) -> DoctorReport {
             user_namespaces(),
             subordinate_ids(&facts),
             uidmap_tools(&facts),
-            cgroups(),
+            cgroups(state),
             network_tools(),
             display(),
             runtime_dir(state),
@@ -141,61 +142,28 @@ fn uidmap_tools(facts: &host::HostFacts) -> Check {
     }
 }
 
-/// The cgroup v2 folder of this process and the controllers it can hand out.
-fn cgroups() -> Check {
+/// What the helper found at start: delegated cgroups, or the degraded mode and why.
+fn cgroups(state: &State) -> Check {
     let title = "cgroup v2 delegation (limits and metrics)";
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let Some(rel) = own.lines().find_map(|l| l.strip_prefix("0::")) else {
-        return check(
-            "cgroups",
-            title,
-            CheckStatus::Warn,
-            "this process is in no cgroup v2 hierarchy: degraded mode (no limits; metrics from /proc)".into(),
-            Some("boot with the unified cgroup hierarchy (systemd.unified_cgroup_hierarchy=1)".into()),
-        );
-    };
-    let base = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
-        .into_iter()
-        .map(Path::new)
-        .find(|b| b.join("cgroup.controllers").exists())
-        .unwrap_or(Path::new("/sys/fs/cgroup"));
-    let dir = base.join(rel.trim_start_matches('/'));
-    let controllers = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
-    let have: Vec<&str> = controllers.split_whitespace().collect();
-    let missing: Vec<&str> = ["memory", "cpu", "pids"]
-        .into_iter()
-        .filter(|c| !have.contains(c))
-        .collect();
-    let owned = std::fs::metadata(&dir).is_ok_and(|m| m.uid() == nix::unistd::getuid().as_raw());
-    if missing.is_empty() && owned {
-        check(
+    match &state.cgroups.mode {
+        Mode::Delegated { .. } => check(
             "cgroups",
             title,
             CheckStatus::Ok,
-            format!("{} is delegated with {}", dir.display(), have.join(" ")),
+            state.cgroups.mode.describe(),
             None,
-        )
-    } else {
-        let why = if !owned {
-            format!("{} is not delegated to you", dir.display())
-        } else {
-            format!(
-                "{} lacks the {} controller(s)",
-                dir.display(),
-                missing.join(", ")
-            )
-        };
-        check(
+        ),
+        Mode::Degraded { .. } => check(
             "cgroups",
             title,
             CheckStatus::Warn,
-            format!("{why}: degraded mode (no limits; metrics from /proc)"),
+            state.cgroups.mode.describe(),
             Some(
                 "run the helper as the systemd user service (Delegate=yes), on a system booted \
                  with the unified cgroup v2 hierarchy"
                     .into(),
             ),
-        )
+        ),
     }
 }
 

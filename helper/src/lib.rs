@@ -14,6 +14,7 @@
 //!
 //! `sys` is the only module with `unsafe` code.
 
+pub mod cgroup;
 pub mod channel;
 pub mod client;
 pub mod daemon;

@@ -168,13 +168,39 @@ impl TestEnv {
 
     fn spawn_helper(&self) -> Child {
         let log = std::fs::File::create(self.dir.path().join("helper.log")).expect("log");
-        let mut cmd = Command::new(bin_dir().join("hutch-helper"));
+        let helper = bin_dir().join("hutch-helper");
+        let mut cmd = match self.cgroup() {
+            // In the VM: start the helper in a delegated cgroup of its own, as systemd starts
+            // a service with Delegate=yes.
+            Some(cg) => {
+                std::fs::create_dir_all(&cg).expect("create the helper's cgroup");
+                let mut cmd = Command::new("sh");
+                cmd.arg("-c")
+                    .arg("echo $$ > \"$1/cgroup.procs\" && exec \"$2\" --foreground")
+                    .arg("sh")
+                    .arg(&cg)
+                    .arg(&helper);
+                cmd
+            }
+            None => {
+                let mut cmd = Command::new(&helper);
+                cmd.arg("--foreground");
+                cmd
+            }
+        };
         self.apply(&mut cmd);
-        cmd.arg("--foreground")
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
             .stderr(log);
         cmd.spawn().expect("start hutch-helper")
+    }
+
+    /// The delegated cgroup this test's helper runs in, when the tests run in the VM
+    /// (`HUTCH_TEST_CGROUP_ROOT` names a cgroup delegated to the test user).
+    pub fn cgroup(&self) -> Option<PathBuf> {
+        let root = std::env::var_os("HUTCH_TEST_CGROUP_ROOT")?;
+        let name = self.dir.path().file_name()?.to_string_lossy().into_owned();
+        Some(PathBuf::from(root).join(name))
     }
 
     /// A second helper on the same socket (to test the single-instance rule).
@@ -292,7 +318,29 @@ impl Drop for TestEnv {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // The helper's cgroup tree, once its sandboxes are gone.
+        if let Some(cg) = self.cgroup() {
+            for _ in 0..100 {
+                for sub in ["sandboxes", "helper"] {
+                    if let Ok(dir) = std::fs::read_dir(cg.join(sub)) {
+                        for entry in dir.flatten() {
+                            let _ = std::fs::remove_dir(entry.path());
+                        }
+                    }
+                    let _ = std::fs::remove_dir(cg.join(sub));
+                }
+                if std::fs::remove_dir(&cg).is_ok() || !cg.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
+}
+
+/// Whether these tests run where cgroup limits must work (the VM: `HUTCH_EXPECT_CGROUPS=1`).
+pub fn expect_cgroups() -> bool {
+    std::env::var("HUTCH_EXPECT_CGROUPS").is_ok_and(|v| v == "1")
 }
 
 /// Runs `cmd` to completion, killing it after `timeout` (a hung sandbox must not hang CI).

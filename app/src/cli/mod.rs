@@ -10,6 +10,7 @@ mod terminal;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use hutch_core::limits;
 use hutch_core::network::{NetBackend, NetworkMode, PortForward};
 use hutch_core::profile::HomeMode;
 use hutch_core::protocol::ShareSpec;
@@ -67,12 +68,54 @@ pub struct RunArgs {
     /// Forward a host TCP port into the sandbox (host side on 127.0.0.1 unless ADDR is given).
     #[arg(long, value_name = "[ADDR:]HOSTPORT:SANDBOXPORT", value_parser = PortForward::parse)]
     publish: Vec<PortForward>,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Give the app its own pseudo-terminal (for shells and other interactive programs).
     #[arg(long, short = 't')]
     tty: bool,
     /// The command and its arguments (after `--`).
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+/// Resource limits (cgroup v2); each overrides the profile's `[limits]`.
+#[derive(Args, Debug)]
+pub struct LimitArgs {
+    /// Memory limit, e.g. 512M or 2G (memory.max; swap is closed unless --memory-swap).
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| limits::parse_memory(s).map_err(|e| e.to_string()))]
+    memory: Option<u64>,
+    /// Memory above which the app is slowed down and reclaimed (memory.high).
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| limits::parse_memory(s).map_err(|e| e.to_string()))]
+    memory_high: Option<u64>,
+    /// Swap the app may use (memory.swap.max).
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| limits::parse_size(s).map_err(|e| e.to_string()))]
+    memory_swap: Option<u64>,
+    /// Hard CPU cap: 150% or 1.5 (cores). Prefer --cpu-weight, which wastes no idle core.
+    #[arg(long, value_name = "PERCENT", value_parser = |s: &str| limits::parse_cpu(s).map_err(|e| e.to_string()))]
+    cpu: Option<u32>,
+    /// CPU share against other apps, 1-10000 (100 is the usual default).
+    #[arg(long, value_name = "WEIGHT", value_parser = |s: &str| limits::parse_weight(s, "CPU weight").map_err(|e| e.to_string()))]
+    cpu_weight: Option<u32>,
+    /// Most processes and threads at once (pids.max).
+    #[arg(long, value_name = "N", value_parser = |s: &str| limits::parse_pids(s).map_err(|e| e.to_string()))]
+    pids: Option<u64>,
+    /// Disk I/O share, 1-10000, where the io controller is delegated.
+    #[arg(long, value_name = "WEIGHT", value_parser = |s: &str| limits::parse_weight(s, "io weight").map_err(|e| e.to_string()))]
+    io_weight: Option<u32>,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> limits::Limits {
+        limits::Limits {
+            memory: self.memory,
+            memory_high: self.memory_high,
+            memory_swap: self.memory_swap,
+            cpu_percent: self.cpu,
+            cpu_weight: self.cpu_weight,
+            pids: self.pids,
+            io_weight: self.io_weight,
+        }
+    }
 }
 
 fn parse_home(s: &str) -> Result<HomeMode, String> {

@@ -51,6 +51,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         net_backend: args.net_backend,
         allow_host_loopback: args.allow_host_loopback,
         publish: args.publish,
+        limits: args.limits.limits(),
     };
     let mut client = connect()?;
     let stdin = std::io::stdin();
@@ -61,7 +62,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         vec![stdin.as_fd(), stdout.as_fd(), stderr.as_fd()]
     };
-    let id = match client.request(&Request::Run(request), &fds)? {
+    let id = match client.request(&Request::Run(Box::new(request)), &fds)? {
         Response::Started { id, warnings, .. } => {
             for w in warnings {
                 eprintln!("hutch: warning: {w}");

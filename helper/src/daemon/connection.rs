@@ -146,7 +146,7 @@ fn handle(request: Request, rx: &mut Receiver, writer: &Writer, state: &Arc<Stat
         }
         Request::Run(run) => {
             let fds = rx.take_fds(3);
-            handle_run(run, fds, writer, state)
+            handle_run(*run, fds, writer, state)
         }
         Request::List => reply(
             writer,

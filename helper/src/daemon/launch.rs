@@ -16,6 +16,7 @@ use hutch_core::protocol::{
 
 use super::State;
 use super::registry::Refusal;
+use crate::cgroup::{self, Cgroups, Mode};
 use crate::channel::{self, Receiver};
 use crate::plan::{self, host};
 use crate::plan::{IdMapPlan, MountOp, NetworkPlan};
@@ -179,6 +180,8 @@ pub struct Prepared {
     child: Child,
     rx: Receiver,
     key: PrepareKey,
+    /// Its cgroup, when the helper has a delegated one.
+    cgroup: Option<PathBuf>,
 }
 
 impl Prepared {
@@ -187,20 +190,33 @@ impl Prepared {
         let _ = self.child.kill();
         let _ = self.child.wait();
         cleanup(&self.dir);
+        if let Some(cg) = &self.cgroup {
+            Cgroups::remove(cg);
+        }
     }
 }
 
 /// Starts a supervisor and has it prepare a sandbox for `key`.
-fn spawn_prepared(runtime_dir: &Path, key: &PrepareKey) -> Result<Prepared, Refusal> {
+fn spawn_prepared(state: &State, key: &PrepareKey) -> Result<Prepared, Refusal> {
     let id = new_id();
-    let dir = runtime_dir.join("sandboxes").join(&id);
+    let dir = state.runtime_dir.join("sandboxes").join(&id);
     make_private_dir(&dir.join("root"))?;
+    let cgroup = match state.cgroups.create(&id) {
+        Ok(cg) => cg,
+        Err(e) => {
+            cleanup(&dir);
+            return Err((ErrorCode::Setup, e.to_string()));
+        }
+    };
     let (ours, theirs) =
         UnixStream::pair().map_err(|e| (ErrorCode::Internal, format!("socketpair: {e}")))?;
     let mut child = match spawn_supervisor(theirs) {
         Ok(child) => child,
         Err(e) => {
             cleanup(&dir);
+            if let Some(cg) = &cgroup {
+                Cgroups::remove(cg);
+            }
             return Err(e);
         }
     };
@@ -208,12 +224,16 @@ fn spawn_prepared(runtime_dir: &Path, key: &PrepareKey) -> Result<Prepared, Refu
         let _ = child.kill();
         let _ = child.wait();
         cleanup(&dir);
+        if let Some(cg) = &cgroup {
+            Cgroups::remove(cg);
+        }
         (ErrorCode::Setup, msg)
     };
     let command = SupervisorCommand::Prepare {
         id_map: key.id_map.clone(),
         root: dir.join("root"),
         base_mounts: key.base_mounts.clone(),
+        cgroup: cgroup.clone(),
     };
     if let Err(e) = channel::send(&ours, &command, &[]) {
         return Err(fail(format!("cannot reach the sandbox supervisor: {e}")));
@@ -234,6 +254,7 @@ fn spawn_prepared(runtime_dir: &Path, key: &PrepareKey) -> Result<Prepared, Refu
         child,
         rx,
         key: key.clone(),
+        cgroup,
     })
 }
 
@@ -258,7 +279,7 @@ pub fn prewarm(state: &Arc<State>) {
             std::thread::sleep(PREWARM_DELAY);
             let host = host::gather(state.private_dirs.clone(), state.homes_dir.clone());
             let key = PrepareKey::current(&host);
-            match spawn_prepared(&state.runtime_dir, &key) {
+            match spawn_prepared(&state, &key) {
                 Ok(prepared) => stash(&state, prepared),
                 Err((_, message)) => {
                     tracing::debug!(%message, "could not prepare a sandbox ahead")
@@ -293,9 +314,9 @@ fn take_prepared(state: &State, key: &PrepareKey) -> Result<Prepared, Refusal> {
         Some(prepared) if prepared.key == *key => Ok(prepared),
         Some(stale) => {
             stale.discard();
-            spawn_prepared(&state.runtime_dir, key)
+            spawn_prepared(state, key)
         }
-        None => spawn_prepared(&state.runtime_dir, key),
+        None => spawn_prepared(state, key),
     }
 }
 
@@ -390,11 +411,32 @@ pub fn launch(
         stash(state, prepared);
         return Err(e);
     }
+    match (&prepared.cgroup, &state.cgroups.mode) {
+        (Some(cg), _) => {
+            if let Err(e) = cgroup::apply_limits(cg, &plan.limits) {
+                prepared.discard();
+                return Err((ErrorCode::InvalidRequest, e.to_string()));
+            }
+        }
+        (None, Mode::Degraded { reason }) if !plan.limits.is_empty() => {
+            stash(state, prepared);
+            return Err((
+                ErrorCode::InvalidRequest,
+                format!(
+                    "limits need cgroup v2 delegation, which this helper does not have: {reason}. \
+                     Run the helper as the systemd user service (Delegate=yes) on a system with \
+                     the unified cgroup v2 hierarchy; `hutch doctor` shows the details"
+                ),
+            ));
+        }
+        _ => {}
+    }
     let Prepared {
         id,
         dir: sandbox_dir,
         mut child,
         mut rx,
+        cgroup: sandbox_cgroup,
         ..
     } = prepared;
     let info = SandboxInfo {
@@ -415,6 +457,9 @@ pub fn launch(
         let _ = child.wait();
         state.registry.remove(&id);
         cleanup(&sandbox_dir);
+        if let Some(cg) = &sandbox_cgroup {
+            Cgroups::remove(cg);
+        }
         (ErrorCode::Setup, msg)
     };
     let command = SupervisorCommand::Launch {
@@ -470,7 +515,12 @@ pub fn launch(
     let monitor_id = id.clone();
     std::thread::Builder::new()
         .name(format!("sandbox-{id}"))
-        .spawn(move || monitor(monitor_state, monitor_id, rx, child, sandbox_dir))
+        .spawn(move || {
+            monitor(monitor_state, monitor_id, rx, child, sandbox_dir);
+            if let Some(cg) = sandbox_cgroup {
+                Cgroups::remove(&cg);
+            }
+        })
         .map_err(|e| {
             (
                 ErrorCode::Internal,

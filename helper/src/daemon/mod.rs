@@ -27,6 +27,8 @@ pub struct State {
     pub homes_dir: PathBuf,
     /// Folders a sandbox may never see.
     pub private_dirs: Vec<PathBuf>,
+    /// cgroup v2 delegation (or the degraded mode).
+    pub cgroups: crate::cgroup::Cgroups,
     /// A sandbox prepared ahead (namespaces made, id maps written) for the next launch.
     pub prepared: std::sync::Mutex<Option<launch::Prepared>>,
 }
@@ -144,6 +146,7 @@ pub fn bind(socket: PathBuf) -> Result<Listening, DaemonError> {
         profiles_dir: paths::profiles_dir()?,
         homes_dir: paths::homes_dir()?,
         prepared: std::sync::Mutex::new(None),
+        cgroups: crate::cgroup::Cgroups::set_up(),
     };
     Ok(Listening {
         listener,
@@ -191,6 +194,7 @@ pub fn serve(listening: Listening) {
     if let Err(e) = shut_down_on_signal(Arc::clone(&listening.state)) {
         tracing::warn!("cannot handle shutdown signals: {e}");
     }
+    tracing::info!(cgroups = %listening.state.cgroups.mode.describe(), "cgroups");
     launch::prewarm(&listening.state);
     for stream in listening.listener.incoming() {
         match stream {

@@ -29,6 +29,8 @@ pub struct HostFacts {
     pub newgidmap: Option<PathBuf>,
     pub slirp4netns: Option<PathBuf>,
     pub pasta: Option<PathBuf>,
+    /// CPU cores this process may use.
+    pub cores: u32,
     /// Folders the sandbox must never see (Hutch's own config, state and socket).
     pub private_dirs: Vec<PathBuf>,
     /// Where per-app persistent homes live.
@@ -151,6 +153,9 @@ pub fn gather(private_dirs: Vec<PathBuf>, homes_dir: PathBuf) -> HostFacts {
         newgidmap: find_tool("newgidmap"),
         slirp4netns: find_tool("slirp4netns"),
         pasta: find_tool("pasta"),
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
         user,
         group,
         home,

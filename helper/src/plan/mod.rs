@@ -11,6 +11,7 @@ pub mod idmap;
 
 use std::path::{Component, Path, PathBuf};
 
+use hutch_core::limits::{LimitError, Limits, check_cpu};
 use hutch_core::network::{NetBackend, NetworkMode, PortForward};
 use hutch_core::profile::{HomeMode, Profile, ShareMode, validate_share_path};
 use hutch_core::protocol::{IdMapKind, RunRequest, Stdio};
@@ -170,6 +171,8 @@ pub struct SandboxPlan {
     pub cwd: PathBuf,
     pub allow_user_namespaces: bool,
     pub network: NetworkPlan,
+    /// cgroup limits (the profile's, overridden one by one by the request's).
+    pub limits: Limits,
     /// A pseudo-terminal of this size (rows, columns), made inside the sandbox's own devpts.
     pub tty: Option<(u16, u16)>,
     /// Host folders to create (mode 0700) before the sandbox starts (persistent homes).
@@ -213,6 +216,8 @@ pub enum PlanError {
     NoBackend,
     #[error("publishing ports ({0}) needs a user network: add --net user")]
     PublishWithoutNetwork(String),
+    #[error("{0}")]
+    Limit(LimitError),
 }
 
 /// A path shared into the sandbox, after `~/` expansion.
@@ -252,6 +257,10 @@ pub fn build(
     let mut prepare_dirs = Vec::new();
 
     let network = network_plan(profile, request, host)?;
+    let limits = profile.limits.overridden_by(&request.limits);
+    if let Some(percent) = limits.cpu_percent {
+        check_cpu(percent, host.cores).map_err(PlanError::Limit)?;
+    }
     let mut mounts = hostname_files(&profile.hostname);
     mounts.push(MountOp::File {
         path: "/etc/resolv.conf".into(),
@@ -328,6 +337,7 @@ pub fn build(
         cwd,
         allow_user_namespaces: profile.allow_user_namespaces,
         network,
+        limits,
         tty: match request.stdio {
             Stdio::Tty { rows, cols } => Some((rows.max(1), cols.max(1))),
             _ => None,

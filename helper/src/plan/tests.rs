@@ -97,6 +97,7 @@ fn alice() -> HostFacts {
         newgidmap: Some("/usr/bin/newgidmap".into()),
         slirp4netns: Some("/usr/bin/slirp4netns".into()),
         pasta: Some("/usr/bin/pasta".into()),
+        cores: 2,
         private_dirs: vec![
             "/home/alice/.config/hutch".into(),
             "/run/user/1000/hutch".into(),
@@ -118,6 +119,7 @@ fn request(command: &[&str]) -> RunRequest {
         net_backend: None,
         allow_host_loopback: false,
         publish: vec![],
+        limits: Default::default(),
     }
 }
 
@@ -608,5 +610,26 @@ fn published_ports_merge_and_need_a_user_network() {
         specs,
         ["127.0.0.1:8080:8000", "127.0.0.1:2222:22"],
         "the command line wins"
+    );
+}
+
+#[test]
+fn limits_merge_and_a_cpu_cap_above_the_cores_is_refused() {
+    let mut profile = Profile::builtin_default();
+    profile.limits.memory = Some(1 << 30);
+    profile.limits.pids = Some(100);
+    let mut req = request(&["true"]);
+    req.limits.memory = Some(256 << 20);
+    let p = plan(&profile, &req).unwrap();
+    assert_eq!(
+        (p.limits.memory, p.limits.pids),
+        (Some(256 << 20), Some(100))
+    );
+    req.limits.cpu_percent = Some(300);
+    let err = plan(&profile, &req).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("CPU cap 300% is more than this machine's 2 core(s)"),
+        "{err}"
     );
 }

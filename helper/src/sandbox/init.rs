@@ -90,9 +90,22 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
     };
     let mut go = Receiver::new(go);
     // The supervisor gave up (the id maps could not be written) or the sandbox was never used.
-    let Ok(InitCommand::Prepare { root, base_mounts }) = go.recv() else {
+    let Ok(InitCommand::Prepare {
+        root,
+        base_mounts,
+        cgroup_ns,
+    }) = go.recv()
+    else {
         std::process::exit(SETUP_FAILED_CODE)
     };
+    // The supervisor moved us into our own cgroup after the clone: make it the root of a new
+    // cgroup namespace, so the app sees only its own cgroup.
+    if cgroup_ns && let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
+        fail(
+            &report,
+            SetupError::new("enter a cgroup namespace rooted at the sandbox's cgroup", e),
+        );
+    }
     if let Err(e) = rootfs::prepare(&root, &base_mounts) {
         fail(&report, e);
     }

@@ -49,6 +49,8 @@ pub enum InitCommand {
     Prepare {
         root: std::path::PathBuf,
         base_mounts: Vec<crate::plan::MountOp>,
+        /// pid 1 was moved into its own cgroup: make that the root of its cgroup namespace.
+        cgroup_ns: bool,
     },
     /// Finish the root and start the app (stdio attached unless it gets a terminal).
     Launch(Box<crate::plan::SandboxPlan>),
@@ -84,6 +86,8 @@ pub enum SupervisorCommand {
         /// Host folder for the root, and the part of the root built ahead on it.
         root: std::path::PathBuf,
         base_mounts: Vec<crate::plan::MountOp>,
+        /// The sandbox's own cgroup, when the helper has a delegated one.
+        cgroup: Option<std::path::PathBuf>,
     },
     /// Build this sandbox in the prepared namespaces. The app's stdin, stdout and stderr are
     /// attached, unless it gets a terminal.

@@ -64,6 +64,7 @@ fn prepare(
     id_map: IdMapPlan,
     root: PathBuf,
     base_mounts: Vec<MountOp>,
+    cgroup: Option<PathBuf>,
     control: &UnixStream,
 ) -> Result<Prepared, String> {
     let (go, go_child) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
@@ -86,6 +87,15 @@ fn prepare(
         }
     };
     drop((go_child, report_w));
+    // Into the sandbox's own cgroup before anything runs in it (the app is forked by pid 1
+    // later, so it starts there too).
+    if let Some(dir) = &cgroup {
+        let procs = dir.join("cgroup.procs");
+        if let Err(e) = std::fs::write(&procs, child.to_string()) {
+            kill_and_reap(child);
+            return Err(format!("cannot move pid 1 into {}: {e}", procs.display()));
+        }
+    }
     if let Err(e) = idmap::write(child, &id_map) {
         kill_and_reap(child);
         return Err(format!("cannot write the sandbox's id maps: {e}"));
@@ -94,6 +104,7 @@ fn prepare(
     let command = InitCommand::Prepare {
         root: root.clone(),
         base_mounts: base_mounts.clone(),
+        cgroup_ns: cgroup.is_some(),
     };
     let prepared = channel::send(&go, &command, &[])
         .map_err(|e| format!("the sandbox's pid 1 did not answer: {e}"))
@@ -139,16 +150,17 @@ pub fn run(control: OwnedFd) -> i32 {
         1
     };
 
-    let (id_map, root, base_mounts) = match commands.recv::<SupervisorCommand>() {
+    let (id_map, root, base_mounts, cgroup) = match commands.recv::<SupervisorCommand>() {
         Ok(SupervisorCommand::Prepare {
             id_map,
             root,
             base_mounts,
-        }) => (id_map, root, base_mounts),
+            cgroup,
+        }) => (id_map, root, base_mounts, cgroup),
         Ok(other) => return fail(format!("expected prepare, got {other:?}")),
         Err(e) => return fail(format!("read the prepare command: {e}")),
     };
-    let prepared = match prepare(id_map, root, base_mounts, &control) {
+    let prepared = match prepare(id_map, root, base_mounts, cgroup, &control) {
         Ok(p) => p,
         Err(message) => return fail(message),
     };

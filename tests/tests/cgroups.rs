@@ -1,0 +1,239 @@
+//! Limits through rootless cgroup v2. In the VM (`scripts/vm-test`, `HUTCH_EXPECT_CGROUPS=1`)
+//! each test's helper runs in a delegated cgroup and the limits must bite; on a host without
+//! delegation the degraded mode must be reported and limits refused with the reason.
+
+use std::time::{Duration, Instant};
+
+use hutch_tests::{TestEnv, env_or_skip, expect_cgroups, ok, stderr};
+
+fn delegated(env: &TestEnv) -> bool {
+    let report: serde_json::Value =
+        serde_json::from_str(&hutch_tests::stdout(&env.hutch(&["doctor", "--json"]))).unwrap();
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "cgroups")
+        .unwrap()
+        .clone();
+    let yes = check["status"] == "ok";
+    if expect_cgroups() {
+        assert!(
+            yes,
+            "HUTCH_EXPECT_CGROUPS=1 but the helper is not delegated: {check}\n{}",
+            env.helper_log()
+        );
+    }
+    yes
+}
+
+#[test]
+fn bad_limits_are_refused_naming_the_value() {
+    let env = env_or_skip!();
+    for (flag, value, want) in [
+        ("--memory", "12Q", "`12Q` is not a size"),
+        ("--memory", "1M", "memory limit 1M is under the minimum"),
+        ("--pids", "0", "process limit 0"),
+        ("--cpu-weight", "0", "CPU weight 0 is outside 1-10000"),
+        ("--cpu", "fast", "`fast` is not a CPU share"),
+    ] {
+        let out = env.sh(&[flag, value], "true");
+        assert!(!out.status.success(), "{flag} {value}");
+        assert!(
+            stderr(&out).contains(want),
+            "{flag} {value}: {}",
+            stderr(&out)
+        );
+    }
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let too_much = format!("{}%", cores * 100 + 100);
+    let out = env.sh(&["--cpu", &too_much], "true");
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains(&format!("CPU cap {too_much} is more than this machine's")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn without_delegation_limits_are_refused_with_the_reason() {
+    let env = env_or_skip!();
+    if delegated(&env) {
+        return; // covered by the tests below, in the VM
+    }
+    let out = env.sh(&["--memory", "256M"], "true");
+    assert_eq!(out.status.code(), Some(125));
+    let err = stderr(&out);
+    assert!(
+        err.contains("limits need cgroup v2 delegation") && err.contains("hutch doctor"),
+        "{err}"
+    );
+    // Without limits, sandboxes still run.
+    assert_eq!(ok(&env.sh(&[], "echo fine")), "fine\n");
+    let doctor = ok(&env.hutch(&["doctor"]));
+    assert!(doctor.contains("degraded mode"), "{doctor}");
+}
+
+/// The cgroup folder of the only running sandbox of `env`.
+fn sandbox_cgroup(env: &TestEnv) -> std::path::PathBuf {
+    let base = env.cgroup().unwrap().join("sandboxes");
+    let list: serde_json::Value = serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+    let id = list[0]["id"].as_str().unwrap();
+    base.join(id)
+}
+
+#[test]
+fn an_allocation_past_the_memory_limit_kills_that_sandbox_only() {
+    let env = env_or_skip!();
+    if !delegated(&env) {
+        return;
+    }
+    // A neighbour that must survive.
+    let (mut neighbour, _out, ready) = env.spawn_sh("echo ready; exec sleep 60");
+    assert_eq!(ready, "ready\n");
+    let out = env.sh(
+        &["--memory", "32M"],
+        "python3 -c 'x = bytearray(200 << 20); print(\"allocated\")'",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "OOM kill is SIGKILL: {}",
+        stderr(&out)
+    );
+    assert!(!hutch_tests::stdout(&out).contains("allocated"));
+    assert!(
+        neighbour.try_wait().unwrap().is_none(),
+        "the neighbour died too"
+    );
+    let list: serde_json::Value = serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "the neighbour still runs"
+    );
+    let _ = neighbour.kill();
+}
+
+#[test]
+fn the_app_runs_in_its_own_cgroup_with_its_limits_and_it_is_gone_after_exit() {
+    let env = env_or_skip!();
+    if !delegated(&env) {
+        return;
+    }
+    let (mut child, _out, ready) = env.spawn_run(
+        &[
+            "--memory",
+            "64M",
+            "--pids",
+            "32",
+            "--cpu",
+            "50%",
+            "--cpu-weight",
+            "50",
+        ],
+        "echo ready; cat /proc/self/cgroup >&2; exec sleep 60",
+    );
+    assert_eq!(ready, "ready\n");
+    let cg = sandbox_cgroup(&env);
+    let read = |f: &str| {
+        std::fs::read_to_string(cg.join(f))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(read("memory.max"), (64u64 << 20).to_string());
+    assert_eq!(read("memory.swap.max"), "0");
+    assert_eq!(read("pids.max"), "32");
+    assert_eq!(read("cpu.max"), "50000 100000");
+    assert_eq!(read("cpu.weight"), "50");
+    assert_eq!(read("memory.oom.group"), "1");
+    let procs = read("cgroup.procs");
+    assert!(procs.lines().count() >= 2, "pid 1 and the app: {procs}");
+    let _ = child.kill();
+    let list: serde_json::Value = serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+    let id = list[0]["id"].as_str().unwrap().to_owned();
+    ok(&env.hutch(&["stop", &id]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cg.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} outlived its sandbox",
+            cg.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_fork_bomb_stops_at_the_process_limit() {
+    let env = env_or_skip!();
+    if !delegated(&env) {
+        return;
+    }
+    let (mut child, _out, ready) = env.spawn_run(
+        &["--pids", "16"],
+        "echo ready; for i in $(seq 40); do sleep 30 & done 2>/dev/null; wait",
+    );
+    assert_eq!(ready, "ready\n");
+    let cg = sandbox_cgroup(&env);
+    let read = |f: &str| std::fs::read_to_string(cg.join(f)).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Wait until the loop has hit the limit.
+    while !read("pids.events")
+        .lines()
+        .any(|l| l.starts_with("max ") && l != "max 0")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "pids.max was never hit: {}",
+            read("pids.events")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let current: u64 = read("pids.current").trim().parse().unwrap_or(0);
+    assert!(current <= 16, "pids.current {current} is over pids.max 16");
+    // The shell may already have given up when a fork failed; stop whatever is left.
+    let list: serde_json::Value = serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+    if let Some(id) = list[0]["id"].as_str() {
+        let _ = env.hutch(&["stop", "--grace", "0", id]);
+    }
+    let _ = child.wait();
+}
+
+#[test]
+fn a_cpu_cap_throttles_a_busy_loop() {
+    let env = env_or_skip!();
+    if !delegated(&env) {
+        return;
+    }
+    let (mut child, _out, ready) =
+        env.spawn_run(&["--cpu", "20%"], "echo ready; while :; do :; done");
+    assert_eq!(ready, "ready\n");
+    let cg = sandbox_cgroup(&env);
+    let usage = || -> (u64, u64) {
+        let stat = std::fs::read_to_string(cg.join("cpu.stat")).unwrap();
+        let field = |k: &str| {
+            stat.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        (field("usage_usec"), field("nr_throttled"))
+    };
+    let (u0, _) = usage();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let (u1, throttled) = usage();
+    let share = (u1 - u0) as f64 / t0.elapsed().as_micros() as f64;
+    assert!(throttled > 0, "cpu.stat shows no throttling");
+    assert!(
+        share < 0.35,
+        "a 20% cap used {:.0}% of a core",
+        share * 100.0
+    );
+    let list: serde_json::Value = serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+    ok(&env.hutch(&["stop", "--grace", "0", list[0]["id"].as_str().unwrap()]));
+    let _ = child.wait();
+}
