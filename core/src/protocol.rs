@@ -39,6 +39,12 @@ pub enum Request {
     Doctor,
     /// Current counters of a sandbox.
     Stats { id: String },
+    /// Change limits of a running sandbox (only those given).
+    Limit { id: String, limits: Limits },
+    /// Freeze every process of a sandbox (cgroup.freeze).
+    Pause { id: String },
+    /// Thaw a paused sandbox.
+    Resume { id: String },
 }
 
 /// How the sandboxed app gets its standard streams.
@@ -195,6 +201,7 @@ impl std::fmt::Display for ExitStatus {
 pub enum SandboxState {
     Starting,
     Running,
+    Paused,
     Stopping,
     Exited,
 }
@@ -330,6 +337,10 @@ pub enum Response {
     },
     Stats {
         stats: SandboxStats,
+    },
+    /// The limits were changed, or the sandbox paused or resumed.
+    Done {
+        id: String,
     },
     Error {
         code: ErrorCode,

@@ -237,3 +237,105 @@ fn a_cpu_cap_throttles_a_busy_loop() {
     ok(&env.hutch(&["stop", "--grace", "0", list[0]["id"].as_str().unwrap()]));
     let _ = child.wait();
 }
+
+fn only_id(env: &TestEnv) -> String {
+    let list: serde_json::Value = serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+    list[0]["id"]
+        .as_str()
+        .expect("a running sandbox")
+        .to_owned()
+}
+
+#[test]
+fn limits_change_live_and_without_delegation_are_refused() {
+    let env = env_or_skip!();
+    let (mut child, _out, ready) = env.spawn_sh("echo ready; exec sleep 60");
+    assert_eq!(ready, "ready\n");
+    let id = only_id(&env);
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let too_much = format!("{}%", cores * 100 + 100);
+    let out = env.hutch(&["limit", &id, "--cpu", &too_much]);
+    assert!(
+        !out.status.success() && stderr(&out).contains(&too_much),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.hutch(&["limit", &id]);
+    assert!(
+        stderr(&out).contains("give at least one limit"),
+        "{}",
+        stderr(&out)
+    );
+    if delegated(&env) {
+        ok(&env.hutch(&["limit", &id, "--memory", "128M", "--pids", "50"]));
+        let cg = sandbox_cgroup(&env);
+        let read = |f: &str| {
+            std::fs::read_to_string(cg.join(f))
+                .unwrap()
+                .trim()
+                .to_owned()
+        };
+        assert_eq!(read("memory.max"), (128u64 << 20).to_string());
+        assert_eq!(read("pids.max"), "50");
+    } else {
+        let out = env.hutch(&["limit", &id, "--memory", "1G"]);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("need cgroup v2 delegation"),
+            "{}",
+            stderr(&out)
+        );
+        let out = env.hutch(&["pause", &id]);
+        assert!(
+            stderr(&out).contains("need cgroup v2 delegation"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    ok(&env.hutch(&["stop", "--grace", "0", &id]));
+    let _ = child.wait();
+}
+
+#[test]
+fn pause_stops_cpu_use_and_resume_restarts_it() {
+    let env = env_or_skip!();
+    if !delegated(&env) {
+        return;
+    }
+    let (mut child, _out, ready) = env.spawn_sh("echo ready; while :; do :; done");
+    assert_eq!(ready, "ready\n");
+    let id = only_id(&env);
+    let cg = sandbox_cgroup(&env);
+    let usage = || -> u64 {
+        let stat = std::fs::read_to_string(cg.join("cpu.stat")).unwrap();
+        stat.lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let used_over = |d: Duration| {
+        let a = usage();
+        std::thread::sleep(d);
+        usage() - a
+    };
+    assert!(
+        used_over(Duration::from_millis(500)) > 100_000,
+        "the loop should be busy"
+    );
+    ok(&env.hutch(&["pause", &id]));
+    let list: serde_json::Value = serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+    assert_eq!(list[0]["state"], "paused");
+    assert!(
+        used_over(Duration::from_millis(1000)) < 20_000,
+        "a paused sandbox used CPU"
+    );
+    ok(&env.hutch(&["resume", &id]));
+    assert!(
+        used_over(Duration::from_millis(500)) > 100_000,
+        "resume did not restart it"
+    );
+    ok(&env.hutch(&["stop", "--grace", "0", &id]));
+    let _ = child.wait();
+}

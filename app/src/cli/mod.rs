@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use hutch_core::limits;
 use hutch_core::network::{NetBackend, NetworkMode, PortForward};
 use hutch_core::profile::HomeMode;
-use hutch_core::protocol::ShareSpec;
+use hutch_core::protocol::{Request, Response, ShareSpec};
 use hutch_helper::client::Client;
 
 /// Exit code for Hutch's own failures (the app's codes pass through unchanged), as podman.
@@ -43,6 +43,26 @@ enum Command {
     Doctor(DoctorArgs),
     /// Show a sandbox's counters (network traffic).
     Stats(StatsArgs),
+    /// Change the limits of a running sandbox.
+    Limit(LimitCmdArgs),
+    /// Freeze every process of a sandbox.
+    Pause(IdArgs),
+    /// Thaw a paused sandbox.
+    Resume(IdArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LimitCmdArgs {
+    /// Sandbox id (a unique prefix is enough).
+    id: String,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct IdArgs {
+    /// Sandbox id (a unique prefix is enough).
+    id: String,
 }
 
 #[derive(Args, Debug)]
@@ -164,6 +184,18 @@ fn connect() -> anyhow::Result<Client> {
     Ok(Client::connect_or_start("hutch-cli")?)
 }
 
+/// Sends a request answered by `Done`, and says what happened.
+fn done(request: Request, what: &str) -> anyhow::Result<ExitCode> {
+    match connect()?.request(&request, &[])? {
+        Response::Done { id } => {
+            println!("{what}: {id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Response::Error { message, .. } => anyhow::bail!("{message}"),
+        other => anyhow::bail!("unexpected answer from the helper: {other:?}"),
+    }
+}
+
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args),
@@ -171,5 +203,20 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stop(args) => stop::stop(args),
         Command::Doctor(args) => doctor::doctor(args),
         Command::Stats(args) => stats::stats(args),
+        Command::Limit(args) => {
+            let limits = args.limits.limits();
+            if limits.is_empty() {
+                anyhow::bail!("give at least one limit to change (see `hutch limit --help`)");
+            }
+            done(
+                Request::Limit {
+                    id: args.id,
+                    limits,
+                },
+                "limits changed",
+            )
+        }
+        Command::Pause(args) => done(Request::Pause { id: args.id }, "paused"),
+        Command::Resume(args) => done(Request::Resume { id: args.id }, "resumed"),
     }
 }

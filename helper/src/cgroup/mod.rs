@@ -252,6 +252,28 @@ impl Cgroups {
     }
 }
 
+/// Freezes (`true`) or thaws a sandbox's cgroup, and waits until the kernel says it is done.
+pub fn freeze(dir: &Path, frozen: bool) -> Result<(), CgroupError> {
+    write(
+        &dir.join("cgroup.freeze"),
+        if frozen { "1" } else { "0" },
+        "cannot freeze or thaw",
+    )?;
+    let want = if frozen { "frozen 1" } else { "frozen 0" };
+    for _ in 0..200 {
+        let events = std::fs::read_to_string(dir.join("cgroup.events")).unwrap_or_default();
+        if events.lines().any(|l| l == want) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Err(CgroupError {
+        what: "timed out waiting for",
+        path: dir.join("cgroup.events"),
+        err: std::io::Error::new(std::io::ErrorKind::TimedOut, want),
+    })
+}
+
 /// Writes `limits` into the sandbox cgroup `dir`. Files of controllers that are not delegated
 /// (io, often) are skipped when their limit is unset and refused when it is set.
 pub fn apply_limits(dir: &Path, limits: &Limits) -> Result<(), CgroupError> {

@@ -137,8 +137,33 @@ fn bad_frame(writer: &Writer, err: &ChannelError) {
     error(writer, ErrorCode::BadFrame, err.to_string());
 }
 
+/// Whether a freeze request pauses or resumes.
+enum Kind {
+    Pause,
+    Other,
+}
+
+/// The cgroup of a running sandbox, or why limits cannot be had.
+fn cgroup_of(state: &State, id: &str) -> Result<std::path::PathBuf, super::registry::Refusal> {
+    match state.registry.cgroup(id)? {
+        Some(dir) => Ok(dir),
+        None => Err((
+            ErrorCode::InvalidRequest,
+            format!(
+                "limits and pausing need cgroup v2 delegation, which this helper does not have: {}",
+                state.cgroups.mode.describe()
+            ),
+        )),
+    }
+}
+
 /// Answers one request; `false` closes the connection.
 fn handle(request: Request, rx: &mut Receiver, writer: &Writer, state: &Arc<State>) -> bool {
+    let request_kind = if matches!(request, Request::Pause { .. }) {
+        Kind::Pause
+    } else {
+        Kind::Other
+    };
     match request {
         Request::Hello { .. } => {
             error(writer, ErrorCode::Handshake, "hello was already sent");
@@ -182,6 +207,40 @@ fn handle(request: Request, rx: &mut Receiver, writer: &Writer, state: &Arc<Stat
                 report: doctor::run(state),
             },
         ),
+        Request::Limit { id, limits } => {
+            let result = state.registry.resolve(&id).and_then(|id| {
+                if let Some(percent) = limits.cpu_percent {
+                    let cores = std::thread::available_parallelism()
+                        .map(|n| n.get() as u32)
+                        .unwrap_or(1);
+                    hutch_core::limits::check_cpu(percent, cores)
+                        .map_err(|e| (ErrorCode::InvalidRequest, e.to_string()))?;
+                }
+                let dir = cgroup_of(state, &id)?;
+                crate::cgroup::apply_limits(&dir, &limits)
+                    .map_err(|e| (ErrorCode::InvalidRequest, e.to_string()))?;
+                tracing::info!(%id, ?limits, "limits changed");
+                Ok(id)
+            });
+            match result {
+                Ok(id) => reply(writer, Response::Done { id }),
+                Err((code, msg)) => error(writer, code, msg),
+            }
+        }
+        Request::Pause { id } | Request::Resume { id } => {
+            let pause = matches!(request_kind, Kind::Pause);
+            let result = state.registry.resolve(&id).and_then(|id| {
+                let dir = cgroup_of(state, &id)?;
+                crate::cgroup::freeze(&dir, pause)
+                    .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+                state.registry.set_paused(&id, pause);
+                Ok(id)
+            });
+            match result {
+                Ok(id) => reply(writer, Response::Done { id }),
+                Err((code, msg)) => error(writer, code, msg),
+            }
+        }
         Request::Stats { id } => {
             let result = state.registry.resolve(&id).and_then(|id| {
                 let init = state.registry.init_pid(&id)?;

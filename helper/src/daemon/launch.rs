@@ -451,6 +451,7 @@ pub fn launch(
         network: network_info(&plan.network),
     };
     state.registry.insert(info);
+    state.registry.set_cgroup(&id, sandbox_cgroup.clone());
     let events = state.registry.listen(&id)?;
     let abandon = |child: &mut Child, msg: String| {
         let _ = child.kill();

@@ -18,6 +18,8 @@ struct Slot {
     init: Option<OwnedFd>,
     /// Host pid of pid 1 (for its /proc: network counters).
     init_pid: Option<i32>,
+    /// The sandbox's cgroup folder, when delegated.
+    cgroup: Option<std::path::PathBuf>,
     waiters: Vec<mpsc::Sender<ExitStatus>>,
     /// Connections that want every event of this sandbox (the one that started it).
     listeners: Vec<mpsc::Sender<Event>>,
@@ -61,6 +63,7 @@ impl Registry {
                 init: None,
                 waiters: Vec::new(),
                 init_pid: None,
+                cgroup: None,
                 listeners: Vec::new(),
             },
         );
@@ -86,6 +89,36 @@ impl Registry {
                 message: message.to_owned(),
             };
             slot.listeners.retain(|l| l.send(event.clone()).is_ok());
+        }
+    }
+
+    /// Records the cgroup folder of a sandbox.
+    pub fn set_cgroup(&self, id: &str, dir: Option<std::path::PathBuf>) {
+        if let Some(slot) = self.lock().live.get_mut(id) {
+            slot.cgroup = dir;
+        }
+    }
+
+    /// The cgroup folder of a running sandbox (`None` in the degraded mode).
+    pub fn cgroup(&self, id: &str) -> Result<Option<std::path::PathBuf>, Refusal> {
+        let inner = self.lock();
+        let slot = inner.live.get(id).ok_or_else(|| {
+            (
+                ErrorCode::NotFound,
+                format!("no running sandbox with id {id}"),
+            )
+        })?;
+        Ok(slot.cgroup.clone())
+    }
+
+    /// Marks a sandbox paused or running again.
+    pub fn set_paused(&self, id: &str, paused: bool) {
+        if let Some(slot) = self.lock().live.get_mut(id) {
+            slot.info.state = if paused {
+                SandboxState::Paused
+            } else {
+                SandboxState::Running
+            };
         }
     }
 
