@@ -45,6 +45,12 @@ pub enum Request {
     Pause { id: String },
     /// Thaw a paused sandbox.
     Resume { id: String },
+    /// Send samples of every running sandbox every `interval_ms` (100 to 10000; default
+    /// 1000), as [`Event::Samples`], plus OOM and limit events, until the connection closes.
+    Subscribe {
+        #[serde(default)]
+        interval_ms: Option<u64>,
+    },
 }
 
 /// How the sandboxed app gets its standard streams.
@@ -156,7 +162,7 @@ pub struct NetCounters {
 }
 
 /// One sample of a sandbox's counters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxStats {
     pub id: String,
@@ -166,6 +172,39 @@ pub struct SandboxStats {
     pub net: NetCounters,
     /// Loopback inside the sandbox.
     pub loopback: NetCounters,
+    /// `cgroup` (delegated) or `proc` (degraded mode: summed over the sandbox's processes).
+    pub source: String,
+    /// CPU time used so far, microseconds.
+    pub cpu_usage_usec: u64,
+    /// Memory in use, bytes (memory.current; resident set size in the degraded mode).
+    pub memory_bytes: u64,
+    /// Highest memory use seen (memory.peak), when the kernel reports it.
+    #[serde(default)]
+    pub memory_peak: Option<u64>,
+    /// memory.max, when limited.
+    #[serde(default)]
+    pub memory_limit: Option<u64>,
+    /// Processes and threads.
+    pub pids: u64,
+    #[serde(default)]
+    pub pids_limit: Option<u64>,
+    /// OOM kills so far (memory.events oom_kill).
+    #[serde(default)]
+    pub oom_kills: u64,
+    /// Times the process limit refused a fork (pids.events max).
+    #[serde(default)]
+    pub pids_limit_hits: u64,
+    /// Bytes read and written (io.stat), when the io controller is delegated.
+    #[serde(default)]
+    pub io_read_bytes: Option<u64>,
+    #[serde(default)]
+    pub io_write_bytes: Option<u64>,
+    /// Pressure stall information, "some avg10" in percent: cpu, memory, io.
+    #[serde(default)]
+    pub pressure: Option<[f64; 3]>,
+    /// Throttled periods under a CPU cap (cpu.stat nr_throttled).
+    #[serde(default)]
+    pub cpu_throttled: Option<u64>,
 }
 
 /// A sandbox's exit: the app's exit code, or the signal that killed it.
@@ -336,7 +375,7 @@ pub enum Response {
         report: DoctorReport,
     },
     Stats {
-        stats: SandboxStats,
+        stats: Box<SandboxStats>,
     },
     /// The limits were changed, or the sandbox paused or resumed.
     Done {
@@ -356,6 +395,12 @@ pub enum Event {
     Exited { id: String, status: ExitStatus },
     /// The user-mode network stack of a sandbox this connection started has died.
     NetworkDown { id: String, message: String },
+    /// One sample of every running sandbox (for subscribers).
+    Samples { samples: Vec<SandboxStats> },
+    /// The kernel killed processes of a sandbox for memory (its memory limit).
+    OutOfMemory { id: String, kills: u64 },
+    /// A fork in a sandbox was refused by its process limit.
+    ProcessLimit { id: String, hits: u64 },
 }
 
 /// Every frame the helper sends.

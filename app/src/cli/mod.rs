@@ -6,6 +6,7 @@ mod run;
 mod stats;
 mod stop;
 mod terminal;
+mod top;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,8 @@ enum Command {
     Stats(StatsArgs),
     /// Change the limits of a running sandbox.
     Limit(LimitCmdArgs),
+    /// A live table of the running sandboxes: CPU, memory against its limit, processes, network.
+    Top(TopArgs),
     /// Freeze every process of a sandbox.
     Pause(IdArgs),
     /// Thaw a paused sandbox.
@@ -57,6 +60,16 @@ pub struct LimitCmdArgs {
     id: String,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    /// Seconds between samples (0.1 to 10).
+    #[arg(long, short = 'n', default_value_t = 1.0, value_name = "SECONDS")]
+    interval: f64,
+    /// Print this many tables and stop (for scripts); default: until interrupted.
+    #[arg(long, value_name = "N")]
+    iterations: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -216,6 +229,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 "limits changed",
             )
         }
+        Command::Top(args) => top::top(args),
         Command::Pause(args) => done(Request::Pause { id: args.id }, "paused"),
         Command::Resume(args) => done(Request::Resume { id: args.id }, "resumed"),
     }

@@ -109,7 +109,13 @@ fn wait_exit(client: &mut Client, id: &str) -> anyhow::Result<hutch_core::protoc
             Event::NetworkDown { id, message } => {
                 eprintln!("hutch: the network of sandbox {id} is down: {message}");
             }
-            Event::Exited { .. } => continue,
+            Event::OutOfMemory { id, kills } => {
+                eprintln!(
+                    "hutch: sandbox {id} ran out of memory: its memory limit was reached and the \
+                     kernel killed it ({kills} process(es))"
+                );
+            }
+            Event::Exited { .. } | Event::Samples { .. } | Event::ProcessLimit { .. } => continue,
         }
     }
 }

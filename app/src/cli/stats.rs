@@ -29,13 +29,21 @@ fn print(stats: &SandboxStats, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(stats)?);
     } else {
         let n = &stats.net;
+        let limit = stats
+            .memory_limit
+            .map(|l| format!(" of {}", hutch_core::limits::format_size(l)))
+            .unwrap_or_default();
         println!(
-            "{}  net rx {} ({} packets)  tx {} ({} packets)",
+            "{}  cpu {:.2}s  memory {}{limit}  pids {}  net rx {} ({} packets) tx {} ({} packets)  [{}]",
             stats.id,
+            stats.cpu_usage_usec as f64 / 1e6,
+            hutch_core::limits::format_size(stats.memory_bytes),
+            stats.pids,
             human_bytes(n.rx_bytes),
             n.rx_packets,
             human_bytes(n.tx_bytes),
-            n.tx_packets
+            n.tx_packets,
+            stats.source
         );
     }
     Ok(())

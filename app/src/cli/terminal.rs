@@ -108,7 +108,12 @@ pub fn relay(client: &mut Client, master: OwnedFd, id: &str) -> anyhow::Result<E
                 Event::NetworkDown { message, .. } => {
                     eprint!("\r\nhutch: the sandbox's network is down: {message}\r\n");
                 }
-                Event::Exited { .. } => {}
+                Event::OutOfMemory { kills, .. } => {
+                    eprint!(
+                        "\r\nhutch: the sandbox ran out of memory ({kills} process(es) killed)\r\n"
+                    );
+                }
+                Event::Exited { .. } | Event::Samples { .. } | Event::ProcessLimit { .. } => {}
             }
         }
     }

@@ -207,6 +207,37 @@ fn handle(request: Request, rx: &mut Receiver, writer: &Writer, state: &Arc<Stat
                 report: doctor::run(state),
             },
         ),
+        Request::Subscribe { interval_ms } => {
+            let every = Duration::from_millis(interval_ms.unwrap_or(1000).clamp(100, 10_000));
+            if !reply(writer, Response::Done { id: String::new() }) {
+                return false;
+            }
+            let writer = Arc::clone(writer);
+            let state = Arc::clone(state);
+            let _ = std::thread::Builder::new()
+                .name("subscriber".into())
+                .spawn(move || {
+                    loop {
+                        let samples: Vec<_> = state
+                            .registry
+                            .live_targets()
+                            .into_iter()
+                            .filter_map(|(id, init, cgroup)| {
+                                super::stats::sample(&id, init, cgroup.as_deref()).ok()
+                            })
+                            .collect();
+                        if !send(
+                            &writer,
+                            &ServerMessage::Event(Event::Samples { samples }),
+                            &[],
+                        ) {
+                            break;
+                        }
+                        std::thread::sleep(every);
+                    }
+                });
+            true
+        }
         Request::Limit { id, limits } => {
             let result = state.registry.resolve(&id).and_then(|id| {
                 if let Some(percent) = limits.cpu_percent {
@@ -244,7 +275,8 @@ fn handle(request: Request, rx: &mut Receiver, writer: &Writer, state: &Arc<Stat
         Request::Stats { id } => {
             let result = state.registry.resolve(&id).and_then(|id| {
                 let init = state.registry.init_pid(&id)?;
-                super::stats::sample(&id, init).map_err(|e| {
+                let cgroup = state.registry.cgroup(&id)?;
+                super::stats::sample(&id, init, cgroup.as_deref()).map_err(|e| {
                     (
                         ErrorCode::Internal,
                         format!("cannot read the counters of {id}: {e}"),
@@ -252,7 +284,12 @@ fn handle(request: Request, rx: &mut Receiver, writer: &Writer, state: &Arc<Stat
                 })
             });
             match result {
-                Ok(stats) => reply(writer, Response::Stats { stats }),
+                Ok(stats) => reply(
+                    writer,
+                    Response::Stats {
+                        stats: Box::new(stats),
+                    },
+                ),
                 Err((code, msg)) => error(writer, code, msg),
             }
         }

@@ -25,7 +25,7 @@ use crate::sandbox::supervisor::CONTROL_FD;
 use crate::sandbox::{SupervisorCommand, SupervisorEvent};
 use crate::sys;
 use hutch_core::network::NetworkMode;
-use hutch_core::protocol::NetworkInfo;
+use hutch_core::protocol::{Event, NetworkInfo};
 
 /// How long after a launch the next sandbox is prepared: soon enough to be ready for the next
 /// launch a person makes, late enough not to compete with the launch that just happened (for
@@ -547,6 +547,22 @@ fn monitor(state: Arc<State>, id: String, mut rx: Receiver, mut child: Child, di
         match rx.recv::<SupervisorEvent>() {
             Ok(SupervisorEvent::Exited { status }) if !reported => {
                 reported = true;
+                // An OOM kill is told before the exit it caused (the cgroup still exists).
+                if let Ok(Some(cg)) = state.registry.cgroup(&id) {
+                    let events =
+                        std::fs::read_to_string(cg.join("memory.events")).unwrap_or_default();
+                    let kills = super::stats::keyed(&events, "oom_kill").unwrap_or(0);
+                    if kills > 0 {
+                        tracing::warn!(%id, kills, "sandbox ran out of memory");
+                        state.registry.notify(
+                            &id,
+                            Event::OutOfMemory {
+                                id: id.clone(),
+                                kills,
+                            },
+                        );
+                    }
+                }
                 tracing::info!(%id, %status, "sandbox exited");
                 state.registry.finish(&id, status);
             }

@@ -92,6 +92,22 @@ impl Registry {
         }
     }
 
+    /// (id, pid 1's host pid, cgroup) of every running sandbox, for sampling.
+    pub fn live_targets(&self) -> Vec<(String, i32, Option<std::path::PathBuf>)> {
+        self.lock()
+            .live
+            .iter()
+            .filter_map(|(id, s)| Some((id.clone(), s.init_pid?, s.cgroup.clone())))
+            .collect()
+    }
+
+    /// Tells the listeners of a sandbox (the connection that started it) about `event`.
+    pub fn notify(&self, id: &str, event: Event) {
+        if let Some(slot) = self.lock().live.get_mut(id) {
+            slot.listeners.retain(|l| l.send(event.clone()).is_ok());
+        }
+    }
+
     /// Records the cgroup folder of a sandbox.
     pub fn set_cgroup(&self, id: &str, dir: Option<std::path::PathBuf>) {
         if let Some(slot) = self.lock().live.get_mut(id) {

@@ -1,8 +1,11 @@
 //! Counters of a running sandbox, read from the live system.
 //!
-//! Network traffic comes from the sandbox's own network namespace, seen through its pid 1:
-//! `/proc/PID/net/dev` (a rootless network figure that does not need cgroups).
+//! Delegated: the sandbox's cgroup files (cpu.stat, memory.current/peak/max/events,
+//! pids.current/max/events, io.stat, PSI). Degraded: summed over the processes of the
+//! sandbox's pid namespace from /proc. Network traffic comes from the sandbox's own network
+//! namespace seen through its pid 1 (`/proc/PID/net/dev`), a rootless figure cgroups lack.
 
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hutch_core::protocol::{NetCounters, SandboxStats};
@@ -35,19 +38,179 @@ pub fn parse_net_dev(text: &str) -> (NetCounters, NetCounters) {
     (lo, other)
 }
 
-/// One sample of sandbox `id`, whose pid 1 has host pid `init`.
-pub fn sample(id: &str, init: i32) -> std::io::Result<SandboxStats> {
-    let text = std::fs::read_to_string(format!("/proc/{init}/net/dev"))?;
-    let (loopback, net) = parse_net_dev(&text);
-    Ok(SandboxStats {
-        id: id.to_owned(),
-        at_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64,
-        net,
-        loopback,
+/// `key value` lines (cpu.stat, memory.events, pids.events): the value of `key`.
+pub fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
     })
+}
+
+/// A single-value file that may say `max`.
+fn limit_value(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+/// io.stat: total bytes read and written.
+pub fn parse_io_stat(text: &str) -> (u64, u64) {
+    let mut read = 0;
+    let mut written = 0;
+    for field in text.split_whitespace() {
+        if let Some(v) = field.strip_prefix("rbytes=") {
+            read += v.parse::<u64>().unwrap_or(0);
+        } else if let Some(v) = field.strip_prefix("wbytes=") {
+            written += v.parse::<u64>().unwrap_or(0);
+        }
+    }
+    (read, written)
+}
+
+/// A PSI file: the `some avg10` percentage.
+pub fn parse_pressure(text: &str) -> Option<f64> {
+    let line = text.lines().find(|l| l.starts_with("some "))?;
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix("avg10=")?.parse().ok())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+fn empty(id: &str, source: &str) -> SandboxStats {
+    SandboxStats {
+        id: id.to_owned(),
+        at_ms: now_ms(),
+        net: NetCounters::default(),
+        loopback: NetCounters::default(),
+        source: source.to_owned(),
+        cpu_usage_usec: 0,
+        memory_bytes: 0,
+        memory_peak: None,
+        memory_limit: None,
+        pids: 0,
+        pids_limit: None,
+        oom_kills: 0,
+        pids_limit_hits: 0,
+        io_read_bytes: None,
+        io_write_bytes: None,
+        pressure: None,
+        cpu_throttled: None,
+    }
+}
+
+fn from_cgroup(stats: &mut SandboxStats, dir: &Path) {
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+    if let Some(cpu) = read("cpu.stat") {
+        stats.cpu_usage_usec = keyed(&cpu, "usage_usec").unwrap_or(0);
+        stats.cpu_throttled = keyed(&cpu, "nr_throttled");
+    }
+    stats.memory_bytes = read("memory.current")
+        .and_then(|t| limit_value(&t))
+        .unwrap_or(0);
+    stats.memory_peak = read("memory.peak").and_then(|t| limit_value(&t));
+    stats.memory_limit = read("memory.max").and_then(|t| limit_value(&t));
+    stats.oom_kills = read("memory.events")
+        .and_then(|t| keyed(&t, "oom_kill"))
+        .unwrap_or(0);
+    stats.pids = read("pids.current")
+        .and_then(|t| limit_value(&t))
+        .unwrap_or(0);
+    stats.pids_limit = read("pids.max").and_then(|t| limit_value(&t));
+    stats.pids_limit_hits = read("pids.events")
+        .and_then(|t| keyed(&t, "max"))
+        .unwrap_or(0);
+    if let Some(io) = read("io.stat") {
+        let (r, w) = parse_io_stat(&io);
+        stats.io_read_bytes = Some(r);
+        stats.io_write_bytes = Some(w);
+    }
+    let psi = |f: &str| read(f).and_then(|t| parse_pressure(&t));
+    if let (Some(c), Some(m), Some(i)) = (
+        psi("cpu.pressure"),
+        psi("memory.pressure"),
+        psi("io.pressure"),
+    ) {
+        stats.pressure = Some([c, m, i]);
+    }
+}
+
+/// Sums CPU time, resident memory and threads over the processes in `init`'s pid namespace.
+fn from_proc(stats: &mut SandboxStats, init: i32) {
+    // pid 1 is not dumpable, so its namespace links are closed to us: take the namespace from
+    // one of its children (the app).
+    let children =
+        std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap_or_default();
+    let ns = std::iter::once(init.to_string())
+        .chain(children.split_whitespace().map(str::to_owned))
+        .find_map(|pid| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok());
+    let Some(ns) = ns else {
+        return;
+    };
+    let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+            .ok()
+            .as_ref()
+            != Some(&ns)
+        {
+            continue;
+        }
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            && let Some((_, rest)) = stat.rsplit_once(") ")
+        {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // Fields after the command: state(3) ... utime(14) stime(15) num_threads(20).
+            let num = |i: usize| {
+                f.get(i - 3)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            stats.cpu_usage_usec += (num(14) + num(15)) * 1_000_000 / tick.max(1);
+            stats.pids += num(20);
+        }
+        if let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm"))
+            && let Some(rss) = statm
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        {
+            stats.memory_bytes += rss * page;
+        }
+    }
+}
+
+/// One sample of sandbox `id`, whose pid 1 has host pid `init`.
+pub fn sample(id: &str, init: i32, cgroup: Option<&Path>) -> std::io::Result<SandboxStats> {
+    let text = std::fs::read_to_string(format!("/proc/{init}/net/dev"))?;
+    let mut stats = empty(id, if cgroup.is_some() { "cgroup" } else { "proc" });
+    let (loopback, net) = parse_net_dev(&text);
+    stats.net = net;
+    stats.loopback = loopback;
+    match cgroup {
+        Some(dir) => from_cgroup(&mut stats, dir),
+        None => from_proc(&mut stats, init),
+    }
+    Ok(stats)
 }
 
 #[cfg(test)]
@@ -81,5 +244,34 @@ mod tests {
                 tx_packets: 301
             }
         );
+    }
+
+    #[test]
+    fn cgroup_files_parse() {
+        assert_eq!(
+            keyed("usage_usec 1500\nuser_usec 1000\n", "usage_usec"),
+            Some(1500)
+        );
+        assert_eq!(
+            keyed("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n", "oom_kill"),
+            Some(1)
+        );
+        assert_eq!(keyed("max 7\n", "max"), Some(7));
+        assert_eq!(limit_value("max\n"), None);
+        assert_eq!(limit_value("67108864\n"), Some(67108864));
+        assert_eq!(
+            parse_io_stat("8:0 rbytes=100 wbytes=20 rios=1 wios=1\n8:16 rbytes=5 wbytes=1\n"),
+            (105, 21)
+        );
+        let psi = "some avg10=12.50 avg60=3.00 avg300=0.50 total=100\nfull avg10=1.00 avg60=0 avg300=0 total=5\n";
+        assert_eq!(parse_pressure(psi), Some(12.5));
+    }
+
+    #[test]
+    fn proc_sampling_counts_this_process_namespace() {
+        // Our own pid namespace (the host's) contains us: memory and threads are counted.
+        let mut stats = empty("x", "proc");
+        from_proc(&mut stats, std::process::id() as i32);
+        assert!(stats.memory_bytes > 0 && stats.pids > 0, "{stats:?}");
     }
 }

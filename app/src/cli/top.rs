@@ -1,0 +1,116 @@
+//! `hutch top`: a live table of the running sandboxes.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::bail;
+use hutch_core::limits::format_size;
+use hutch_core::protocol::{Event, Request, Response, SandboxStats};
+
+use super::stats::human_bytes;
+use super::{TopArgs, connect};
+
+/// CPU percent of one core between two samples.
+pub fn cpu_percent(prev: &SandboxStats, now: &SandboxStats) -> f64 {
+    let dt_us = now.at_ms.saturating_sub(prev.at_ms) as f64 * 1000.0;
+    if dt_us <= 0.0 {
+        return 0.0;
+    }
+    now.cpu_usage_usec.saturating_sub(prev.cpu_usage_usec) as f64 / dt_us * 100.0
+}
+
+/// Bytes per second of a counter between two samples.
+fn rate(prev: u64, now: u64, dt_ms: u64) -> u64 {
+    (now.saturating_sub(prev) * 1000)
+        .checked_div(dt_ms)
+        .unwrap_or(0)
+}
+
+fn row(s: &SandboxStats, prev: Option<&SandboxStats>) -> String {
+    let cpu = prev
+        .map(|p| format!("{:5.1}%", cpu_percent(p, s)))
+        .unwrap_or_else(|| "    -".into());
+    let mem = match s.memory_limit {
+        Some(limit) => format!("{} / {}", format_size(s.memory_bytes), format_size(limit)),
+        None => format_size(s.memory_bytes),
+    };
+    let pids = match s.pids_limit {
+        Some(limit) => format!("{}/{limit}", s.pids),
+        None => s.pids.to_string(),
+    };
+    let (rx, tx) = match prev {
+        Some(p) => {
+            let dt = s.at_ms.saturating_sub(p.at_ms);
+            let total = |c: &SandboxStats| {
+                (
+                    c.net.rx_bytes + c.loopback.rx_bytes,
+                    c.net.tx_bytes + c.loopback.tx_bytes,
+                )
+            };
+            let (prx, ptx) = total(p);
+            let (nrx, ntx) = total(s);
+            (
+                format!("{}/s", human_bytes(rate(prx, nrx, dt))),
+                format!("{}/s", human_bytes(rate(ptx, ntx, dt))),
+            )
+        }
+        None => ("-".into(), "-".into()),
+    };
+    format!(
+        "{:<10} {:>7} {:>20} {:>9} {:>12} {:>12}  {}",
+        s.id, cpu, mem, pids, rx, tx, s.source
+    )
+}
+
+pub fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
+    if !(args.interval.is_finite() && (0.1..=10.0).contains(&args.interval)) {
+        bail!(
+            "--interval {} is not a number of seconds from 0.1 to 10",
+            args.interval
+        );
+    }
+    let mut client = connect()?;
+    let interval_ms = (args.interval * 1000.0) as u64;
+    match client.request(
+        &Request::Subscribe {
+            interval_ms: Some(interval_ms),
+        },
+        &[],
+    )? {
+        Response::Done { .. } => {}
+        Response::Error { message, .. } => bail!("{message}"),
+        other => bail!("unexpected answer from the helper: {other:?}"),
+    }
+    let tty = std::io::stdout().is_terminal();
+    let mut previous: HashMap<String, SandboxStats> = HashMap::new();
+    let mut printed = 0;
+    loop {
+        let Event::Samples { samples } = client.next_event()? else {
+            continue;
+        };
+        let mut out = String::new();
+        if tty {
+            out.push_str("\x1b[H\x1b[2J");
+        }
+        out.push_str(&format!(
+            "{:<10} {:>7} {:>20} {:>9} {:>12} {:>12}  SOURCE\n",
+            "ID", "CPU", "MEMORY", "PIDS", "NET RX", "NET TX"
+        ));
+        for s in &samples {
+            out.push_str(&row(s, previous.get(&s.id)));
+            out.push('\n');
+        }
+        if samples.is_empty() {
+            out.push_str("(no running sandboxes)\n");
+        }
+        let mut stdout = std::io::stdout();
+        stdout.write_all(out.as_bytes())?;
+        stdout.flush()?;
+        previous = samples.into_iter().map(|s| (s.id.clone(), s)).collect();
+        printed += 1;
+        if args.iterations.is_some_and(|n| printed >= n) {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+}
