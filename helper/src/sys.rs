@@ -318,3 +318,12 @@ pub fn keep_fds_and_die_with_parent(cmd: &mut Command, fds: Vec<RawFd>) {
         });
     }
 }
+
+/// Removes an environment variable. Only for a process that has a single thread (Rust 2024
+/// makes `remove_var` unsafe because another thread could be reading the environment).
+pub fn remove_env_single_threaded(var: &str) {
+    // SAFETY: called by the daemon in `daemon::bind`, before it starts any thread (the accept
+    // loop, client and prewarm threads all start later), so nothing reads the environment
+    // concurrently.
+    unsafe { std::env::remove_var(var) }
+}

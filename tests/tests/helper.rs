@@ -317,3 +317,55 @@ fn sigterm_shuts_the_helper_down_cleanly_and_leaves_sandboxes_running() {
     .unwrap();
     let _ = client.wait();
 }
+
+#[test]
+fn the_helper_accepts_a_socket_passed_by_systemd() {
+    let tool = std::path::Path::new("/usr/bin/systemd-socket-activate");
+    if !tool.exists() {
+        hutch_tests::skip_or_fail("systemd-socket-activate is not installed (package systemd)");
+        return;
+    }
+    let mut env = TestEnv::start_unchecked();
+    env.kill_helper();
+    std::fs::remove_file(&env.socket).unwrap();
+    let log = std::fs::File::create(env.dir.path().join("activated.log")).unwrap();
+    let mut cmd = std::process::Command::new(tool);
+    env.apply(&mut cmd);
+    // systemd-socket-activate passes on only the variables named with -E.
+    for var in [
+        "HOME",
+        "PATH",
+        "XDG_RUNTIME_DIR",
+        "XDG_CONFIG_HOME",
+        "XDG_DATA_HOME",
+        "HUTCH_LOG",
+    ] {
+        cmd.arg("-E").arg(var);
+    }
+    cmd.arg("-l")
+        .arg(&env.socket)
+        .arg(hutch_tests::bin_dir().join("hutch-helper"))
+        .arg("--foreground")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    let mut activator = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !env.socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "systemd-socket-activate did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The first connection starts the helper on the passed socket.
+    let out = env.hutch(&["ps", "--json"]);
+    let text = std::fs::read_to_string(env.dir.path().join("activated.log")).unwrap_or_default();
+    let _ = activator.kill();
+    let _ = activator.wait();
+    assert!(out.status.success(), "{}\n{text}", stderr(&out));
+    assert!(
+        text.contains("using the socket passed by systemd"),
+        "{text}"
+    );
+}

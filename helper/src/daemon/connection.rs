@@ -218,14 +218,8 @@ fn handle(request: Request, rx: &mut Receiver, writer: &Writer, state: &Arc<Stat
                 .name("subscriber".into())
                 .spawn(move || {
                     loop {
-                        let samples: Vec<_> = state
-                            .registry
-                            .live_targets()
-                            .into_iter()
-                            .filter_map(|(id, init, cgroup)| {
-                                super::stats::sample(&id, init, cgroup.as_deref()).ok()
-                            })
-                            .collect();
+                        let targets = state.registry.live_targets();
+                        let samples = super::stats::sample_all(&targets);
                         if !send(
                             &writer,
                             &ServerMessage::Event(Event::Samples { samples }),

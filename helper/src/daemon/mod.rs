@@ -27,6 +27,8 @@ pub struct State {
     pub homes_dir: PathBuf,
     /// Folders a sandbox may never see.
     pub private_dirs: Vec<PathBuf>,
+    /// The socket came from systemd (socket activation): it is systemd's to remove.
+    pub socket_activated: bool,
     /// cgroup v2 delegation (or the degraded mode).
     pub cgroups: crate::cgroup::Cgroups,
     /// A sandbox prepared ahead (namespaces made, id maps written) for the next launch.
@@ -77,6 +79,21 @@ fn private_dir(dir: &Path, uid: u32) -> Result<(), DaemonError> {
     Ok(())
 }
 
+/// The listening socket systemd passed (socket activation: `LISTEN_PID`, `LISTEN_FDS`, fd 3).
+fn activated_listener() -> Option<UnixListener> {
+    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
+    let fds: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
+    if pid != std::process::id() || fds < 1 {
+        return None;
+    }
+    // Not for our children.
+    for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        crate::sys::remove_env_single_threaded(var);
+    }
+    let fd = crate::sys::take_inherited_fd(3).ok()?;
+    Some(UnixListener::from(fd))
+}
+
 /// A bound listener, holding the single-instance lock while it lives.
 #[derive(Debug)]
 pub struct Listening {
@@ -122,14 +139,25 @@ pub fn bind(socket: PathBuf) -> Result<Listening, DaemonError> {
     let _ = lock.set_len(0);
     let _ = lock.rewind();
     let _ = writeln!(lock, "{}", std::process::id());
-    // We hold the lock, so a socket file left here belongs to a helper that died.
-    if std::fs::symlink_metadata(&socket).is_ok() {
-        tracing::info!(socket = %socket.display(), "replacing a stale socket");
-        std::fs::remove_file(&socket).map_err(io_err("cannot remove stale socket", &socket))?;
-    }
-    let listener = UnixListener::bind(&socket).map_err(io_err("cannot listen on", &socket))?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
-        .map_err(io_err("cannot chmod", &socket))?;
+    let (listener, activated) = match activated_listener() {
+        Some(listener) => {
+            tracing::info!(socket = %socket.display(), "using the socket passed by systemd");
+            (listener, true)
+        }
+        None => {
+            // We hold the lock, so a socket file left here belongs to a helper that died.
+            if std::fs::symlink_metadata(&socket).is_ok() {
+                tracing::info!(socket = %socket.display(), "replacing a stale socket");
+                std::fs::remove_file(&socket)
+                    .map_err(io_err("cannot remove stale socket", &socket))?;
+            }
+            let listener =
+                UnixListener::bind(&socket).map_err(io_err("cannot listen on", &socket))?;
+            std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+                .map_err(io_err("cannot chmod", &socket))?;
+            (listener, false)
+        }
+    };
     let config_dir = paths::config_dir()?;
     let data_dir = paths::data_dir()?;
     let state = State {
@@ -147,6 +175,7 @@ pub fn bind(socket: PathBuf) -> Result<Listening, DaemonError> {
         homes_dir: paths::homes_dir()?,
         prepared: std::sync::Mutex::new(None),
         cgroups: crate::cgroup::Cgroups::set_up(),
+        socket_activated: activated,
     };
     Ok(Listening {
         listener,
@@ -181,7 +210,9 @@ fn shut_down_on_signal(state: Arc<State>) -> std::io::Result<()> {
                 }
             };
             tracing::info!(%sig, "shutting down");
-            let _ = std::fs::remove_file(&state.socket);
+            if !state.socket_activated {
+                let _ = std::fs::remove_file(&state.socket);
+            }
             launch::discard_prepared(&state);
             std::process::exit(0);
         })?;

@@ -137,18 +137,21 @@ fn from_cgroup(stats: &mut SandboxStats, dir: &Path) {
     }
 }
 
-/// Sums CPU time, resident memory and threads over the processes in `init`'s pid namespace.
-fn from_proc(stats: &mut SandboxStats, init: i32) {
-    // pid 1 is not dumpable, so its namespace links are closed to us: take the namespace from
-    // one of its children (the app).
+/// The pid namespace of a sandbox, as a /proc link target (`pid:[4026532185]`).
+///
+/// pid 1 is not dumpable, so its namespace links are closed to us: take the namespace from
+/// one of its children (the app) when needed.
+fn pid_ns(init: i32) -> Option<std::path::PathBuf> {
     let children =
         std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap_or_default();
-    let ns = std::iter::once(init.to_string())
+    std::iter::once(init.to_string())
         .chain(children.split_whitespace().map(str::to_owned))
-        .find_map(|pid| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok());
-    let Some(ns) = ns else {
-        return;
-    };
+        .find_map(|pid| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok())
+}
+
+/// One pass over /proc, adding CPU time, resident memory and threads of every process to the
+/// sample of the sandbox whose pid namespace it is in.
+fn from_proc_all(stats: &mut [SandboxStats], namespaces: &[Option<std::path::PathBuf>]) {
     let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()
@@ -157,6 +160,9 @@ fn from_proc(stats: &mut SandboxStats, init: i32) {
         .ok()
         .flatten()
         .unwrap_or(4096) as u64;
+    if namespaces.iter().all(Option::is_none) {
+        return;
+    }
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return;
     };
@@ -168,13 +174,13 @@ fn from_proc(stats: &mut SandboxStats, init: i32) {
         else {
             continue;
         };
-        if std::fs::read_link(format!("/proc/{pid}/ns/pid"))
-            .ok()
-            .as_ref()
-            != Some(&ns)
-        {
+        let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) else {
             continue;
-        }
+        };
+        let Some(i) = namespaces.iter().position(|n| n.as_ref() == Some(&ns)) else {
+            continue;
+        };
+        let target = &mut stats[i];
         if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             && let Some((_, rest)) = stat.rsplit_once(") ")
         {
@@ -185,8 +191,8 @@ fn from_proc(stats: &mut SandboxStats, init: i32) {
                     .and_then(|v| v.parse::<u64>().ok())
                     .unwrap_or(0)
             };
-            stats.cpu_usage_usec += (num(14) + num(15)) * 1_000_000 / tick.max(1);
-            stats.pids += num(20);
+            target.cpu_usage_usec += (num(14) + num(15)) * 1_000_000 / tick.max(1);
+            target.pids += num(20);
         }
         if let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm"))
             && let Some(rss) = statm
@@ -194,23 +200,46 @@ fn from_proc(stats: &mut SandboxStats, init: i32) {
                 .nth(1)
                 .and_then(|v| v.parse::<u64>().ok())
         {
-            stats.memory_bytes += rss * page;
+            target.memory_bytes += rss * page;
         }
     }
 }
 
+/// Samples of several sandboxes: (id, pid 1's host pid, cgroup). Sandboxes without a cgroup
+/// share a single pass over /proc.
+pub fn sample_all(targets: &[(String, i32, Option<std::path::PathBuf>)]) -> Vec<SandboxStats> {
+    let mut out = Vec::with_capacity(targets.len());
+    let mut namespaces = Vec::with_capacity(targets.len());
+    for (id, init, cgroup) in targets {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{init}/net/dev")) else {
+            continue;
+        };
+        let mut stats = empty(id, if cgroup.is_some() { "cgroup" } else { "proc" });
+        let (loopback, net) = parse_net_dev(&text);
+        stats.net = net;
+        stats.loopback = loopback;
+        match cgroup {
+            Some(dir) => {
+                from_cgroup(&mut stats, dir);
+                namespaces.push(None);
+            }
+            None => namespaces.push(pid_ns(*init)),
+        }
+        out.push(stats);
+    }
+    from_proc_all(&mut out, &namespaces);
+    out
+}
+
 /// One sample of sandbox `id`, whose pid 1 has host pid `init`.
 pub fn sample(id: &str, init: i32, cgroup: Option<&Path>) -> std::io::Result<SandboxStats> {
-    let text = std::fs::read_to_string(format!("/proc/{init}/net/dev"))?;
-    let mut stats = empty(id, if cgroup.is_some() { "cgroup" } else { "proc" });
-    let (loopback, net) = parse_net_dev(&text);
-    stats.net = net;
-    stats.loopback = loopback;
-    match cgroup {
-        Some(dir) => from_cgroup(&mut stats, dir),
-        None => from_proc(&mut stats, init),
-    }
-    Ok(stats)
+    let target = [(id.to_owned(), init, cgroup.map(Path::to_owned))];
+    sample_all(&target).pop().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("/proc/{init} is gone"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -270,8 +299,9 @@ mod tests {
     #[test]
     fn proc_sampling_counts_this_process_namespace() {
         // Our own pid namespace (the host's) contains us: memory and threads are counted.
-        let mut stats = empty("x", "proc");
-        from_proc(&mut stats, std::process::id() as i32);
+        let me = std::process::id() as i32;
+        let stats = sample("x", me, None).unwrap();
         assert!(stats.memory_bytes > 0 && stats.pids > 0, "{stats:?}");
+        assert_eq!(stats.source, "proc");
     }
 }
