@@ -85,9 +85,21 @@ pub fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
     let tty = std::io::stdout().is_terminal();
     let mut previous: HashMap<String, SandboxStats> = HashMap::new();
     let mut printed = 0;
+    let mut notes: Vec<String> = Vec::new();
     loop {
-        let Event::Samples { samples } = client.next_event()? else {
-            continue;
+        let samples = match client.next_event()? {
+            Event::Samples { samples } => samples,
+            Event::OutOfMemory { id, kills } => {
+                notes.push(format!("{id}: out of memory, {kills} process(es) killed"));
+                continue;
+            }
+            Event::ProcessLimit { id, hits } => {
+                notes.push(format!(
+                    "{id}: process limit reached ({hits} fork(s) refused)"
+                ));
+                continue;
+            }
+            _ => continue,
         };
         let mut out = String::new();
         if tty {
@@ -103,6 +115,13 @@ pub fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
         }
         if samples.is_empty() {
             out.push_str("(no running sandboxes)\n");
+        }
+        // The latest limit events under the table.
+        if notes.len() > 5 {
+            notes.drain(..notes.len() - 5);
+        }
+        for note in &notes {
+            out.push_str(&format!("! {note}\n"));
         }
         let mut stdout = std::io::stdout();
         stdout.write_all(out.as_bytes())?;

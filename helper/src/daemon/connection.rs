@@ -217,9 +217,34 @@ fn handle(request: Request, rx: &mut Receiver, writer: &Writer, state: &Arc<Stat
             let _ = std::thread::Builder::new()
                 .name("subscriber".into())
                 .spawn(move || {
+                    let mut seen: std::collections::HashMap<String, (u64, u64)> =
+                        std::collections::HashMap::new();
                     loop {
                         let targets = state.registry.live_targets();
                         let samples = super::stats::sample_all(&targets);
+                        // Limit events for the subscriber, when a counter has grown.
+                        for s in &samples {
+                            let (oom, hits) = seen.get(&s.id).copied().unwrap_or((0, 0));
+                            let mut events = Vec::new();
+                            if s.oom_kills > oom {
+                                events.push(Event::OutOfMemory {
+                                    id: s.id.clone(),
+                                    kills: s.oom_kills,
+                                });
+                            }
+                            if s.pids_limit_hits > hits {
+                                events.push(Event::ProcessLimit {
+                                    id: s.id.clone(),
+                                    hits: s.pids_limit_hits,
+                                });
+                            }
+                            seen.insert(s.id.clone(), (s.oom_kills, s.pids_limit_hits));
+                            for event in events {
+                                if !send(&writer, &ServerMessage::Event(event), &[]) {
+                                    return;
+                                }
+                            }
+                        }
                         if !send(
                             &writer,
                             &ServerMessage::Event(Event::Samples { samples }),
