@@ -12,22 +12,11 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 SANDBOXES=${SANDBOXES:-50}
 SECONDS_MEASURED=${SECONDS_MEASURED:-30}
 
-if [ "$(id -u)" -eq 0 ] && [ -z "${HUTCH_BENCH_AS_USER:-}" ]; then
-    cargo build --release --locked -p hutch -p hutch-helper
-    scripts/ensure-test-user
-    uid=$(id -u hutch-test)
-    rt=/tmp/hutch-bench-runtime-$uid
-    install -d -m 0700 -o hutch-test -g hutch-test "$rt"
-    out=$(mktemp -d); chmod 755 "$out"; cp "$0" "$out/"
-    exec runuser -u hutch-test -- env -i HOME="$(getent passwd hutch-test | cut -d: -f6)" \
-        USER=hutch-test PATH=/usr/bin:/bin XDG_RUNTIME_DIR="$rt" HUTCH_BENCH_AS_USER=1 \
-        HUTCH_BIN="$TARGET_DIR/release" SANDBOXES="$SANDBOXES" SECONDS_MEASURED="$SECONDS_MEASURED" \
-        bash "$out/metrics.sh"
-fi
+. "$(dirname "$0")/common.sh"
+rerun_as_test_user "$0" SANDBOXES SECONDS_MEASURED
 BIN=${HUTCH_BIN:-$TARGET_DIR/release}
-lock="$XDG_RUNTIME_DIR/hutch/helper.sock.lock"
-if [ -s "$lock" ]; then kill "$(cat "$lock")" 2>/dev/null && sleep 0.3 || true; fi
-"$BIN/hutch-helper" >/dev/null
+start_helper "$BIN"
+lock=$HELPER_LOCK
 helper=$(cat "$lock")
 pids=()
 cleanup() {

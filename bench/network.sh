@@ -16,27 +16,15 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 RUNS=${RUNS:-40}
 SECONDS_IPERF=${SECONDS_IPERF:-5}
 
-if [ "$(id -u)" -eq 0 ] && [ -z "${HUTCH_BENCH_AS_USER:-}" ]; then
-    cargo build --release --locked -p hutch -p hutch-helper
-    scripts/ensure-test-user
-    uid=$(id -u hutch-test)
-    rt=/tmp/hutch-bench-runtime-$uid
-    install -d -m 0700 -o hutch-test -g hutch-test "$rt"
-    out=$(mktemp -d); chmod 755 "$out"
-    cp "$0" bench/raw_stack.py "$out/"
-    exec runuser -u hutch-test -- env -i HOME="$(getent passwd hutch-test | cut -d: -f6)" \
-        USER=hutch-test PATH=/usr/bin:/bin XDG_RUNTIME_DIR="$rt" HUTCH_BENCH_AS_USER=1 \
-        HUTCH_BIN="$TARGET_DIR/release" RUNS="$RUNS" SECONDS_IPERF="$SECONDS_IPERF" \
-        bash "$out/network.sh"
-fi
+. "$(dirname "$0")/common.sh"
+rerun_as_test_user "$0" RUNS SECONDS_IPERF
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${HUTCH_BIN:-$TARGET_DIR/release}
 for tool in hyperfine iperf3 slirp4netns pasta python3; do
     command -v "$tool" >/dev/null || { echo "missing $tool: sudo apt install hyperfine iperf3 slirp4netns passt" >&2; exit 1; }
 done
-lock="$XDG_RUNTIME_DIR/hutch/helper.sock.lock"
-if [ -s "$lock" ]; then kill "$(cat "$lock")" 2>/dev/null && sleep 0.3 || true; fi
-"$BIN/hutch-helper" >/dev/null
+start_helper "$BIN"
+lock=$HELPER_LOCK
 trap 'kill "$(cat "$lock")" 2>/dev/null || true' EXIT
 
 echo "== launch time (pauses between launches, as a person makes them)"

@@ -11,18 +11,8 @@ cd "$(dirname "$0")/.."
 TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 RUNS=${RUNS:-200}
 
-if [ "$(id -u)" -eq 0 ] && [ -z "${HUTCH_BENCH_AS_USER:-}" ]; then
-    cargo build --release --locked -p hutch -p hutch-helper
-    scripts/ensure-test-user
-    uid=$(id -u hutch-test)
-    rt=/tmp/hutch-bench-runtime-$uid
-    install -d -m 0700 -o hutch-test -g hutch-test "$rt"
-    out=$(mktemp -d); chmod 777 "$out"
-    cp "$0" "$out/startup.sh"
-    exec runuser -u hutch-test -- env -i HOME="$(getent passwd hutch-test | cut -d: -f6)" \
-        USER=hutch-test PATH=/usr/bin:/bin XDG_RUNTIME_DIR="$rt" HUTCH_BENCH_AS_USER=1 \
-        HUTCH_BIN="$TARGET_DIR/release" RUNS="$RUNS" bash "$out/startup.sh"
-fi
+. "$(dirname "$0")/common.sh"
+rerun_as_test_user "$0" RUNS
 
 BIN=${HUTCH_BIN:-$TARGET_DIR/release}
 if [ ! -x "$BIN/hutch" ]; then
@@ -33,9 +23,8 @@ for tool in hyperfine bwrap firejail; do
 done
 
 # A running helper of this build, as a desktop session would have.
-lock="$XDG_RUNTIME_DIR/hutch/helper.sock.lock"
-if [ -s "$lock" ]; then kill "$(cat "$lock")" 2>/dev/null && sleep 0.3 || true; fi
-"$BIN/hutch-helper" >/dev/null
+start_helper "$BIN"
+lock=$HELPER_LOCK
 "$BIN/hutch" run -- /bin/true
 
 BWRAP="bwrap --unshare-all --die-with-parent --new-session --ro-bind /usr /usr \

@@ -302,6 +302,11 @@ impl TestEnv {
         (child, reader, first)
     }
 
+    /// `hutch ps --json`, parsed.
+    pub fn ps(&self) -> serde_json::Value {
+        serde_json::from_str(&ok(&self.hutch(&["ps", "--json"]))).expect("ps --json is JSON")
+    }
+
     /// Writes `profiles/NAME.toml`.
     pub fn write_profile(&self, name: &str, text: &str) -> PathBuf {
         let dir = self.config.join("hutch").join("profiles");

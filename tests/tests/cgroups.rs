@@ -78,7 +78,7 @@ fn without_delegation_limits_are_refused_with_the_reason() {
 /// The cgroup folder of the only running sandbox of `env`.
 fn sandbox_cgroup(env: &TestEnv) -> std::path::PathBuf {
     let base = env.cgroup().unwrap().join("sandboxes");
-    let list: serde_json::Value = serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+    let list: serde_json::Value = env.ps();
     let id = list[0]["id"].as_str().unwrap();
     base.join(id)
 }
@@ -112,7 +112,7 @@ fn an_allocation_past_the_memory_limit_kills_that_sandbox_only() {
         neighbour.try_wait().unwrap().is_none(),
         "the neighbour died too"
     );
-    let list: serde_json::Value = serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+    let list: serde_json::Value = env.ps();
     assert_eq!(
         list.as_array().unwrap().len(),
         1,
@@ -157,7 +157,7 @@ fn the_app_runs_in_its_own_cgroup_with_its_limits_and_it_is_gone_after_exit() {
     let procs = read("cgroup.procs");
     assert!(procs.lines().count() >= 2, "pid 1 and the app: {procs}");
     let _ = child.kill();
-    let list: serde_json::Value = serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+    let list: serde_json::Value = env.ps();
     let id = list[0]["id"].as_str().unwrap().to_owned();
     ok(&env.hutch(&["stop", &id]));
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -239,13 +239,13 @@ fn a_cpu_cap_throttles_a_busy_loop() {
         "a 20% cap used {:.0}% of a core",
         share * 100.0
     );
-    let list: serde_json::Value = serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+    let list: serde_json::Value = env.ps();
     ok(&env.hutch(&["stop", "--grace", "0", list[0]["id"].as_str().unwrap()]));
     let _ = child.wait();
 }
 
 fn only_id(env: &TestEnv) -> String {
-    let list: serde_json::Value = serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+    let list: serde_json::Value = env.ps();
     list[0]["id"]
         .as_str()
         .expect("a running sandbox")
@@ -331,7 +331,7 @@ fn pause_stops_cpu_use_and_resume_restarts_it() {
         "the loop should be busy"
     );
     ok(&env.hutch(&["pause", &id]));
-    let list: serde_json::Value = serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+    let list: serde_json::Value = env.ps();
     assert_eq!(list[0]["state"], "paused");
     assert!(
         used_over(Duration::from_millis(1000)) < 20_000,

@@ -104,8 +104,7 @@ fn no_command_and_no_profile_command_is_explained() {
 fn wait_listed(env: &hutch_tests::TestEnv, what: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let list: serde_json::Value =
-            serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+        let list: serde_json::Value = env.ps();
         if let Some(found) = list.as_array().unwrap().iter().find(|s| {
             s["state"] == "running"
                 && s["command"]
@@ -156,7 +155,7 @@ fn ps_lists_and_stop_ends_a_sandbox() {
     );
     assert_eq!(out.trim(), format!("stopped {id} (killed by signal 15)"));
     assert_eq!(child.wait().unwrap().code(), Some(143));
-    let list: serde_json::Value = serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+    let list: serde_json::Value = env.ps();
     assert_eq!(list, serde_json::json!([]));
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
     let all = ok(&env.hutch(&["ps", "--all"]));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hutch_core::protocol::{ErrorCode, PROTOCOL_VERSION, Request, Response, ServerMessage};
 use hutch_helper::client::Client;
-use hutch_tests::{TestEnv, ok, stderr};
+use hutch_tests::{TestEnv, stderr};
 
 fn raw(env: &TestEnv) -> UnixStream {
     let s = UnixStream::connect(&env.socket).unwrap();
@@ -292,7 +292,7 @@ fn sigterm_shuts_the_helper_down_cleanly_and_leaves_sandboxes_running() {
     };
     let (mut client, _out, ready) = env.spawn_sh("echo ready; exec sleep 1000");
     assert_eq!(ready, "ready\n");
-    let list: serde_json::Value = serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+    let list: serde_json::Value = env.ps();
     let pid = list[0]["pid"].as_i64().expect("the sandbox is listed") as i32;
 
     let helper = nix::unistd::Pid::from_raw(env.helper_pid() as i32);

@@ -134,8 +134,7 @@ fn a_server_inside_answers_on_a_published_port_and_traffic_is_counted() {
             .unwrap();
         assert_eq!(reply, "hello from the sandbox\n", "{backend}");
 
-        let list: serde_json::Value =
-            serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+        let list: serde_json::Value = env.ps();
         let me = list
             .as_array()
             .unwrap()
@@ -162,8 +161,7 @@ fn a_server_inside_answers_on_a_published_port_and_traffic_is_counted() {
 fn app_pid(env: &TestEnv, backend: &str) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let list: serde_json::Value =
-            serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+        let list: serde_json::Value = env.ps();
         if let Some(s) = list
             .as_array()
             .unwrap()
@@ -219,8 +217,7 @@ fn the_network_process_ends_with_the_sandbox() {
         let app = app_pid(&env, backend);
         let stacks = stack_pids(init_pid_of(app).unwrap());
         assert_eq!(stacks.len(), 1);
-        let list: serde_json::Value =
-            serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+        let list: serde_json::Value = env.ps();
         let id = list[0]["id"].as_str().unwrap().to_owned();
         ok(&env.hutch(&["stop", &id]));
         let _ = child.wait();
@@ -247,8 +244,7 @@ fn killing_the_network_process_reports_network_down() {
         .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let id = loop {
-            let list: serde_json::Value =
-                serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+            let list: serde_json::Value = env.ps();
             let me = &list.as_array().unwrap()[0];
             if me["network"]["up"] == false {
                 break me["id"].as_str().unwrap().to_owned();
