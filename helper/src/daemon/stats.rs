@@ -1,8 +1,8 @@
 //! Counters of a running sandbox, read from the live system.
 //!
 //! Delegated: the sandbox's cgroup files (cpu.stat, memory.current/peak/max/events,
-//! pids.current/max/events, io.stat, PSI). Degraded: summed over the processes of the
-//! sandbox's pid namespace from /proc. Network traffic comes from the sandbox's own network
+//! pids.current/max/events, io.stat, PSI). Degraded: summed from /proc over pid 1's
+//! descendants (found through `task/*/children`, without scanning all of /proc). Network traffic comes from the sandbox's own network
 //! namespace seen through its pid 1 (`/proc/PID/net/dev`), a rootless figure cgroups lack.
 
 use std::path::Path;
@@ -137,21 +137,38 @@ fn from_cgroup(stats: &mut SandboxStats, dir: &Path) {
     }
 }
 
-/// The pid namespace of a sandbox, as a /proc link target (`pid:[4026532185]`).
-///
-/// pid 1 is not dumpable, so its namespace links are closed to us: take the namespace from
-/// one of its children (the app) when needed.
-fn pid_ns(init: i32) -> Option<std::path::PathBuf> {
-    let children =
-        std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap_or_default();
-    std::iter::once(init.to_string())
-        .chain(children.split_whitespace().map(str::to_owned))
-        .find_map(|pid| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok())
+/// The processes of a sandbox: pid 1's descendants, walked through `task/*/children` (no scan
+/// of the whole of /proc).
+fn descendants(init: i32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut queue = vec![init as u32];
+    while let Some(pid) = queue.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let path = task.path().join("children");
+            let Ok(children) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            for child in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
+                out.push(child);
+                queue.push(child);
+            }
+        }
+        if out.len() > 100_000 {
+            break;
+        }
+    }
+    out
 }
 
-/// One pass over /proc, adding CPU time, resident memory and threads of every process to the
-/// sample of the sandbox whose pid namespace it is in.
-fn from_proc_all(stats: &mut [SandboxStats], namespaces: &[Option<std::path::PathBuf>]) {
+/// Adds CPU time, resident memory and threads of a sandbox's processes (pid 1 aside: it is
+/// not dumpable, and small) from /proc.
+fn from_proc(stats: &mut SandboxStats, init: i32) {
     let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()
@@ -160,27 +177,7 @@ fn from_proc_all(stats: &mut [SandboxStats], namespaces: &[Option<std::path::Pat
         .ok()
         .flatten()
         .unwrap_or(4096) as u64;
-    if namespaces.iter().all(Option::is_none) {
-        return;
-    }
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) else {
-            continue;
-        };
-        let Some(i) = namespaces.iter().position(|n| n.as_ref() == Some(&ns)) else {
-            continue;
-        };
-        let target = &mut stats[i];
+    for pid in descendants(init) {
         if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             && let Some((_, rest)) = stat.rsplit_once(") ")
         {
@@ -191,8 +188,8 @@ fn from_proc_all(stats: &mut [SandboxStats], namespaces: &[Option<std::path::Pat
                     .and_then(|v| v.parse::<u64>().ok())
                     .unwrap_or(0)
             };
-            target.cpu_usage_usec += (num(14) + num(15)) * 1_000_000 / tick.max(1);
-            target.pids += num(20);
+            stats.cpu_usage_usec += (num(14) + num(15)) * 1_000_000 / tick.max(1);
+            stats.pids += num(20);
         }
         if let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm"))
             && let Some(rss) = statm
@@ -200,16 +197,14 @@ fn from_proc_all(stats: &mut [SandboxStats], namespaces: &[Option<std::path::Pat
                 .nth(1)
                 .and_then(|v| v.parse::<u64>().ok())
         {
-            target.memory_bytes += rss * page;
+            stats.memory_bytes += rss * page;
         }
     }
 }
 
-/// Samples of several sandboxes: (id, pid 1's host pid, cgroup). Sandboxes without a cgroup
-/// share a single pass over /proc.
+/// Samples of several sandboxes: (id, pid 1's host pid, cgroup).
 pub fn sample_all(targets: &[(String, i32, Option<std::path::PathBuf>)]) -> Vec<SandboxStats> {
     let mut out = Vec::with_capacity(targets.len());
-    let mut namespaces = Vec::with_capacity(targets.len());
     for (id, init, cgroup) in targets {
         let Ok(text) = std::fs::read_to_string(format!("/proc/{init}/net/dev")) else {
             continue;
@@ -219,15 +214,11 @@ pub fn sample_all(targets: &[(String, i32, Option<std::path::PathBuf>)]) -> Vec<
         stats.net = net;
         stats.loopback = loopback;
         match cgroup {
-            Some(dir) => {
-                from_cgroup(&mut stats, dir);
-                namespaces.push(None);
-            }
-            None => namespaces.push(pid_ns(*init)),
+            Some(dir) => from_cgroup(&mut stats, dir),
+            None => from_proc(&mut stats, *init),
         }
         out.push(stats);
     }
-    from_proc_all(&mut out, &namespaces);
     out
 }
 
@@ -297,11 +288,18 @@ mod tests {
     }
 
     #[test]
-    fn proc_sampling_counts_this_process_namespace() {
-        // Our own pid namespace (the host's) contains us: memory and threads are counted.
+    fn proc_sampling_counts_the_descendants() {
+        // A child of this test stands for a sandbox's app: its memory and threads count.
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         let me = std::process::id() as i32;
         let stats = sample("x", me, None).unwrap();
+        assert!(descendants(me).contains(&child.id()));
         assert!(stats.memory_bytes > 0 && stats.pids > 0, "{stats:?}");
         assert_eq!(stats.source, "proc");
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
