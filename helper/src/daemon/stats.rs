@@ -2,8 +2,9 @@
 //!
 //! Delegated: the sandbox's cgroup files (cpu.stat, memory.current/peak/max/events,
 //! pids.current/max/events, io.stat, PSI). Degraded: summed from /proc over pid 1's
-//! descendants (found through `task/*/children`, without scanning all of /proc). Network traffic comes from the sandbox's own network
-//! namespace seen through its pid 1 (`/proc/PID/net/dev`), a rootless figure cgroups lack.
+//! descendants (found through `task/*/children`, without scanning all of /proc). Network
+//! traffic comes from the sandbox's own network namespace seen through its pid 1
+//! (`/proc/PID/net/dev`), a rootless figure cgroups lack.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
