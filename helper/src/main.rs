@@ -90,6 +90,8 @@ fn socket_path(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 fn run_foreground(socket: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    // Before any thread exists (the D-Bus client starts some while setting up cgroups).
+    daemon::block_shutdown_signals().context("block shutdown signals")?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HUTCH_LOG")

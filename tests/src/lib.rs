@@ -99,6 +99,8 @@ pub struct TestEnv {
     pub socket: PathBuf,
     pub home: PathBuf,
     helper: Option<Child>,
+    /// Extra environment for the helper and the CLI (set before the helper starts).
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl TestEnv {
@@ -113,8 +115,16 @@ impl TestEnv {
 
     /// Starts a helper without checking sandbox support (for tests of the daemon alone).
     pub fn start_unchecked() -> Self {
-        let env = Self::new_folders();
-        let mut env = env;
+        Self::start_unchecked_with(&[])
+    }
+
+    /// Like [`TestEnv::start_unchecked`], with extra environment variables.
+    pub fn start_unchecked_with(extra: &[(&str, &str)]) -> Self {
+        let mut env = Self::new_folders();
+        env.extra_env = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         env.helper = Some(env.spawn_helper());
         assert!(
             env.wait_ready(Duration::from_secs(10)),
@@ -148,6 +158,7 @@ impl TestEnv {
             socket,
             home,
             helper: None,
+            extra_env: Vec::new(),
         }
     }
 
@@ -163,6 +174,9 @@ impl TestEnv {
             .env("LANG", "C.UTF-8");
         if let Ok(user) = std::env::var("USER") {
             cmd.env("USER", user);
+        }
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
         }
     }
 

@@ -12,6 +12,8 @@
 //! Without delegation the helper runs in a degraded mode: no limits (requests for them are
 //! refused with the reason and the fix), metrics from /proc.
 
+pub mod systemd;
+
 use std::path::{Path, PathBuf};
 
 use hutch_core::limits::Limits;
@@ -160,16 +162,34 @@ impl Cgroups {
     /// enables the controllers for sandboxes. Any failure leaves a degraded mode saying why.
     pub fn set_up() -> Self {
         let uid = nix::unistd::getuid().as_raw();
-        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-        let mode = match (own_path(&own), mount_point(Path::new("/sys"))) {
-            (Some(rel), Some(mount)) => detect(&mount, &rel, uid),
-            (None, _) => Mode::Degraded {
-                reason: "this process is in no cgroup v2 hierarchy".into(),
-            },
-            (_, None) => Mode::Degraded {
-                reason: "no cgroup v2 hierarchy is mounted".into(),
-            },
+        let detect_now = || {
+            let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+            match (own_path(&own), mount_point(Path::new("/sys"))) {
+                (Some(rel), Some(mount)) => detect(&mount, &rel, uid),
+                (None, _) => Mode::Degraded {
+                    reason: "this process is in no cgroup v2 hierarchy".into(),
+                },
+                (_, None) => Mode::Degraded {
+                    reason: "no cgroup v2 hierarchy is mounted".into(),
+                },
+            }
         };
+        let mut mode = detect_now();
+        // Not delegated: ask the systemd user manager for a delegated scope, then look again.
+        if let Mode::Degraded { reason } = &mode {
+            match systemd::move_into_delegated_scope() {
+                Ok(unit) => {
+                    tracing::info!(%unit, "moved into a delegated systemd scope");
+                    mode = detect_now();
+                }
+                Err(e) => {
+                    tracing::info!("no delegated systemd scope: {e}");
+                    mode = Mode::Degraded {
+                        reason: format!("{reason}; {e}"),
+                    };
+                }
+            }
+        }
         let mode = match mode {
             Mode::Delegated { root, controllers } => {
                 match Self::prepare_tree(&root, &controllers) {

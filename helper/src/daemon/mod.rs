@@ -191,16 +191,25 @@ const SHUTDOWN_SIGNALS: &[nix::sys::signal::Signal] = &[
     nix::sys::signal::Signal::SIGHUP,
 ];
 
-/// On SIGTERM, SIGINT or SIGHUP: remove the socket, end the prepared sandbox and exit. Running
-/// sandboxes are left running (their supervisors are processes of their own).
-fn shut_down_on_signal(state: Arc<State>) -> std::io::Result<()> {
+/// Blocks the shutdown signals in the calling thread. Called first thing in the daemon's main
+/// thread, before any other thread exists (libraries start some, e.g. the D-Bus client), so
+/// every thread inherits the mask and only the signal thread takes them.
+pub fn block_shutdown_signals() -> std::io::Result<()> {
+    shutdown_set().thread_block().map_err(std::io::Error::from)
+}
+
+fn shutdown_set() -> nix::sys::signal::SigSet {
     let mut set = nix::sys::signal::SigSet::empty();
     for &sig in SHUTDOWN_SIGNALS {
         set.add(sig);
     }
-    // Blocked in this thread before any other starts, so every thread inherits the mask and
-    // only the waiting thread takes these signals.
-    set.thread_block().map_err(std::io::Error::from)?;
+    set
+}
+
+/// On SIGTERM, SIGINT or SIGHUP: remove the socket, end the prepared sandbox and exit. Running
+/// sandboxes are left running (their supervisors are processes of their own).
+fn shut_down_on_signal(state: Arc<State>) -> std::io::Result<()> {
+    let set = shutdown_set();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
