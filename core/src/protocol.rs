@@ -349,6 +349,11 @@ pub enum Response {
         protocol: u32,
         helper_version: String,
         helper_pid: u32,
+        /// Whether limits work (cgroup v2 delegation), and how the helper's cgroups stand.
+        #[serde(default)]
+        limits: bool,
+        #[serde(default)]
+        cgroups: String,
     },
     /// The app is running. With [`Stdio::Tty`], the terminal's controller fd is attached.
     Started {

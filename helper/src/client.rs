@@ -50,6 +50,10 @@ pub struct Client {
     events: VecDeque<Event>,
     /// The helper's pid, from its hello.
     pub helper_pid: u32,
+    /// Whether the helper can set limits (cgroup v2 delegation), from its hello.
+    pub limits: bool,
+    /// The helper's cgroup mode, in words.
+    pub cgroups: String,
 }
 
 impl Client {
@@ -65,6 +69,8 @@ impl Client {
             rx,
             events: VecDeque::new(),
             helper_pid: 0,
+            limits: false,
+            cgroups: String::new(),
         };
         match client.request(
             &Request::Hello {
@@ -73,7 +79,16 @@ impl Client {
             },
             &[],
         )? {
-            Response::Hello { helper_pid, .. } => client.helper_pid = helper_pid,
+            Response::Hello {
+                helper_pid,
+                limits,
+                cgroups,
+                ..
+            } => {
+                client.helper_pid = helper_pid;
+                client.limits = limits;
+                client.cgroups = cgroups;
+            }
             Response::Error { message, .. } => return Err(ClientError::Refused(message)),
             other => return Err(ClientError::Unexpected(format!("{other:?}"))),
         }

@@ -17,6 +17,15 @@ fn delegated(env: &TestEnv) -> bool {
         .unwrap()
         .clone();
     let yes = check["status"] == "ok";
+    // The handshake tells every client the same.
+    let client = hutch_helper::client::Client::connect(&env.socket, "test").unwrap();
+    assert_eq!(client.limits, yes, "{}", client.cgroups);
+    assert_eq!(
+        client.cgroups.starts_with("degraded mode"),
+        !yes,
+        "{}",
+        client.cgroups
+    );
     if expect_cgroups() {
         assert!(
             yes,

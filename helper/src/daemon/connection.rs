@@ -85,6 +85,8 @@ pub fn serve(stream: UnixStream, state: Arc<State>) {
                     protocol: PROTOCOL_VERSION,
                     helper_version: env!("CARGO_PKG_VERSION").to_owned(),
                     helper_pid: std::process::id(),
+                    limits: state.cgroups.mode.is_delegated(),
+                    cgroups: state.cgroups.mode.describe(),
                 },
             );
         }
