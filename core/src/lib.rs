@@ -8,6 +8,7 @@
 //! This crate does no I/O and has no `unsafe`: everything here is plain data and pure
 //! functions, unit tested without a socket or a syscall.
 
+pub mod anatomy;
 pub mod frame;
 pub mod limits;
 pub mod network;

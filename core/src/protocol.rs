@@ -45,6 +45,8 @@ pub enum Request {
     Pause { id: String },
     /// Thaw a paused sandbox.
     Resume { id: String },
+    /// What a running sandbox is made of.
+    Inspect { id: String },
     /// Send samples of every running sandbox every `interval_ms` (100 to 10000; default
     /// 1000), as [`Event::Samples`], plus OOM and limit events, until the connection closes.
     Subscribe {
@@ -381,6 +383,9 @@ pub enum Response {
     },
     Stats {
         stats: Box<SandboxStats>,
+    },
+    Anatomy {
+        anatomy: Box<crate::anatomy::Anatomy>,
     },
     /// The limits were changed, or the sandbox paused or resumed.
     Done {

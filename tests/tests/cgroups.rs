@@ -163,6 +163,16 @@ fn the_app_runs_in_its_own_cgroup_with_its_limits_and_it_is_gone_after_exit() {
     assert_eq!(read("cpu.max"), "50000 100000");
     assert_eq!(read("cpu.weight"), "50");
     assert_eq!(read("memory.oom.group"), "1");
+    // inspect reports the same limits.
+    let a: serde_json::Value =
+        serde_json::from_str(&ok(&env.hutch(&["inspect", &only_id(&env), "--json"]))).unwrap();
+    let files = a["cgroup"]["files"].as_array().unwrap();
+    assert!(
+        files
+            .iter()
+            .any(|f| f[0] == "memory.max" && f[1].as_str() == Some("67108864")),
+        "{files:?}"
+    );
     let procs = read("cgroup.procs");
     assert!(procs.lines().count() >= 2, "pid 1 and the app: {procs}");
     let _ = child.kill();

@@ -317,3 +317,87 @@ fn the_helper_socket_and_hutch_folders_are_invisible() {
     );
     assert!(Path::new(&socket).exists());
 }
+
+#[test]
+fn inspect_reports_what_the_sandbox_is_made_of() {
+    let env = env_or_skip!();
+    let shared = tempfile::Builder::new()
+        .prefix("hutch-share-")
+        .tempdir()
+        .unwrap();
+    let dir = shared.path().display().to_string();
+    let ro = format!("{dir}:ro");
+    let (mut child, _out, ready) = env.spawn_run(
+        &["--share", &ro, "--net", "none"],
+        "echo ready; exec sleep 30",
+    );
+    assert_eq!(ready, "ready\n");
+    let id = env.ps()[0]["id"].as_str().unwrap().to_owned();
+    let a: serde_json::Value =
+        serde_json::from_str(&ok(&env.hutch(&["inspect", &id, "--json"]))).unwrap();
+    // Every namespace is new: none is the test process's own.
+    let namespaces = a["namespaces"].as_array().unwrap();
+    assert_eq!(namespaces.len(), 7);
+    for ns in namespaces {
+        let kind = ns["kind"].as_str().unwrap();
+        let ours = std::fs::read_link(format!("/proc/self/ns/{kind}")).unwrap();
+        assert!(ns["new"].as_bool().unwrap(), "{ns}");
+        assert!(
+            !ours.to_string_lossy().contains(&ns["inode"].to_string()),
+            "{kind} is ours"
+        );
+    }
+    // The shared folder, read-only, from the host; nothing else from the host is writable.
+    let mounts = a["mounts"].as_array().unwrap();
+    let share = mounts
+        .iter()
+        .find(|m| m["path"] == dir.as_str())
+        .expect("the share is mounted");
+    assert_eq!(
+        (share["read_only"].as_bool(), share["from_host"].as_bool()),
+        (Some(true), Some(true))
+    );
+    for m in mounts {
+        if m["from_host"] == true && !m["path"].as_str().unwrap().starts_with("/dev/") {
+            assert_eq!(m["read_only"], true, "{m}");
+        }
+    }
+    // No network but loopback.
+    assert_eq!(a["network"]["mode"], "none");
+    assert!(
+        a["routes"].as_array().unwrap().is_empty(),
+        "{}",
+        a["routes"]
+    );
+    let addresses: Vec<&str> = a["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        addresses.iter().all(|ip| ip.starts_with("127.")),
+        "{addresses:?}"
+    );
+    // Confinement.
+    assert_eq!(a["security"]["seccomp_mode"], 2);
+    assert_eq!(a["security"]["no_new_privs"], true);
+    assert_eq!(a["security"]["cap_effective"], "0000000000000000");
+    // The own uid maps to itself.
+    let uid = nix::unistd::getuid().as_raw() as u64;
+    assert!(
+        a["uid_map"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l[0] == uid && l[1] == uid && l[2] == 1)
+    );
+    let text = ok(&env.hutch(&["inspect", &id]));
+    assert!(
+        text.contains("pid namespace: the app sees only its own processes"),
+        "{text}"
+    );
+    assert!(text.contains("host files, read-only"), "{text}");
+    ok(&env.hutch(&["stop", "--grace", "0", &id]));
+    let _ = child.wait();
+}

@@ -1,6 +1,7 @@
 //! The command line: `hutch run|ps|stop|doctor`.
 
 mod doctor;
+mod inspect;
 mod ps;
 mod run;
 mod stats;
@@ -44,6 +45,8 @@ enum Command {
     Doctor(DoctorArgs),
     /// Show a sandbox's counters (network traffic).
     Stats(StatsArgs),
+    /// Show what a sandbox is made of: namespaces, ids, files, cgroup, network, confinement.
+    Inspect(InspectArgs),
     /// Change the limits of a running sandbox.
     Limit(LimitCmdArgs),
     /// A live table of the running sandboxes: CPU, memory against its limit, processes, network.
@@ -70,6 +73,15 @@ pub struct TopArgs {
     /// Print this many tables and stop (for scripts); default: until interrupted.
     #[arg(long, value_name = "N")]
     iterations: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Sandbox id (a unique prefix is enough).
+    id: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -216,6 +228,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stop(args) => stop::stop(args),
         Command::Doctor(args) => doctor::doctor(args),
         Command::Stats(args) => stats::stats(args),
+        Command::Inspect(args) => inspect::inspect(args),
         Command::Limit(args) => {
             let limits = args.limits.limits();
             if limits.is_empty() {

@@ -293,6 +293,34 @@ fn handle(request: Request, rx: &mut Receiver, writer: &Writer, state: &Arc<Stat
                 Err((code, msg)) => error(writer, code, msg),
             }
         }
+        Request::Inspect { id } => {
+            let result = state.registry.resolve(&id).and_then(|id| {
+                let info = state.registry.info(&id)?;
+                let pid = info.pid.ok_or_else(|| {
+                    (
+                        ErrorCode::InvalidRequest,
+                        format!("sandbox {id} is still starting"),
+                    )
+                })?;
+                let cgroup = state.registry.cgroup(&id)?;
+                super::inspect::inspect(&id, pid, info.id_map, info.network, cgroup.as_deref())
+                    .map_err(|e| {
+                        (
+                            ErrorCode::Internal,
+                            format!("cannot inspect sandbox {id}: {e}"),
+                        )
+                    })
+            });
+            match result {
+                Ok(anatomy) => reply(
+                    writer,
+                    Response::Anatomy {
+                        anatomy: Box::new(anatomy),
+                    },
+                ),
+                Err((code, msg)) => error(writer, code, msg),
+            }
+        }
         Request::Stats { id } => {
             let result = state.registry.resolve(&id).and_then(|id| {
                 let init = state.registry.init_pid(&id)?;

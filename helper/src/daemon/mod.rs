@@ -1,6 +1,7 @@
 //! The daemon: one per user, listening on `$XDG_RUNTIME_DIR/hutch/helper.sock`.
 
 pub mod connection;
+pub mod inspect;
 pub mod launch;
 pub mod registry;
 pub mod stats;

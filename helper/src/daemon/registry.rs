@@ -108,6 +108,20 @@ impl Registry {
         }
     }
 
+    /// What `hutch ps` shows of a running sandbox.
+    pub fn info(&self, id: &str) -> Result<SandboxInfo, Refusal> {
+        self.lock()
+            .live
+            .get(id)
+            .map(|s| s.info.clone())
+            .ok_or_else(|| {
+                (
+                    ErrorCode::NotFound,
+                    format!("no running sandbox with id {id}"),
+                )
+            })
+    }
+
     /// Records the cgroup folder of a sandbox.
     pub fn set_cgroup(&self, id: &str, dir: Option<std::path::PathBuf>) {
         if let Some(slot) = self.lock().live.get_mut(id) {
