@@ -13,6 +13,7 @@ use hutch_core::protocol::{
 };
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 
+use super::registry::wait_exit;
 use super::{State, launch};
 use crate::channel::{self, ChannelError, Receiver};
 use crate::doctor;
@@ -139,12 +140,6 @@ fn bad_frame(writer: &Writer, err: &ChannelError) {
     error(writer, ErrorCode::BadFrame, err.to_string());
 }
 
-/// Whether a freeze request pauses or resumes.
-enum Kind {
-    Pause,
-    Other,
-}
-
 /// The cgroup of a running sandbox, or why limits cannot be had.
 fn cgroup_of(state: &State, id: &str) -> Result<std::path::PathBuf, super::registry::Refusal> {
     match state.registry.cgroup(id)? {
@@ -159,13 +154,22 @@ fn cgroup_of(state: &State, id: &str) -> Result<std::path::PathBuf, super::regis
     }
 }
 
+/// Pauses (freezes) or resumes a sandbox's cgroup and answers.
+fn freeze(writer: &Writer, state: &State, id: &str, pause: bool) -> bool {
+    let result = state.registry.resolve(id).and_then(|id| {
+        let dir = cgroup_of(state, &id)?;
+        crate::cgroup::freeze(&dir, pause).map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+        state.registry.set_paused(&id, pause);
+        Ok(id)
+    });
+    match result {
+        Ok(id) => reply(writer, Response::Done { id }),
+        Err((code, msg)) => error(writer, code, msg),
+    }
+}
+
 /// Answers one request; `false` closes the connection.
 fn handle(request: Request, rx: &mut Receiver, writer: &Writer, state: &Arc<State>) -> bool {
-    let request_kind = if matches!(request, Request::Pause { .. }) {
-        Kind::Pause
-    } else {
-        Kind::Other
-    };
     match request {
         Request::Hello { .. } => {
             error(writer, ErrorCode::Handshake, "hello was already sent");
@@ -279,20 +283,8 @@ fn handle(request: Request, rx: &mut Receiver, writer: &Writer, state: &Arc<Stat
                 Err((code, msg)) => error(writer, code, msg),
             }
         }
-        Request::Pause { id } | Request::Resume { id } => {
-            let pause = matches!(request_kind, Kind::Pause);
-            let result = state.registry.resolve(&id).and_then(|id| {
-                let dir = cgroup_of(state, &id)?;
-                crate::cgroup::freeze(&dir, pause)
-                    .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
-                state.registry.set_paused(&id, pause);
-                Ok(id)
-            });
-            match result {
-                Ok(id) => reply(writer, Response::Done { id }),
-                Err((code, msg)) => error(writer, code, msg),
-            }
-        }
+        Request::Pause { id } => freeze(writer, state, &id, true),
+        Request::Resume { id } => freeze(writer, state, &id, false),
         Request::Inspect { id } => {
             let result = state.registry.resolve(&id).and_then(|id| {
                 let info = state.registry.info(&id)?;
@@ -351,17 +343,16 @@ fn stop(
     grace: Duration,
 ) -> Result<(String, hutch_core::protocol::ExitStatus), super::registry::Refusal> {
     let id = state.registry.resolve(id)?;
-    let exited = state.registry.watch(&id)?;
+    let events = state.registry.listen(&id)?;
     state.registry.signal(&id, libc::SIGTERM, true)?;
-    let status = match exited.recv_timeout(grace) {
-        Ok(status) => status,
-        Err(_) => {
+    let status = match wait_exit(&events, Some(grace)) {
+        Some(status) => status,
+        None => {
             tracing::info!(%id, "grace period over, killing the sandbox");
             // It may have exited just now; the status still arrives below.
             let _ = state.registry.signal(&id, libc::SIGKILL, true);
-            exited
-                .recv()
-                .map_err(|_| (ErrorCode::Internal, format!("lost track of sandbox {id}")))?
+            wait_exit(&events, None)
+                .ok_or_else(|| (ErrorCode::Internal, format!("lost track of sandbox {id}")))?
         }
     };
     Ok((id, status))

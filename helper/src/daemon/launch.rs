@@ -189,10 +189,7 @@ impl Prepared {
     fn discard(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        cleanup(&self.dir);
-        if let Some(cg) = &self.cgroup {
-            Cgroups::remove(cg);
-        }
+        cleanup(&self.dir, self.cgroup.as_deref());
     }
 }
 
@@ -204,7 +201,7 @@ fn spawn_prepared(state: &State, key: &PrepareKey) -> Result<Prepared, Refusal> 
     let cgroup = match state.cgroups.create(&id) {
         Ok(cg) => cg,
         Err(e) => {
-            cleanup(&dir);
+            cleanup(&dir, None);
             return Err((ErrorCode::Setup, e.to_string()));
         }
     };
@@ -213,20 +210,14 @@ fn spawn_prepared(state: &State, key: &PrepareKey) -> Result<Prepared, Refusal> 
     let mut child = match spawn_supervisor(theirs) {
         Ok(child) => child,
         Err(e) => {
-            cleanup(&dir);
-            if let Some(cg) = &cgroup {
-                Cgroups::remove(cg);
-            }
+            cleanup(&dir, cgroup.as_deref());
             return Err(e);
         }
     };
     let mut fail = |msg: String| {
         let _ = child.kill();
         let _ = child.wait();
-        cleanup(&dir);
-        if let Some(cg) = &cgroup {
-            Cgroups::remove(cg);
-        }
+        cleanup(&dir, cgroup.as_deref());
         (ErrorCode::Setup, msg)
     };
     let command = SupervisorCommand::Prepare {
@@ -320,9 +311,13 @@ fn take_prepared(state: &State, key: &PrepareKey) -> Result<Prepared, Refusal> {
     }
 }
 
-fn cleanup(dir: &Path) {
+/// Removes a sandbox's runtime folder and its cgroup, once its processes are gone.
+fn cleanup(dir: &Path, cgroup: Option<&Path>) {
     let _ = std::fs::remove_dir(dir.join("root"));
     let _ = std::fs::remove_dir(dir);
+    if let Some(cg) = cgroup {
+        Cgroups::remove(cg);
+    }
 }
 
 /// The network as `hutch ps` shows it.
@@ -457,10 +452,7 @@ pub fn launch(
         let _ = child.kill();
         let _ = child.wait();
         state.registry.remove(&id);
-        cleanup(&sandbox_dir);
-        if let Some(cg) = &sandbox_cgroup {
-            Cgroups::remove(cg);
-        }
+        cleanup(&sandbox_dir, sandbox_cgroup.as_deref());
         (ErrorCode::Setup, msg)
     };
     let command = SupervisorCommand::Launch {
@@ -517,10 +509,14 @@ pub fn launch(
     std::thread::Builder::new()
         .name(format!("sandbox-{id}"))
         .spawn(move || {
-            monitor(monitor_state, monitor_id, rx, child, sandbox_dir);
-            if let Some(cg) = sandbox_cgroup {
-                Cgroups::remove(&cg);
-            }
+            monitor(
+                monitor_state,
+                monitor_id,
+                rx,
+                child,
+                sandbox_dir,
+                sandbox_cgroup,
+            )
         })
         .map_err(|e| {
             (
@@ -541,7 +537,14 @@ pub fn launch(
 
 /// Records the sandbox's exit as soon as the supervisor reports it, then waits for the
 /// supervisor itself and cleans up.
-fn monitor(state: Arc<State>, id: String, mut rx: Receiver, mut child: Child, dir: PathBuf) {
+fn monitor(
+    state: Arc<State>,
+    id: String,
+    mut rx: Receiver,
+    mut child: Child,
+    dir: PathBuf,
+    cgroup: Option<PathBuf>,
+) {
     let mut reported = false;
     loop {
         match rx.recv::<SupervisorEvent>() {
@@ -578,7 +581,7 @@ fn monitor(state: Arc<State>, id: String, mut rx: Receiver, mut child: Child, di
         }
     }
     let waited = child.wait();
-    cleanup(&dir);
+    cleanup(&dir, cgroup.as_deref());
     if !reported {
         use std::os::unix::process::ExitStatusExt;
         let status = match waited {

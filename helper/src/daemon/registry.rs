@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard, mpsc};
+use std::time::{Duration, Instant};
 
 use hutch_core::protocol::{ErrorCode, Event, ExitStatus, SandboxInfo, SandboxState};
 use nix::unistd::Pid;
@@ -20,7 +21,6 @@ struct Slot {
     init_pid: Option<i32>,
     /// The sandbox's cgroup folder, when delegated.
     cgroup: Option<std::path::PathBuf>,
-    waiters: Vec<mpsc::Sender<ExitStatus>>,
     /// Connections that want every event of this sandbox (the one that started it).
     listeners: Vec<mpsc::Sender<Event>>,
 }
@@ -29,6 +29,33 @@ struct Slot {
 struct Inner {
     live: BTreeMap<String, Slot>,
     exited: VecDeque<SandboxInfo>,
+}
+
+/// The live sandbox `id`, or why not.
+fn live<'a>(inner: &'a mut Inner, id: &str) -> Result<&'a mut Slot, Refusal> {
+    inner.live.get_mut(id).ok_or_else(|| {
+        (
+            ErrorCode::NotFound,
+            format!("no running sandbox with id {id}"),
+        )
+    })
+}
+
+/// Waits among a sandbox's events (from [`Registry::listen`]) for its exit, at most `timeout`
+/// (`None`: as long as it takes). `None` when the time ran out or the sandbox was forgotten.
+pub fn wait_exit(events: &mpsc::Receiver<Event>, timeout: Option<Duration>) -> Option<ExitStatus> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let event = match deadline {
+            Some(d) => events
+                .recv_timeout(d.checked_duration_since(Instant::now())?)
+                .ok()?,
+            None => events.recv().ok()?,
+        };
+        if let Event::Exited { status, .. } = event {
+            return Some(status);
+        }
+    }
 }
 
 /// A failed registry operation, as the protocol reports it.
@@ -61,7 +88,6 @@ impl Registry {
             Slot {
                 info,
                 init: None,
-                waiters: Vec::new(),
                 init_pid: None,
                 cgroup: None,
                 listeners: Vec::new(),
@@ -110,16 +136,7 @@ impl Registry {
 
     /// What `hutch ps` shows of a running sandbox.
     pub fn info(&self, id: &str) -> Result<SandboxInfo, Refusal> {
-        self.lock()
-            .live
-            .get(id)
-            .map(|s| s.info.clone())
-            .ok_or_else(|| {
-                (
-                    ErrorCode::NotFound,
-                    format!("no running sandbox with id {id}"),
-                )
-            })
+        Ok(live(&mut self.lock(), id)?.info.clone())
     }
 
     /// Records the cgroup folder of a sandbox.
@@ -131,14 +148,7 @@ impl Registry {
 
     /// The cgroup folder of a running sandbox (`None` in the degraded mode).
     pub fn cgroup(&self, id: &str) -> Result<Option<std::path::PathBuf>, Refusal> {
-        let inner = self.lock();
-        let slot = inner.live.get(id).ok_or_else(|| {
-            (
-                ErrorCode::NotFound,
-                format!("no running sandbox with id {id}"),
-            )
-        })?;
-        Ok(slot.cgroup.clone())
+        Ok(live(&mut self.lock(), id)?.cgroup.clone())
     }
 
     /// Marks a sandbox paused or running again.
@@ -154,14 +164,7 @@ impl Registry {
 
     /// Host pid of a running sandbox's pid 1.
     pub fn init_pid(&self, id: &str) -> Result<i32, Refusal> {
-        let inner = self.lock();
-        let slot = inner.live.get(id).ok_or_else(|| {
-            (
-                ErrorCode::NotFound,
-                format!("no running sandbox with id {id}"),
-            )
-        })?;
-        slot.init_pid.ok_or_else(|| {
+        live(&mut self.lock(), id)?.init_pid.ok_or_else(|| {
             (
                 ErrorCode::InvalidRequest,
                 format!("sandbox {id} is still starting"),
@@ -201,9 +204,6 @@ impl Registry {
         };
         slot.info.state = SandboxState::Exited;
         slot.info.exit = Some(status);
-        for waiter in slot.waiters.drain(..) {
-            let _ = waiter.send(status);
-        }
         for listener in slot.listeners.drain(..) {
             let _ = listener.send(Event::Exited {
                 id: id.to_owned(),
@@ -267,12 +267,7 @@ impl Registry {
     /// Sends `signal` to the sandbox's pid 1, which forwards it to the app.
     pub fn signal(&self, id: &str, signal: i32, stopping: bool) -> Result<(), Refusal> {
         let mut inner = self.lock();
-        let slot = inner.live.get_mut(id).ok_or_else(|| {
-            (
-                ErrorCode::NotFound,
-                format!("no running sandbox with id {id}"),
-            )
-        })?;
+        let slot = live(&mut inner, id)?;
         let Some(pidfd) = &slot.init else {
             return Err((
                 ErrorCode::InvalidRequest,
@@ -289,26 +284,6 @@ impl Registry {
             slot.info.state = SandboxState::Stopping;
         }
         Ok(())
-    }
-
-    /// A channel that receives the sandbox's exit status.
-    pub fn watch(&self, id: &str) -> Result<mpsc::Receiver<ExitStatus>, Refusal> {
-        let (tx, rx) = mpsc::channel();
-        let mut inner = self.lock();
-        if let Some(slot) = inner.live.get_mut(id) {
-            slot.waiters.push(tx);
-            return Ok(rx);
-        }
-        if let Some(status) = inner
-            .exited
-            .iter()
-            .find(|s| s.id == id)
-            .and_then(|s| s.exit)
-        {
-            let _ = tx.send(status);
-            return Ok(rx);
-        }
-        Err((ErrorCode::NotFound, format!("no sandbox with id {id}")))
     }
 }
 
@@ -354,12 +329,13 @@ mod tests {
     fn waiters_learn_the_exit_even_after_it_happened() {
         let reg = Registry::default();
         reg.insert(info("ab12"));
-        let before = reg.watch("ab12").unwrap();
+        let before = reg.listen("ab12").unwrap();
         reg.finish("ab12", ExitStatus::Code(3));
-        assert_eq!(before.recv().unwrap(), ExitStatus::Code(3));
+        let second = Some(Duration::from_secs(1));
+        assert_eq!(wait_exit(&before, second), Some(ExitStatus::Code(3)));
         assert_eq!(
-            reg.watch("ab12").unwrap().recv().unwrap(),
-            ExitStatus::Code(3)
+            wait_exit(&reg.listen("ab12").unwrap(), second),
+            Some(ExitStatus::Code(3))
         );
         let listed = reg.list();
         assert_eq!(listed[0].state, SandboxState::Exited);

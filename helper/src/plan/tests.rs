@@ -134,6 +134,15 @@ fn plan(profile: &Profile, req: &RunRequest) -> Result<SandboxPlan, PlanError> {
     )
 }
 
+/// A plan for another host (a changed `alice()`).
+fn plan_on(
+    host: &HostFacts,
+    profile: &Profile,
+    req: &RunRequest,
+) -> Result<SandboxPlan, PlanError> {
+    build("x", "/r".into(), profile, req, host, &FakeFs::debian())
+}
+
 fn find<'a>(plan: &'a SandboxPlan, path: &str) -> Vec<&'a MountOp> {
     plan.base_mounts
         .iter()
@@ -404,15 +413,7 @@ fn id_map_uses_the_range_or_falls_back_with_a_warning() {
 
     let mut host = alice();
     host.subuids.clear();
-    let p = build(
-        "x",
-        "/r".into(),
-        &Profile::builtin_default(),
-        &request(&["true"]),
-        &host,
-        &FakeFs::debian(),
-    )
-    .unwrap();
+    let p = plan_on(&host, &Profile::builtin_default(), &request(&["true"])).unwrap();
     assert_eq!(p.id_map.kind, IdMapKind::SingleId);
     assert_eq!(
         p.id_map.uid_lines,
@@ -429,15 +430,7 @@ fn id_map_uses_the_range_or_falls_back_with_a_warning() {
     );
 
     host.newuidmap = None;
-    let p = build(
-        "x",
-        "/r".into(),
-        &Profile::builtin_default(),
-        &request(&["true"]),
-        &host,
-        &FakeFs::debian(),
-    )
-    .unwrap();
+    let p = plan_on(&host, &Profile::builtin_default(), &request(&["true"])).unwrap();
     assert!(p.warnings[0].contains("uidmap"), "{:?}", p.warnings);
 }
 
@@ -516,15 +509,7 @@ fn user_network_picks_a_backend_and_points_dns_at_it() {
 
     let mut host = alice();
     host.pasta = None;
-    let p = build(
-        "x",
-        "/r".into(),
-        &Profile::builtin_default(),
-        &req,
-        &host,
-        &FakeFs::debian(),
-    )
-    .unwrap();
+    let p = plan_on(&host, &Profile::builtin_default(), &req).unwrap();
     assert!(matches!(
         p.network,
         NetworkPlan::User {
@@ -534,28 +519,12 @@ fn user_network_picks_a_backend_and_points_dns_at_it() {
     ));
 
     req.net_backend = Some(NetBackend::Pasta);
-    let err = build(
-        "x",
-        "/r".into(),
-        &Profile::builtin_default(),
-        &req,
-        &host,
-        &FakeFs::debian(),
-    )
-    .unwrap_err();
+    let err = plan_on(&host, &Profile::builtin_default(), &req).unwrap_err();
     assert_eq!(err, PlanError::BackendMissing(BackendKind::Pasta));
     assert!(err.to_string().contains("sudo apt install passt"), "{err}");
     host.slirp4netns = None;
     req.net_backend = None;
-    let err = build(
-        "x",
-        "/r".into(),
-        &Profile::builtin_default(),
-        &req,
-        &host,
-        &FakeFs::debian(),
-    )
-    .unwrap_err();
+    let err = plan_on(&host, &Profile::builtin_default(), &req).unwrap_err();
     assert_eq!(err, PlanError::NoBackend);
 }
 
@@ -566,15 +535,7 @@ fn single_id_maps_do_not_confine_slirp4netns() {
     let mut req = request(&["true"]);
     req.net = Some(NetworkMode::User);
     req.net_backend = Some(NetBackend::Slirp4netns);
-    let p = build(
-        "x",
-        "/r".into(),
-        &Profile::builtin_default(),
-        &req,
-        &host,
-        &FakeFs::debian(),
-    )
-    .unwrap();
+    let p = plan_on(&host, &Profile::builtin_default(), &req).unwrap();
     assert!(matches!(
         p.network,
         NetworkPlan::User {
