@@ -15,7 +15,7 @@ use crate::network::{NetBackend, NetworkMode, PortForward};
 use crate::profile::{HomeMode, ShareMode};
 
 /// Bumped on any incompatible change to these types.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// What a client asks of the helper.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +53,15 @@ pub enum Request {
         #[serde(default)]
         interval_ms: Option<u64>,
     },
+    /// The output kept of a sandbox started with [`Stdio::Log`], from byte `since` of it on
+    /// (default: all that is still kept). Works for recently exited sandboxes too.
+    Logs {
+        id: String,
+        #[serde(default)]
+        since: Option<u64>,
+    },
+    /// The processes inside a running sandbox.
+    Processes { id: String },
 }
 
 /// How the sandboxed app gets its standard streams.
@@ -66,6 +75,9 @@ pub enum Stdio {
     Tty { rows: u16, cols: u16 },
     /// /dev/null for all three.
     Null,
+    /// stdin is /dev/null; stdout and stderr go to a bounded log kept by the helper
+    /// ([`Request::Logs`]), for apps started without a terminal (from the window).
+    Log,
 }
 
 /// A shared path as given on the command line (`--share PATH[:ro|:rw]`).
@@ -275,6 +287,30 @@ pub struct SandboxInfo {
     pub network: NetworkInfo,
 }
 
+/// One process inside a sandbox, as `/proc` shows it from the host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessInfo {
+    /// Host pid.
+    pub pid: u32,
+    /// The pid the sandbox sees (its pid namespace).
+    pub ns_pid: u32,
+    /// Host pid of the parent.
+    pub ppid: u32,
+    /// The command name (`comm`).
+    pub name: String,
+    /// The arguments, when readable.
+    #[serde(default)]
+    pub cmdline: Vec<String>,
+    /// `R`, `S`, `D`, `Z`, `T`...
+    pub state: String,
+    pub threads: u64,
+    /// Resident memory, bytes.
+    pub rss_bytes: u64,
+    /// CPU time used so far, microseconds.
+    pub cpu_usec: u64,
+}
+
 /// The result of one system check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -387,6 +423,20 @@ pub enum Response {
     Anatomy {
         anatomy: Box<crate::anatomy::Anatomy>,
     },
+    /// Output of a sandbox: bytes `start..end` of everything it wrote (older bytes were
+    /// dropped from the bounded log when `start` is above the `since` asked for).
+    Logs {
+        id: String,
+        start: u64,
+        end: u64,
+        text: String,
+        /// The sandbox has exited: no more output will come.
+        finished: bool,
+    },
+    Processes {
+        id: String,
+        processes: Vec<ProcessInfo>,
+    },
     /// The limits were changed, or the sandbox paused or resumed.
     Done {
         id: String,
@@ -411,6 +461,9 @@ pub enum Event {
     OutOfMemory { id: String, kills: u64 },
     /// A fork in a sandbox was refused by its process limit.
     ProcessLimit { id: String, hits: u64 },
+    /// The table of sandboxes (as [`Request::List`] answers), sent to subscribers when they
+    /// subscribe and whenever a sandbox starts, changes state or exits.
+    Sandboxes { sandboxes: Vec<SandboxInfo> },
 }
 
 /// Every frame the helper sends.

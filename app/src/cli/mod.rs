@@ -2,6 +2,7 @@
 
 mod doctor;
 mod inspect;
+mod logs;
 mod ps;
 mod run;
 mod stats;
@@ -51,6 +52,9 @@ enum Command {
     Limit(LimitCmdArgs),
     /// A live table of the running sandboxes: CPU, memory against its limit, processes, network.
     Top(TopArgs),
+    /// Print the output of a sandbox started without a terminal (from the window, or with
+    /// `run --detach`).
+    Logs(LogsArgs),
     /// Freeze every process of a sandbox.
     Pause(IdArgs),
     /// Thaw a paused sandbox.
@@ -85,6 +89,15 @@ pub struct InspectArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Sandbox id (a unique prefix is enough); exited sandboxes keep their log for a while.
+    id: String,
+    /// Keep printing new output until the sandbox exits.
+    #[arg(long, short = 'f')]
+    follow: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct IdArgs {
     /// Sandbox id (a unique prefix is enough).
     id: String,
@@ -116,8 +129,11 @@ pub struct RunArgs {
     #[command(flatten)]
     limits: LimitArgs,
     /// Give the app its own pseudo-terminal (for shells and other interactive programs).
-    #[arg(long, short = 't')]
+    #[arg(long, short = 't', conflicts_with = "detach")]
     tty: bool,
+    /// Start the app in the background and print its id; its output goes to `hutch logs ID`.
+    #[arg(long, short = 'd')]
+    detach: bool,
     /// The command and its arguments (after `--`).
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -243,6 +259,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             )
         }
         Command::Top(args) => top::top(args),
+        Command::Logs(args) => logs::logs(args),
         Command::Pause(args) => done(Request::Pause { id: args.id }, "paused"),
         Command::Resume(args) => done(Request::Resume { id: args.id }, "resumed"),
     }

@@ -34,6 +34,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let (rows, cols) =
             hutch_helper::sys::window_size(std::io::stdin().as_fd()).unwrap_or((24, 80));
         Stdio::Tty { rows, cols }
+    } else if args.detach {
+        Stdio::Log
     } else {
         Stdio::Inherit
     };
@@ -57,7 +59,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
-    let fds = if args.tty {
+    let fds = if args.tty || args.detach {
         vec![]
     } else {
         vec![stdin.as_fd(), stdout.as_fd(), stderr.as_fd()]
@@ -75,6 +77,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         other => bail!("unexpected answer from the helper: {other:?}"),
     };
+    if args.detach {
+        println!("{id}");
+        return Ok(ExitCode::SUCCESS);
+    }
 
     let tty = if args.tty {
         match client.take_fds(1).pop() {
@@ -115,7 +121,10 @@ fn wait_exit(client: &mut Client, id: &str) -> anyhow::Result<hutch_core::protoc
                      kernel killed it ({kills} process(es))"
                 );
             }
-            Event::Exited { .. } | Event::Samples { .. } | Event::ProcessLimit { .. } => continue,
+            Event::Exited { .. }
+            | Event::Samples { .. }
+            | Event::ProcessLimit { .. }
+            | Event::Sandboxes { .. } => continue,
         }
     }
 }

@@ -113,7 +113,10 @@ pub fn relay(client: &mut Client, master: OwnedFd, id: &str) -> anyhow::Result<E
                         "\r\nhutch: the sandbox ran out of memory ({kills} process(es) killed)\r\n"
                     );
                 }
-                Event::Exited { .. } | Event::Samples { .. } | Event::ProcessLimit { .. } => {}
+                Event::Exited { .. }
+                | Event::Samples { .. }
+                | Event::ProcessLimit { .. }
+                | Event::Sandboxes { .. } => {}
             }
         }
     }

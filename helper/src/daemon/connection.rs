@@ -222,46 +222,38 @@ fn handle(request: Request, rx: &mut Receiver, writer: &Writer, state: &Arc<Stat
             let state = Arc::clone(state);
             let _ = std::thread::Builder::new()
                 .name("subscriber".into())
-                .spawn(move || {
-                    let mut seen: std::collections::HashMap<String, (u64, u64)> =
-                        std::collections::HashMap::new();
-                    loop {
-                        let targets = state.registry.live_targets();
-                        let samples = super::stats::sample_all(&targets);
-                        // Limit events for the subscriber, when a counter has grown.
-                        for s in &samples {
-                            let (oom, hits) = seen.get(&s.id).copied().unwrap_or((0, 0));
-                            let mut events = Vec::new();
-                            if s.oom_kills > oom {
-                                events.push(Event::OutOfMemory {
-                                    id: s.id.clone(),
-                                    kills: s.oom_kills,
-                                });
-                            }
-                            if s.pids_limit_hits > hits {
-                                events.push(Event::ProcessLimit {
-                                    id: s.id.clone(),
-                                    hits: s.pids_limit_hits,
-                                });
-                            }
-                            seen.insert(s.id.clone(), (s.oom_kills, s.pids_limit_hits));
-                            for event in events {
-                                if !send(&writer, &ServerMessage::Event(event), &[]) {
-                                    return;
-                                }
-                            }
-                        }
-                        if !send(
-                            &writer,
-                            &ServerMessage::Event(Event::Samples { samples }),
-                            &[],
-                        ) {
-                            break;
-                        }
-                        std::thread::sleep(every);
-                    }
-                });
+                .spawn(move || subscriber(&writer, &state, every));
             true
+        }
+        Request::Logs { id, since } => {
+            let result = state.registry.log(&id).map(|(id, log)| {
+                let log = super::logs::lock(&log);
+                let (start, bytes) = log.read_from(since.unwrap_or(0));
+                Response::Logs {
+                    id,
+                    start,
+                    end: log.end(),
+                    text: String::from_utf8_lossy(&bytes).into_owned(),
+                    finished: log.closed(),
+                }
+            });
+            match result {
+                Ok(response) => reply(writer, response),
+                Err((code, msg)) => error(writer, code, msg),
+            }
+        }
+        Request::Processes { id } => {
+            let result = state.registry.resolve(&id).and_then(|id| {
+                let init = state.registry.init_pid(&id)?;
+                Ok(Response::Processes {
+                    processes: super::processes::list(init),
+                    id,
+                })
+            });
+            match result {
+                Ok(response) => reply(writer, response),
+                Err((code, msg)) => error(writer, code, msg),
+            }
         }
         Request::Limit { id, limits } => {
             let result = state.registry.resolve(&id).and_then(|id| {
@@ -333,6 +325,63 @@ fn handle(request: Request, rx: &mut Receiver, writer: &Writer, state: &Arc<Stat
                 ),
                 Err((code, msg)) => error(writer, code, msg),
             }
+        }
+    }
+}
+
+/// Feeds one subscriber: the table of sandboxes at once and on every change, samples of the
+/// running ones every `every`, and events when an OOM kill or a refused fork is seen. Ends
+/// when the client goes away.
+fn subscriber(writer: &Writer, state: &State, every: Duration) {
+    let changes = state.registry.watch();
+    let mut seen: std::collections::HashMap<String, (u64, u64)> = Default::default();
+    let event = |event| send(writer, &ServerMessage::Event(event), &[]);
+    let table = || Event::Sandboxes {
+        sandboxes: state.registry.list(),
+    };
+    if !event(table()) {
+        return;
+    }
+    let mut next_sample = std::time::Instant::now();
+    loop {
+        let now = std::time::Instant::now();
+        if now >= next_sample {
+            next_sample = now + every;
+            let samples = super::stats::sample_all(&state.registry.live_targets());
+            for s in &samples {
+                let (oom, hits) = seen.get(&s.id).copied().unwrap_or((0, 0));
+                if s.oom_kills > oom
+                    && !event(Event::OutOfMemory {
+                        id: s.id.clone(),
+                        kills: s.oom_kills,
+                    })
+                {
+                    return;
+                }
+                if s.pids_limit_hits > hits
+                    && !event(Event::ProcessLimit {
+                        id: s.id.clone(),
+                        hits: s.pids_limit_hits,
+                    })
+                {
+                    return;
+                }
+                seen.insert(s.id.clone(), (s.oom_kills, s.pids_limit_hits));
+            }
+            if !event(Event::Samples { samples }) {
+                return;
+            }
+        }
+        match changes.recv_timeout(next_sample.saturating_duration_since(now)) {
+            Ok(()) => {
+                // Several changes at once (a start is two) make one table.
+                while changes.try_recv().is_ok() {}
+                if !event(table()) {
+                    return;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
         }
     }
 }

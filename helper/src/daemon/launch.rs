@@ -15,6 +15,7 @@ use hutch_core::protocol::{
 };
 
 use super::State;
+use super::logs;
 use super::registry::Refusal;
 use crate::cgroup::{self, Cgroups, Mode};
 use crate::channel::{self, Receiver};
@@ -75,11 +76,15 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// The app's stdin, stdout and stderr: the caller's fds, /dev/null, or none for a terminal
-/// (made inside the sandbox, in its own devpts, and sent back with `Started`).
-fn stdio_for(request: &RunRequest, fds: Vec<OwnedFd>) -> Result<Vec<OwnedFd>, Refusal> {
+/// The app's stdin, stdout and stderr: the caller's fds, /dev/null, a pipe to the helper's
+/// log (its read end is returned beside them), or none for a terminal (made inside the
+/// sandbox, in its own devpts, and sent back with `Started`).
+fn stdio_for(
+    request: &RunRequest,
+    fds: Vec<OwnedFd>,
+) -> Result<(Vec<OwnedFd>, Option<std::fs::File>), Refusal> {
     match request.stdio {
-        Stdio::Inherit if fds.len() == 3 => Ok(fds),
+        Stdio::Inherit if fds.len() == 3 => Ok((fds, None)),
         Stdio::Inherit => Err((
             ErrorCode::InvalidRequest,
             format!(
@@ -88,8 +93,14 @@ fn stdio_for(request: &RunRequest, fds: Vec<OwnedFd>) -> Result<Vec<OwnedFd>, Re
                 fds.len()
             ),
         )),
-        Stdio::Null => (0..3).map(|_| open_null()).collect(),
-        Stdio::Tty { .. } => Ok(Vec::new()),
+        Stdio::Null => Ok(((0..3).map(|_| open_null()).collect::<Result<_, _>>()?, None)),
+        Stdio::Log => {
+            let io = |e: std::io::Error| (ErrorCode::Internal, format!("cannot make a pipe: {e}"));
+            let (reader, writer) = logs::pipe().map_err(io)?;
+            let second = writer.try_clone().map_err(io)?;
+            Ok((vec![open_null()?, writer, second], Some(reader)))
+        }
+        Stdio::Tty { .. } => Ok((Vec::new(), None)),
     }
 }
 
@@ -378,7 +389,7 @@ pub fn launch(
     let profile = profiles::load(&state.profiles_dir, request.profile.as_deref())
         .map_err(|e| refuse(ErrorCode::Profile)(e.to_string()))?;
     let host = host::gather(state.private_dirs.clone(), state.homes_dir.clone());
-    let stdio = stdio_for(&request, fds)?;
+    let (stdio, log_reader) = stdio_for(&request, fds)?;
     let prepared = take_prepared(state, &PrepareKey::current(&host))?;
     let built = plan::build(
         &prepared.id,
@@ -447,6 +458,11 @@ pub fn launch(
     };
     state.registry.insert(info);
     state.registry.set_cgroup(&id, sandbox_cgroup.clone());
+    if let Some(reader) = log_reader {
+        let log = logs::SharedLog::default();
+        state.registry.set_log(&id, logs::SharedLog::clone(&log));
+        logs::drain(id.clone(), reader, log);
+    }
     let events = state.registry.listen(&id)?;
     let abandon = |child: &mut Child, msg: String| {
         let _ = child.kill();

@@ -3,6 +3,8 @@
 pub mod connection;
 pub mod inspect;
 pub mod launch;
+pub mod logs;
+pub mod processes;
 pub mod registry;
 pub mod stats;
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use hutch_core::protocol::{ErrorCode, Event, ExitStatus, SandboxInfo, SandboxState};
 use nix::unistd::Pid;
 
+use super::logs::SharedLog;
 use crate::sys;
 
 /// Exited sandboxes kept for `hutch ps`.
@@ -29,6 +30,16 @@ struct Slot {
 struct Inner {
     live: BTreeMap<String, Slot>,
     exited: VecDeque<SandboxInfo>,
+    /// Output of sandboxes started with `Stdio::Log`, live and recently exited.
+    logs: BTreeMap<String, SharedLog>,
+    /// Subscribers, woken whenever the table changes.
+    watchers: Vec<mpsc::Sender<()>>,
+}
+
+impl Inner {
+    fn changed(&mut self) {
+        self.watchers.retain(|w| w.send(()).is_ok());
+    }
 }
 
 /// The live sandbox `id`, or why not.
@@ -83,7 +94,8 @@ impl Registry {
 
     pub fn insert(&self, info: SandboxInfo) {
         let id = info.id.clone();
-        self.lock().live.insert(
+        let mut inner = self.lock();
+        inner.live.insert(
             id,
             Slot {
                 info,
@@ -93,6 +105,56 @@ impl Registry {
                 listeners: Vec::new(),
             },
         );
+        inner.changed();
+    }
+
+    /// A channel woken whenever a sandbox starts, changes state or exits.
+    pub fn watch(&self) -> mpsc::Receiver<()> {
+        let (tx, rx) = mpsc::channel();
+        self.lock().watchers.push(tx);
+        rx
+    }
+
+    /// Keeps the output log of a sandbox.
+    pub fn set_log(&self, id: &str, log: SharedLog) {
+        self.lock().logs.insert(id.to_owned(), log);
+    }
+
+    /// The output log of a live or recently exited sandbox (a unique id prefix is enough).
+    pub fn log(&self, id: &str) -> Result<(String, SharedLog), Refusal> {
+        let inner = self.lock();
+        let known =
+            |full: &str| inner.live.contains_key(full) || inner.exited.iter().any(|s| s.id == full);
+        let matches: Vec<(&String, &SharedLog)> = inner
+            .logs
+            .iter()
+            .filter(|(k, _)| !id.is_empty() && k.starts_with(id) && known(k))
+            .collect();
+        match matches[..] {
+            [(full, log)] => Ok((full.clone(), SharedLog::clone(log))),
+            [] if known(id)
+                || inner
+                    .live
+                    .keys()
+                    .any(|k| !id.is_empty() && k.starts_with(id)) =>
+            {
+                Err((
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "sandbox {id} keeps no log: it was started with a terminal or with the \
+                         caller's own output"
+                    ),
+                ))
+            }
+            [] => Err((
+                ErrorCode::NotFound,
+                format!("no sandbox with id {id} (see `hutch ps -a`)"),
+            )),
+            _ => Err((
+                ErrorCode::NotFound,
+                format!("id {id} matches several sandboxes: give more of it"),
+            )),
+        }
     }
 
     /// Marks a sandbox running with its host pids.
@@ -104,17 +166,20 @@ impl Registry {
             slot.init = pidfd;
             slot.init_pid = Some(init_pid);
         }
+        self.lock().changed();
     }
 
     /// Records that the sandbox's network stack died, and tells its listeners.
     pub fn network_down(&self, id: &str, message: &str) {
-        if let Some(slot) = self.lock().live.get_mut(id) {
+        let mut inner = self.lock();
+        if let Some(slot) = inner.live.get_mut(id) {
             slot.info.network.up = false;
             let event = Event::NetworkDown {
                 id: id.to_owned(),
                 message: message.to_owned(),
             };
             slot.listeners.retain(|l| l.send(event.clone()).is_ok());
+            inner.changed();
         }
     }
 
@@ -153,12 +218,14 @@ impl Registry {
 
     /// Marks a sandbox paused or running again.
     pub fn set_paused(&self, id: &str, paused: bool) {
-        if let Some(slot) = self.lock().live.get_mut(id) {
+        let mut inner = self.lock();
+        if let Some(slot) = inner.live.get_mut(id) {
             slot.info.state = if paused {
                 SandboxState::Paused
             } else {
                 SandboxState::Running
             };
+            inner.changed();
         }
     }
 
@@ -212,11 +279,19 @@ impl Registry {
         }
         inner.exited.push_front(slot.info);
         inner.exited.truncate(RECENT_EXITED);
+        let Inner {
+            live, exited, logs, ..
+        } = &mut *inner;
+        logs.retain(|k, _| live.contains_key(k) || exited.iter().any(|s| &s.id == k));
+        inner.changed();
     }
 
     /// Forgets a sandbox that never started.
     pub fn remove(&self, id: &str) {
-        self.lock().live.remove(id);
+        let mut inner = self.lock();
+        inner.live.remove(id);
+        inner.logs.remove(id);
+        inner.changed();
     }
 
     /// Running sandboxes first, then recently exited ones.
@@ -280,8 +355,9 @@ impl Registry {
                 format!("cannot signal sandbox {id}: {e}"),
             )
         })?;
-        if stopping {
+        if stopping && slot.info.state != SandboxState::Stopping {
             slot.info.state = SandboxState::Stopping;
+            inner.changed();
         }
         Ok(())
     }
@@ -369,6 +445,30 @@ mod tests {
         let late = reg.listen("ab12").unwrap();
         assert!(matches!(late.recv().unwrap(), Event::Exited { .. }));
         assert!(reg.listen("zz").is_err());
+    }
+
+    #[test]
+    fn watchers_are_woken_by_every_change_and_logs_outlive_the_exit() {
+        let reg = Registry::default();
+        let changes = reg.watch();
+        reg.insert(info("ab12"));
+        reg.set_log("ab12", SharedLog::default());
+        reg.started("ab12", std::process::id() as i32, None);
+        reg.set_paused("ab12", true);
+        reg.finish("ab12", ExitStatus::Code(0));
+        assert_eq!(changes.try_iter().count(), 4);
+        assert_eq!(reg.log("ab").unwrap().0, "ab12");
+        reg.insert(info("cd34"));
+        let err = reg.log("cd34").unwrap_err();
+        assert!(err.1.contains("keeps no log"), "{err:?}");
+        assert_eq!(reg.log("zz").unwrap_err().0, ErrorCode::NotFound);
+        // Logs are forgotten with the sandbox once it falls out of the recent list.
+        for i in 0..RECENT_EXITED {
+            let id = format!("x{i}");
+            reg.insert(info(&id));
+            reg.finish(&id, ExitStatus::Code(0));
+        }
+        assert!(reg.log("ab12").is_err());
     }
 
     #[test]

@@ -140,7 +140,7 @@ fn from_cgroup(stats: &mut SandboxStats, dir: &Path) {
 
 /// The processes of a sandbox: pid 1's descendants, walked through `task/*/children` (no scan
 /// of the whole of /proc).
-fn descendants(init: i32) -> Vec<u32> {
+pub fn descendants(init: i32) -> Vec<u32> {
     let mut out = Vec::new();
     let mut queue = vec![init as u32];
     while let Some(pid) = queue.pop() {

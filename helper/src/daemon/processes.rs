@@ -1,0 +1,96 @@
+//! The processes inside a sandbox, read from the host's /proc: pid 1's descendants, with
+//! the pid each has inside the sandbox's pid namespace.
+
+use hutch_core::protocol::ProcessInfo;
+
+use super::stats::descendants;
+
+/// Clock ticks per second and page size, for /proc's units.
+fn units() -> (u64, u64) {
+    let conf = |var| nix::unistd::sysconf(var).ok().flatten().map(|v| v as u64);
+    (
+        conf(nix::unistd::SysconfVar::CLK_TCK).unwrap_or(100).max(1),
+        conf(nix::unistd::SysconfVar::PAGE_SIZE).unwrap_or(4096),
+    )
+}
+
+/// One process from `/proc/PID/{stat,status,cmdline}`; `None` once it has gone.
+pub fn read(pid: u32, tick: u64, page: u64) -> Option<ProcessInfo> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, rest) = stat.rsplit_once(") ")?;
+    let name = head.split_once(" (").map(|(_, n)| n)?.to_owned();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields after the command: state(3) ppid(4) ... utime(14) stime(15) threads(20)
+    // rss(24).
+    let num = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    // NSpid: the pid in every namespace from the host's down; the last is the sandbox's.
+    let ns_pid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|v| v.split_whitespace().last()?.parse().ok())
+        .unwrap_or(pid);
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            raw.split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(ProcessInfo {
+        pid,
+        ns_pid,
+        ppid: num(4) as u32,
+        name,
+        cmdline,
+        state: f.first().copied().unwrap_or("?").to_owned(),
+        threads: num(20),
+        rss_bytes: num(24) * page,
+        cpu_usec: (num(14) + num(15)) * 1_000_000 / tick,
+    })
+}
+
+/// The sandbox's processes, its pid 1 first, then in pid order.
+pub fn list(init: i32) -> Vec<ProcessInfo> {
+    let (tick, page) = units();
+    let mut pids = descendants(init);
+    pids.sort_unstable();
+    std::iter::once(init as u32)
+        .chain(pids)
+        .filter_map(|pid| read(pid, tick, page))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_a_process_tree_with_names_and_parents() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let me = std::process::id();
+        let list = list(me as i32);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(list[0].pid, me);
+        let sleep = list
+            .iter()
+            .find(|p| p.pid == child.id())
+            .expect("child listed");
+        assert_eq!(sleep.name, "sleep");
+        assert_eq!(sleep.ppid, me);
+        assert_eq!(sleep.cmdline, ["sleep", "30"]);
+        // Outside any new pid namespace the pid inside is the host pid.
+        assert_eq!(sleep.ns_pid, sleep.pid);
+        assert!(sleep.rss_bytes > 0);
+        assert!(list[0].threads >= 1);
+    }
+}
