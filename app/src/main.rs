@@ -1,11 +1,10 @@
-//! `hutch`: run untrusted apps in rootless sandboxes. The same binary is the CLI and (in a
-//! later release) the window.
-
-mod cli;
+//! `hutch`: run untrusted apps in rootless sandboxes. With no arguments it opens the window;
+//! with a command it is the CLI.
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use hutch::cli;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();

@@ -3,12 +3,14 @@
 //! - [`profile`]: per-app profiles (TOML), their defaults and validation.
 //! - [`network`]: network modes, backends and published ports.
 //! - [`protocol`]: the messages exchanged over the helper's Unix socket.
+//! - [`desktop`]: `.desktop` files and their `Exec` field codes.
 //! - [`frame`]: length-prefixed JSON framing of those messages.
 //!
 //! This crate does no I/O and has no `unsafe`: everything here is plain data and pure
 //! functions, unit tested without a socket or a syscall.
 
 pub mod anatomy;
+pub mod desktop;
 pub mod frame;
 pub mod limits;
 pub mod network;

@@ -104,7 +104,8 @@ impl Profile {
         Self::with_defaults(DEFAULT_PROFILE)
     }
 
-    fn with_defaults(name: &str) -> Self {
+    /// A profile named `name` with every setting at its default.
+    pub fn with_defaults(name: &str) -> Self {
         Self {
             name: name.to_owned(),
             description: String::new(),
@@ -255,6 +256,8 @@ pub enum ProfileError {
     NotFound { name: String, dir: PathBuf },
     #[error("cannot read profile {}: {message}", file.display())]
     Read { file: PathBuf, message: String },
+    #[error("cannot save profile {}: {message}", file.display())]
+    Write { file: PathBuf, message: String },
 }
 
 #[derive(Deserialize)]
