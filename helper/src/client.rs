@@ -54,6 +54,8 @@ pub struct Client {
     pub limits: bool,
     /// The helper's cgroup mode, in words.
     pub cgroups: String,
+    /// The helper's version, from its hello.
+    pub helper_version: String,
 }
 
 impl Client {
@@ -71,6 +73,7 @@ impl Client {
             helper_pid: 0,
             limits: false,
             cgroups: String::new(),
+            helper_version: String::new(),
         };
         match client.request(
             &Request::Hello {
@@ -83,8 +86,10 @@ impl Client {
                 helper_pid,
                 limits,
                 cgroups,
+                helper_version,
                 ..
             } => {
+                client.helper_version = helper_version;
                 client.helper_pid = helper_pid;
                 client.limits = limits;
                 client.cgroups = cgroups;
@@ -134,6 +139,11 @@ impl Client {
                 ServerMessage::Event(event) => self.events.push_back(event),
             }
         }
+    }
+
+    /// Drops the events that arrived while waiting for responses.
+    pub fn drop_queued_events(&mut self) {
+        self.events.clear();
     }
 
     /// The next event, waiting for it.

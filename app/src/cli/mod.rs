@@ -27,11 +27,12 @@ pub const HUTCH_ERROR: u8 = 125;
     name = "hutch",
     version,
     about = "Run untrusted desktop apps in rootless sandboxes and watch them live",
-    arg_required_else_help = true
+    long_about = "Run untrusted desktop apps in rootless sandboxes and watch them live.\n\n\
+                  Without a command, opens the Hutch window."
 )]
 pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -238,7 +239,11 @@ fn done(request: Request, what: &str) -> anyhow::Result<ExitCode> {
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        crate::gui::run()?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    match command {
         Command::Run(args) => run::run(args),
         Command::Ps(args) => ps::ps(args),
         Command::Stop(args) => stop::stop(args),

@@ -1,0 +1,526 @@
+//! The window's state and actions: which page and sandbox are shown, dialogs, launching
+//! dropped files, and applying the helper's updates.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use hutch_core::profile::{Profile, ProfileError, Share, ShareMode};
+use hutch_core::protocol::{RunRequest, ShareSpec, Stdio};
+
+use super::link::{Command, Link};
+use super::model::{Model, Notice};
+use super::notify::Notifier;
+use super::report::Reporter;
+use super::views;
+use crate::launchable::{self, Dropped, Launch};
+
+/// Milliseconds since the Unix epoch; fixed in tests so snapshots do not change.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({})", self.now_ms())
+    }
+}
+
+impl Clock {
+    pub fn system() -> Self {
+        Self(Arc::new(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as u64
+        }))
+    }
+
+    pub fn fixed(ms: u64) -> Self {
+        Self(Arc::new(move || ms))
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+/// The pages of the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    Sandboxes,
+    Profiles,
+    SystemCheck,
+}
+
+/// The tabs of a sandbox's details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DetailTab {
+    Graphs,
+    Processes,
+    Output,
+    Anatomy,
+}
+
+/// How much time the graphs show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    Minute,
+    TenMinutes,
+    Hour,
+}
+
+impl Span {
+    pub fn ms(self) -> u64 {
+        match self {
+            Self::Minute => 60_000,
+            Self::TenMinutes => 600_000,
+            Self::Hour => 3_600_000,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Minute => "1 min",
+            Self::TenMinutes => "10 min",
+            Self::Hour => "1 h",
+        }
+    }
+}
+
+/// A dialog over the window.
+#[derive(Debug, Clone)]
+pub enum Dialog {
+    /// First launch of an app: make its profile.
+    NewProfile(NewProfileForm),
+    /// A data file was dropped: open it with an app.
+    OpenWith {
+        path: PathBuf,
+        profile: Option<String>,
+        writable: bool,
+    },
+    /// Something could not be done, and why.
+    Message { title: String, text: String },
+    /// "Launch…": pick a file.
+    Chooser(Chooser),
+}
+
+/// The first-launch dialog's fields.
+#[derive(Debug, Clone)]
+pub struct NewProfileForm {
+    pub launch: Launch,
+    pub name: String,
+    pub network: bool,
+    pub keep_home: bool,
+    pub error: Option<String>,
+}
+
+/// A small file chooser: a folder's entries and a path field.
+#[derive(Debug, Clone)]
+pub struct Chooser {
+    pub dir: PathBuf,
+    pub path: String,
+    pub entries: Vec<(String, bool)>,
+    pub error: Option<String>,
+}
+
+impl Chooser {
+    pub fn open(dir: PathBuf) -> Self {
+        let mut c = Self {
+            path: String::new(),
+            dir: PathBuf::new(),
+            entries: Vec::new(),
+            error: None,
+        };
+        c.enter(dir);
+        c
+    }
+
+    /// Lists `dir`: folders first, hidden entries left out.
+    pub fn enter(&mut self, dir: PathBuf) {
+        match std::fs::read_dir(&dir) {
+            Ok(rd) => {
+                let mut entries: Vec<(String, bool)> = rd
+                    .flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().into_string().ok()?;
+                        (!name.starts_with('.')).then(|| (name, e.path().is_dir()))
+                    })
+                    .collect();
+                entries.sort_by(|a, b| {
+                    b.1.cmp(&a.1)
+                        .then(a.0.to_lowercase().cmp(&b.0.to_lowercase()))
+                });
+                self.entries = entries;
+                self.path = format!("{}/", dir.display()).replace("//", "/");
+                self.dir = dir;
+                self.error = None;
+            }
+            Err(e) => self.error = Some(format!("cannot open {}: {e}", dir.display())),
+        }
+    }
+}
+
+/// The Hutch window.
+pub struct HutchApp {
+    pub link: Box<dyn Link>,
+    pub clock: Clock,
+    pub model: Model,
+    pub profiles_dir: PathBuf,
+    pub profiles: Vec<Profile>,
+    pub broken_profiles: Vec<ProfileError>,
+    pub page: Page,
+    pub selected: Option<String>,
+    pub tab: DetailTab,
+    pub span: Span,
+    pub dialog: Option<Dialog>,
+    /// The settings form of the profile being edited.
+    pub settings: Option<views::settings::SettingsForm>,
+    /// Requests of the sandboxes started here, for "Run again".
+    pub launched: HashMap<String, (RunRequest, String)>,
+    /// Requests sent and not yet answered, by title, for "Run again" bookkeeping.
+    pending_runs: Vec<(RunRequest, String)>,
+    /// When the processes or output of the selected sandbox were last asked for.
+    pub last_poll_ms: u64,
+    /// Notices shown as toasts until this many are dismissed.
+    pub toasts_seen: usize,
+    notifier: Option<Notifier>,
+    reporter: Option<Reporter>,
+}
+
+impl std::fmt::Debug for HutchApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HutchApp")
+            .field("page", &self.page)
+            .field("selected", &self.selected)
+            .finish()
+    }
+}
+
+impl HutchApp {
+    pub fn new(
+        ctx: &egui::Context,
+        link: Box<dyn Link>,
+        clock: Clock,
+        profiles_dir: PathBuf,
+    ) -> Self {
+        views::style::apply(ctx);
+        link.send(Command::Doctor);
+        let mut app = Self {
+            link,
+            clock,
+            model: Model::default(),
+            profiles_dir,
+            profiles: Vec::new(),
+            broken_profiles: Vec::new(),
+            page: Page::Sandboxes,
+            selected: None,
+            tab: DetailTab::Graphs,
+            span: Span::Minute,
+            dialog: None,
+            settings: None,
+            launched: HashMap::new(),
+            pending_runs: Vec::new(),
+            last_poll_ms: 0,
+            toasts_seen: 0,
+            notifier: None,
+            reporter: Reporter::from_env(),
+        };
+        app.reload_profiles();
+        app
+    }
+
+    /// Sends desktop notifications too (not in tests).
+    pub fn with_desktop_notifications(mut self) -> Self {
+        self.notifier = Notifier::start();
+        self
+    }
+
+    pub fn reload_profiles(&mut self) {
+        let (good, bad) = hutch_helper::profiles::list(&self.profiles_dir);
+        self.profiles = good;
+        self.broken_profiles = bad;
+    }
+
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+
+    pub fn message(&mut self, title: impl Into<String>, text: impl Into<String>) {
+        self.dialog = Some(Dialog::Message {
+            title: title.into(),
+            text: text.into(),
+        });
+    }
+
+    /// Takes the helper's updates.
+    fn pump(&mut self) {
+        let now = self.clock.now_ms();
+        while let Some(update) = self.link.try_recv() {
+            if let super::link::Update::Started { id, title, .. } = &update
+                && let Some(i) = self.pending_runs.iter().position(|(_, t)| t == title)
+            {
+                let (request, title) = self.pending_runs.remove(i);
+                self.launched.insert(id.clone(), (request, title));
+                self.selected = Some(id.clone());
+            }
+            if let super::link::Update::Failed { what, .. } = &update
+                && let Some(i) = self
+                    .pending_runs
+                    .iter()
+                    .position(|(_, t)| what == &format!("start {t}"))
+            {
+                self.pending_runs.remove(i);
+            }
+            let added = self.model.apply(update, now);
+            let notices: Vec<Notice> =
+                self.model.notices[self.model.notices.len() - added..].to_vec();
+            if let Some(notifier) = &self.notifier {
+                for n in &notices {
+                    notifier.send(n);
+                }
+            }
+        }
+        // Keep the selected sandbox's lists fresh while they are shown.
+        if let (Page::Sandboxes, Some(id)) = (self.page, self.selected.clone())
+            && now.saturating_sub(self.last_poll_ms) >= 1000
+        {
+            let running = self
+                .model
+                .sandbox(&id)
+                .is_some_and(|s| s.state != hutch_core::protocol::SandboxState::Exited);
+            match self.tab {
+                DetailTab::Processes if running => {
+                    self.link.send(Command::Processes { id });
+                    self.last_poll_ms = now;
+                }
+                DetailTab::Output if !self.model.outputs.get(&id).is_some_and(|o| o.finished) => {
+                    let since = self.model.outputs.get(&id).map(|o| o.end);
+                    self.link.send(Command::Logs { id, since });
+                    self.last_poll_ms = now;
+                }
+                DetailTab::Anatomy if running && !self.model.anatomy.contains_key(&id) => {
+                    self.link.send(Command::Inspect { id });
+                    self.last_poll_ms = now;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The request that runs `launch` under its profile.
+    fn run_request(&self, launch: &Launch, profile: &Profile) -> RunRequest {
+        let shares = launch
+            .shares
+            .iter()
+            .filter(|s| !profile.shares.iter().any(|p| p.path == s.path))
+            .cloned()
+            .collect();
+        RunRequest {
+            profile: Some(profile.name.clone()),
+            command: launch.command.clone(),
+            shares,
+            home: None,
+            env: std::env::vars().collect(),
+            cwd: launch.cwd.clone(),
+            stdio: Stdio::Log,
+            net: None,
+            net_backend: None,
+            allow_host_loopback: false,
+            publish: Vec::new(),
+            limits: Default::default(),
+        }
+    }
+
+    /// Sends a run request and remembers it for "Run again".
+    pub fn start(&mut self, request: RunRequest, title: String) {
+        self.pending_runs.push((request.clone(), title.clone()));
+        self.link.send(Command::Run {
+            request: Box::new(request),
+            title,
+        });
+    }
+
+    /// Launches a file the user dropped or chose: at once under its profile, or through
+    /// the first-launch dialog; a data file opens the open-with dialog.
+    pub fn open_path(&mut self, path: &Path) {
+        match launchable::classify(path) {
+            Ok(Dropped::Launch(launch)) => match self.profile(&launch.profile).cloned() {
+                Some(profile) => {
+                    let request = self.run_request(&launch, &profile);
+                    self.start(request, launch.title.clone());
+                }
+                None => {
+                    self.dialog = Some(Dialog::NewProfile(NewProfileForm {
+                        name: launch.profile.clone(),
+                        network: false,
+                        keep_home: false,
+                        error: None,
+                        launch,
+                    }));
+                }
+            },
+            Ok(Dropped::Data(path)) => {
+                let openers: Vec<&Profile> = self
+                    .profiles
+                    .iter()
+                    .filter(|p| !p.command.is_empty())
+                    .collect();
+                if openers.is_empty() {
+                    self.message(
+                        "Nothing can open this file",
+                        format!(
+                            "{} is neither a program nor a script, and no app profile has a \
+                             command to open files with. Drop an app here first; then files \
+                             can be opened with it.",
+                            path.display()
+                        ),
+                    );
+                } else {
+                    self.dialog = Some(Dialog::OpenWith {
+                        profile: Some(openers[0].name.clone()),
+                        path,
+                        writable: false,
+                    });
+                }
+            }
+            Err(e) => self.message("This cannot be launched", e.to_string()),
+        }
+    }
+
+    /// Creates the profile of the first-launch dialog and launches the app under it.
+    pub fn create_profile_and_launch(&mut self, form: &NewProfileForm) -> Result<(), String> {
+        hutch_core::profile::validate_name(&form.name)
+            .map_err(|reason| format!("invalid name: {reason}"))?;
+        if self.profile(&form.name).is_some() {
+            return Err(format!("a profile named {} exists already", form.name));
+        }
+        let mut profile = Profile::with_defaults(&form.name);
+        profile.description = format!("Made by Hutch for {}", form.launch.path.display());
+        profile.command = form.launch.command.clone();
+        profile.network = if form.network {
+            hutch_core::network::NetworkMode::User
+        } else {
+            hutch_core::network::NetworkMode::None
+        };
+        profile.home = if form.keep_home {
+            hutch_core::profile::HomeMode::Persist
+        } else {
+            hutch_core::profile::HomeMode::Tmp
+        };
+        profile.shares = form
+            .launch
+            .shares
+            .iter()
+            .map(|s| Share {
+                path: s.path.clone(),
+                mode: s.mode,
+            })
+            .collect();
+        hutch_helper::profiles::save(&self.profiles_dir, &profile).map_err(|e| e.to_string())?;
+        self.reload_profiles();
+        let request = self.run_request(&form.launch, &profile);
+        self.start(request, form.launch.title.clone());
+        Ok(())
+    }
+
+    /// Opens a data file with an app profile, sharing that file alone.
+    pub fn open_with(&mut self, path: &Path, profile: &str, writable: bool) {
+        let Some(p) = self.profile(profile).cloned() else {
+            self.message("No such profile", format!("the profile {profile} is gone"));
+            return;
+        };
+        let mut command = p.command.clone();
+        command.push(path.display().to_string());
+        let request = RunRequest {
+            profile: Some(p.name.clone()),
+            command,
+            shares: vec![ShareSpec {
+                path: path.display().to_string(),
+                mode: if writable {
+                    ShareMode::ReadWrite
+                } else {
+                    ShareMode::ReadOnly
+                },
+            }],
+            home: None,
+            env: std::env::vars().collect(),
+            cwd: None,
+            stdio: Stdio::Log,
+            net: None,
+            net_backend: None,
+            allow_host_loopback: false,
+            publish: Vec::new(),
+            limits: Default::default(),
+        };
+        let title = format!(
+            "{} ({})",
+            p.name,
+            path.file_name().unwrap_or_default().to_string_lossy()
+        );
+        self.start(request, title);
+    }
+
+    /// Starts an exited sandbox's app again, the same way.
+    pub fn run_again(&mut self, id: &str) {
+        if let Some((request, title)) = self.launched.get(id).cloned() {
+            self.start(request, title);
+            return;
+        }
+        let Some(info) = self.model.sandbox(id).cloned() else {
+            return;
+        };
+        let request = RunRequest {
+            profile: Some(info.profile.clone()),
+            command: info.command.clone(),
+            shares: Vec::new(),
+            home: None,
+            env: std::env::vars().collect(),
+            cwd: None,
+            stdio: Stdio::Log,
+            net: None,
+            net_backend: None,
+            allow_host_loopback: false,
+            publish: Vec::new(),
+            limits: Default::default(),
+        };
+        self.start(request, super::model::title(&info));
+    }
+
+    fn take_drops(&mut self, ctx: &egui::Context) {
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_owned())
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        });
+        for path in dropped {
+            self.open_path(&path);
+        }
+    }
+}
+
+impl eframe::App for HutchApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let started = Instant::now();
+        let ctx = ui.ctx().clone();
+        self.pump();
+        self.take_drops(&ctx);
+        views::draw(self, ui);
+        // Uptimes tick once a second; nothing else needs a repaint without an update.
+        if self
+            .model
+            .sandboxes
+            .iter()
+            .any(|s| s.state != hutch_core::protocol::SandboxState::Exited)
+            || self.selected.is_some()
+        {
+            ctx.request_repaint_after(std::time::Duration::from_secs(1));
+        }
+        if let Some(r) = &mut self.reporter {
+            r.frame(started.elapsed(), &self.model);
+        }
+    }
+}

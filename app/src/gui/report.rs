@@ -1,0 +1,95 @@
+//! A JSON report of what the window shows and how long its frames take, written when
+//! `HUTCH_GUI_REPORT=FILE` is set: the end-to-end test reads it to see a sandbox appear and
+//! its CPU graph move, and `bench/window.sh` reads the frame times.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::model::Model;
+
+#[derive(Debug)]
+pub struct Reporter {
+    path: PathBuf,
+    last_write: Option<Instant>,
+    frames: u64,
+    /// Time spent building each of the recent frames, milliseconds.
+    frame_ms: Vec<f64>,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    frames: u64,
+    frame_ms_mean: f64,
+    frame_ms_max: f64,
+    connected: bool,
+    sandboxes: Vec<Row<'a>>,
+}
+
+#[derive(Serialize)]
+struct Row<'a> {
+    id: &'a str,
+    state: String,
+    /// Points in its CPU graph, and the newest value.
+    cpu_points: usize,
+    cpu_last: Option<f64>,
+    memory_last: Option<f64>,
+}
+
+impl Reporter {
+    pub fn from_env() -> Option<Self> {
+        let path = std::env::var_os("HUTCH_GUI_REPORT")?;
+        Some(Self {
+            path: path.into(),
+            last_write: None,
+            frames: 0,
+            frame_ms: Vec::new(),
+        })
+    }
+
+    /// Records one frame's build time and, at most every 200 ms, writes the report.
+    pub fn frame(&mut self, took: Duration, model: &Model) {
+        self.frames += 1;
+        self.frame_ms.push(took.as_secs_f64() * 1000.0);
+        if self.frame_ms.len() > 200 {
+            self.frame_ms.remove(0);
+        }
+        if self
+            .last_write
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(200))
+        {
+            return;
+        }
+        self.last_write = Some(Instant::now());
+        let report = Report {
+            frames: self.frames,
+            frame_ms_mean: self.frame_ms.iter().sum::<f64>() / self.frame_ms.len() as f64,
+            frame_ms_max: self.frame_ms.iter().copied().fold(0.0, f64::max),
+            connected: matches!(
+                model.connection(),
+                super::model::Connection::Connected { .. }
+            ),
+            sandboxes: model
+                .sandboxes
+                .iter()
+                .map(|s| {
+                    let h = model.history.get(&s.id);
+                    Row {
+                        id: &s.id,
+                        state: format!("{:?}", s.state).to_lowercase(),
+                        cpu_points: h.map_or(0, |h| h.points().len()),
+                        cpu_last: h.and_then(|h| h.latest()).map(|p| p.cpu_percent),
+                        memory_last: h.and_then(|h| h.latest()).map(|p| p.memory_bytes),
+                    }
+                })
+                .collect(),
+        };
+        let tmp = self.path.with_extension("tmp");
+        if let Ok(text) = serde_json::to_vec_pretty(&report)
+            && std::fs::write(&tmp, text).is_ok()
+        {
+            let _ = std::fs::rename(&tmp, &self.path);
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Dialogs: the first launch of an app (its profile from a template), opening a data file
+//! with an app, messages, and the "Launch…" file chooser.
+
+use egui::RichText;
+
+use super::super::app::{Dialog, HutchApp};
+use super::style;
+
+fn modal(ctx: &egui::Context, id: &str, body: impl FnOnce(&mut egui::Ui)) -> bool {
+    egui::Modal::new(egui::Id::unique(id))
+        .show(ctx, |ui| {
+            ui.set_width(460.0);
+            body(ui);
+        })
+        .should_close()
+}
+
+pub fn show(app: &mut HutchApp, ctx: &egui::Context) {
+    let Some(dialog) = app.dialog.take() else {
+        return;
+    };
+    // Each arm puts the dialog back unless it was closed.
+    match dialog {
+        Dialog::Message { title, text } => {
+            let mut open = true;
+            let closed = modal(ctx, "message", |ui| {
+                ui.heading(&title);
+                ui.add_space(4.0);
+                ui.label(&text);
+                ui.add_space(8.0);
+                if ui.button("OK").clicked() {
+                    open = false;
+                }
+            });
+            if open && !closed {
+                app.dialog = Some(Dialog::Message { title, text });
+            }
+        }
+        Dialog::NewProfile(mut form) => {
+            let mut action = None;
+            let closed = modal(ctx, "new-profile", |ui| {
+                ui.heading(format!("Run {} in a sandbox", form.launch.title));
+                ui.label(
+                    RichText::new(format!(
+                        "First launch: Hutch makes an app profile for it, kept for next time. \
+                         Command: {}",
+                        form.launch.command.join(" ")
+                    ))
+                    .color(style::MUTED),
+                );
+                ui.add_space(8.0);
+                egui::Grid::new("np")
+                    .num_columns(2)
+                    .spacing([12.0, 8.0])
+                    .show(ui, |ui| {
+                        ui.label("Profile name");
+                        ui.text_edit_singleline(&mut form.name);
+                        ui.end_row();
+                        ui.label("Network");
+                        ui.checkbox(&mut form.network, "Let it reach the internet");
+                        ui.end_row();
+                        ui.label("Home folder");
+                        ui.vertical(|ui| {
+                            ui.radio_value(
+                                &mut form.keep_home,
+                                false,
+                                "Throwaway: empty at every start",
+                            );
+                            ui.radio_value(
+                                &mut form.keep_home,
+                                true,
+                                "Kept: its files stay between runs",
+                            );
+                        });
+                        ui.end_row();
+                    });
+                if let Some(e) = &form.error {
+                    ui.label(RichText::new(e).color(style::BAD));
+                }
+                ui.add_space(8.0);
+                ui.horizontal(|ui| {
+                    if ui.button("Create and run").clicked() {
+                        action = Some(true);
+                    }
+                    if ui.button("Cancel").clicked() {
+                        action = Some(false);
+                    }
+                });
+            });
+            match action {
+                Some(true) => {
+                    if let Err(e) = app.create_profile_and_launch(&form) {
+                        form.error = Some(e);
+                        app.dialog = Some(Dialog::NewProfile(form));
+                    }
+                }
+                Some(false) => {}
+                None if closed => {}
+                None => app.dialog = Some(Dialog::NewProfile(form)),
+            }
+        }
+        Dialog::OpenWith {
+            path,
+            mut profile,
+            mut writable,
+        } => {
+            let mut action = None;
+            let openers: Vec<(String, String)> = app
+                .profiles
+                .iter()
+                .filter(|p| !p.command.is_empty())
+                .map(|p| (p.name.clone(), p.command.join(" ")))
+                .collect();
+            let closed = modal(ctx, "open-with", |ui| {
+                ui.heading("Open with an app");
+                ui.label(format!(
+                    "{} is not a program. Open it with one of your apps, in its sandbox; the \
+                     app sees this file and nothing else of yours.",
+                    path.display()
+                ));
+                ui.add_space(8.0);
+                for (name, command) in &openers {
+                    ui.radio_value(
+                        &mut profile,
+                        Some(name.clone()),
+                        format!("{name}  ({command})"),
+                    );
+                }
+                ui.checkbox(&mut writable, "Let the app change this file");
+                ui.add_space(8.0);
+                ui.horizontal(|ui| {
+                    if ui
+                        .add_enabled(profile.is_some(), egui::Button::new("Open"))
+                        .clicked()
+                    {
+                        action = Some(true);
+                    }
+                    if ui.button("Cancel").clicked() {
+                        action = Some(false);
+                    }
+                });
+            });
+            match (action, &profile) {
+                (Some(true), Some(name)) => {
+                    let name = name.clone();
+                    app.open_with(&path, &name, writable);
+                }
+                (Some(_), _) => {}
+                (None, _) if closed => {}
+                (None, _) => {
+                    app.dialog = Some(Dialog::OpenWith {
+                        path,
+                        profile,
+                        writable,
+                    })
+                }
+            }
+        }
+        Dialog::Chooser(mut chooser) => {
+            let mut chosen = None;
+            let mut enter = None;
+            let mut cancel = false;
+            let closed = modal(ctx, "chooser", |ui| {
+                ui.heading("Launch a program");
+                ui.label(
+                    RichText::new("A program, a script, a .desktop file or an AppImage.")
+                        .color(style::MUTED),
+                );
+                ui.horizontal(|ui| {
+                    if ui.button("Up").clicked()
+                        && let Some(parent) = chooser.dir.parent()
+                    {
+                        enter = Some(parent.to_owned());
+                    }
+                    let edit =
+                        ui.add(egui::TextEdit::singleline(&mut chooser.path).desired_width(360.0));
+                    if edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+                        let p = std::path::PathBuf::from(chooser.path.trim());
+                        if p.is_dir() {
+                            enter = Some(p);
+                        } else {
+                            chosen = Some(p);
+                        }
+                    }
+                });
+                egui::ScrollArea::vertical()
+                    .max_height(300.0)
+                    .show(ui, |ui| {
+                        for (name, is_dir) in &chooser.entries {
+                            let label = if *is_dir {
+                                format!("{name}/")
+                            } else {
+                                name.clone()
+                            };
+                            if ui.selectable_label(false, label).clicked() {
+                                let p = chooser.dir.join(name);
+                                if *is_dir {
+                                    enter = Some(p);
+                                } else {
+                                    chooser.path = p.display().to_string();
+                                }
+                            }
+                        }
+                    });
+                if let Some(e) = &chooser.error {
+                    ui.label(RichText::new(e).color(style::BAD));
+                }
+                ui.horizontal(|ui| {
+                    if ui.button("Launch").clicked() {
+                        chosen = Some(std::path::PathBuf::from(chooser.path.trim()));
+                    }
+                    if ui.button("Cancel").clicked() {
+                        cancel = true;
+                    }
+                });
+            });
+            if let Some(dir) = enter {
+                chooser.enter(dir);
+            }
+            if let Some(path) = chosen {
+                app.open_path(&path);
+            } else if !cancel && !closed {
+                app.dialog = Some(Dialog::Chooser(chooser));
+            }
+        }
+    }
+}

@@ -1,0 +1,562 @@
+//! The window, driven through egui_kittest: drops, dialogs, settings, and pixel snapshots
+//! rendered on lavapipe (software Vulkan).
+//!
+//! Mock: these tests replace the helper with a recording link (it keeps the commands the
+//! window sends and plays back fixed updates), so a request can be checked exactly and a
+//! snapshot has the same data every time. The real helper and a real window are tested
+//! together in `tests/tests/window_e2e.rs`.
+
+use std::collections::VecDeque;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use hutch::gui::link::{Command, Link, Update};
+use hutch::gui::{Clock, HutchApp};
+use hutch_core::anatomy::{Anatomy, CgroupAnatomy, Mount, Namespace, Security};
+use hutch_core::network::NetworkMode;
+use hutch_core::profile::{Profile, ShareMode};
+use hutch_core::protocol::{
+    Check, CheckStatus, DoctorReport, ExitStatus, IdMapKind, NetCounters, NetworkInfo, ProcessInfo,
+    SandboxInfo, SandboxState, SandboxStats, Stdio,
+};
+
+/// 2026-11-30 12:00:00 UTC: the window's clock in every test.
+const NOW: u64 = 1_795_953_600_000;
+
+#[derive(Clone, Default)]
+struct RecordingLink {
+    sent: Arc<Mutex<Vec<Command>>>,
+    queue: Arc<Mutex<VecDeque<Update>>>,
+}
+
+impl Link for RecordingLink {
+    fn send(&self, command: Command) {
+        self.sent.lock().unwrap().push(command);
+    }
+    fn try_recv(&self) -> Option<Update> {
+        self.queue.lock().unwrap().pop_front()
+    }
+}
+
+impl RecordingLink {
+    fn runs(&self) -> Vec<hutch_core::protocol::RunRequest> {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|c| match c {
+                Command::Run { request, .. } => Some((**request).clone()),
+                _ => None,
+            })
+            .collect()
+    }
+    fn push(&self, updates: impl IntoIterator<Item = Update>) {
+        self.queue.lock().unwrap().extend(updates);
+    }
+}
+
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+fn harness(profiles: &Path, link: &RecordingLink) -> Harness<'static, HutchApp> {
+    let link = link.clone();
+    let dir = profiles.to_owned();
+    Harness::builder()
+        .with_size([1120.0, 720.0])
+        .wgpu()
+        .build_eframe(move |cc| HutchApp::new(&cc.egui_ctx, Box::new(link), Clock::fixed(NOW), dir))
+}
+
+/// Compares with (or, with UPDATE_SNAPSHOTS=1, writes) `app/tests/snapshots/NAME.png`,
+/// wherever the test runs from.
+fn snapshot(h: &mut Harness<'static, HutchApp>, name: &str) {
+    let options = egui_kittest::SnapshotOptions::new()
+        .output_path(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots"));
+    h.snapshot_options(name, &options);
+}
+
+fn drop_file(h: &mut Harness<'static, HutchApp>, path: &Path) {
+    h.input_mut()
+        .dropped_files
+        .push(Arc::new(Dropped(path.to_owned())));
+    h.run_steps(3);
+}
+
+fn connected(limits: bool) -> Update {
+    Update::Connected {
+        helper_version: "0.1.0".into(),
+        helper_pid: 4242,
+        limits,
+        cgroups: if limits {
+            "delegated: /sys/fs/cgroup/user.slice/hutch".into()
+        } else {
+            "hybrid cgroup hierarchy (no v2 controllers)".into()
+        },
+    }
+}
+
+fn program(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::copy("/bin/true", &path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn save(dir: &Path, name: &str, f: impl FnOnce(&mut Profile)) {
+    let mut p = Profile::with_defaults(name);
+    f(&mut p);
+    hutch_helper::profiles::save(dir, &p).unwrap();
+}
+
+#[test]
+fn dropping_a_program_makes_its_profile_then_sends_the_launch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profiles = tmp.path().join("profiles");
+    let link = RecordingLink::default();
+    link.push([connected(true), Update::Sandboxes(vec![])]);
+    let mut h = harness(&profiles, &link);
+    h.run_steps(2);
+    let tool = program(tmp.path(), "mytool");
+    drop_file(&mut h, &tool);
+    // First launch: the profile dialog, nothing started yet.
+    h.get_by_label("Run mytool in a sandbox");
+    assert!(link.runs().is_empty());
+    h.get_by_label("Let it reach the internet").click();
+    h.get_by_label("Kept: its files stay between runs").click();
+    h.run_steps(2);
+    h.get_by_label("Create and run").click();
+    h.run_steps(3);
+    let runs = link.runs();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let tool_path = tool.display().to_string();
+    assert_eq!(runs[0].command, std::slice::from_ref(&tool_path));
+    assert_eq!(runs[0].profile.as_deref(), Some("mytool"));
+    assert_eq!(runs[0].stdio, Stdio::Log);
+    // The program is shared through its new profile (not twice).
+    assert!(runs[0].shares.is_empty(), "{:?}", runs[0].shares);
+    let saved = hutch_helper::profiles::load(&profiles, Some("mytool")).unwrap();
+    assert_eq!(saved.command, std::slice::from_ref(&tool_path));
+    assert_eq!(saved.network, NetworkMode::User);
+    assert_eq!(saved.home, hutch_core::profile::HomeMode::Persist);
+    assert_eq!(saved.shares[0].path, tool_path);
+    assert_eq!(saved.shares[0].mode, ShareMode::ReadOnly);
+    // The second drop runs at once, under the same profile.
+    drop_file(&mut h, &tool);
+    assert!(h.query_by_label("Run mytool in a sandbox").is_none());
+    assert_eq!(link.runs().len(), 2);
+    assert_eq!(link.runs()[1].command, [tool_path]);
+}
+
+#[test]
+fn dropping_a_data_file_offers_to_open_it_with_an_app() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profiles = tmp.path().join("profiles");
+    save(&profiles, "viewer", |p| p.command = vec!["cat".into()]);
+    let link = RecordingLink::default();
+    link.push([connected(true), Update::Sandboxes(vec![])]);
+    let mut h = harness(&profiles, &link);
+    h.run_steps(2);
+    let notes = tmp.path().join("notes.txt");
+    std::fs::write(&notes, "hello").unwrap();
+    drop_file(&mut h, &notes);
+    h.get_by_label("Open with an app");
+    assert!(
+        link.runs().is_empty(),
+        "nothing starts before the user picks"
+    );
+    h.get_by_label("Open").click();
+    h.run_steps(3);
+    let runs = link.runs();
+    assert_eq!(
+        runs[0].command,
+        ["cat".to_owned(), notes.display().to_string()]
+    );
+    assert_eq!(runs[0].profile.as_deref(), Some("viewer"));
+    assert_eq!(runs[0].shares.len(), 1, "only that file is shared");
+    assert_eq!(runs[0].shares[0].path, notes.display().to_string());
+    assert_eq!(runs[0].shares[0].mode, ShareMode::ReadOnly);
+}
+
+#[test]
+fn drops_that_cannot_launch_say_why_and_start_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profiles = tmp.path().join("profiles");
+    let link = RecordingLink::default();
+    let mut h = harness(&profiles, &link);
+    h.run_steps(2);
+    let broken = tmp.path().join("broken.desktop");
+    std::fs::write(
+        &broken,
+        "[Desktop Entry]\nType=Application\nName=B\nExec=\"x\n",
+    )
+    .unwrap();
+    drop_file(&mut h, &broken);
+    h.get_by_label("This cannot be launched");
+    h.get_by_label_contains("line 4: Exec has a quote that is never closed");
+    h.get_by_label("OK").click();
+    h.run_steps(2);
+    drop_file(&mut h, tmp.path());
+    h.get_by_label_contains("is a folder");
+    h.get_by_label("OK").click();
+    h.run_steps(2);
+    // A data file with no app to open it.
+    let data = tmp.path().join("photo.raw");
+    std::fs::write(&data, [0u8, 1, 2]).unwrap();
+    drop_file(&mut h, &data);
+    h.get_by_label("Nothing can open this file");
+    assert!(link.runs().is_empty());
+}
+
+fn type_into(h: &mut Harness<'static, HutchApp>, field: &str, text: &str) {
+    h.get_by_role_and_label(Role::TextInput, field).focus();
+    h.run_steps(1);
+    h.get_by_role_and_label(Role::TextInput, field)
+        .type_text(text);
+    h.run_steps(2);
+}
+
+fn open_settings(h: &mut Harness<'static, HutchApp>, name: &str) {
+    h.get_by_label("App profiles").click();
+    h.run_steps(2);
+    h.get_by_label(name).click();
+    h.run_steps(2);
+}
+
+#[test]
+fn a_settings_change_is_saved_to_the_profile_and_applied_live() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profiles = tmp.path().join("profiles");
+    save(&profiles, "editor", |p| {
+        p.command = vec!["/usr/bin/vi".into()]
+    });
+    let link = RecordingLink::default();
+    link.push([
+        connected(true),
+        Update::Sandboxes(vec![sandbox("a1", "editor", SandboxState::Running, None)]),
+    ]);
+    let mut h = harness(&profiles, &link);
+    h.run_steps(2);
+    open_settings(&mut h, "editor");
+    type_into(&mut h, "Memory", "256M");
+    type_into(&mut h, "Processes", "64");
+    h.run_steps(2);
+    h.get_by_label("Save").click();
+    h.run_steps(2);
+    let saved = hutch_helper::profiles::load(&profiles, Some("editor")).unwrap();
+    assert_eq!(saved.limits.memory, Some(256 << 20));
+    assert_eq!(saved.limits.pids, Some(64));
+    assert_eq!(saved.command, ["/usr/bin/vi"], "other keys are kept");
+    let limits: Vec<_> = link
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|c| match c {
+            Command::Limit { id, limits } => Some((id.clone(), *limits)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(limits.len(), 1, "the running sandbox gets the new limits");
+    assert_eq!(limits[0].0, "a1");
+    assert_eq!(limits[0].1.memory, Some(256 << 20));
+    h.get_by_label_contains("new limits applied to 1 running sandbox");
+}
+
+#[test]
+fn an_invalid_value_is_flagged_and_nothing_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profiles = tmp.path().join("profiles");
+    save(&profiles, "editor", |_| {});
+    let file = profiles.join("editor.toml");
+    let before = std::fs::read(&file).unwrap();
+    let link = RecordingLink::default();
+    link.push([connected(true), Update::Sandboxes(vec![])]);
+    let mut h = harness(&profiles, &link);
+    h.run_steps(2);
+    open_settings(&mut h, "editor");
+    type_into(&mut h, "Memory", "lots");
+    h.run_steps(2);
+    h.get_by_label_contains("lots");
+    h.get_by_label("Save").click();
+    h.run_steps(2);
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "the profile is untouched"
+    );
+    assert!(
+        std::fs::read_dir(&profiles).unwrap().count() == 1,
+        "no temporary file left"
+    );
+}
+
+fn sandbox(id: &str, profile: &str, state: SandboxState, exit: Option<ExitStatus>) -> SandboxInfo {
+    SandboxInfo {
+        id: id.into(),
+        profile: profile.into(),
+        pid: Some(31337),
+        started_at_ms: NOW - 754_000,
+        command: vec![format!("/usr/bin/{profile}"), "--verbose".into()],
+        state,
+        id_map: IdMapKind::SubordinateRange,
+        exit,
+        network: NetworkInfo {
+            mode: NetworkMode::User,
+            backend: Some("pasta".into()),
+            up: true,
+            publish: Vec::new(),
+            host_loopback: false,
+        },
+    }
+}
+
+/// Ten minutes of samples: a CPU load that rises and falls, memory growing towards its
+/// limit, traffic in bursts, and a 20-second hole in the data.
+fn samples(id: &str) -> Vec<Update> {
+    let mut out = Vec::new();
+    let mut cpu = 0u64;
+    let (mut rx, mut tx) = (0u64, 0u64);
+    for i in 0..600u64 {
+        if (400..420).contains(&i) {
+            continue;
+        }
+        let t = NOW - (600 - i) * 1000;
+        let load = 35.0 + 30.0 * ((i as f64) / 25.0).sin() + if i % 60 < 10 { 25.0 } else { 0.0 };
+        cpu += (load * 10_000.0) as u64;
+        rx += if i % 30 < 5 { 900_000 } else { 20_000 };
+        tx += 12_000 + (i % 7) * 3_000;
+        out.push(Update::Samples(vec![SandboxStats {
+            id: id.into(),
+            at_ms: t,
+            net: NetCounters {
+                rx_bytes: rx,
+                rx_packets: 0,
+                tx_bytes: tx,
+                tx_packets: 0,
+            },
+            loopback: NetCounters::default(),
+            source: "cgroup".into(),
+            cpu_usage_usec: cpu,
+            memory_bytes: (180 << 20) + i * (400 << 10),
+            memory_peak: None,
+            memory_limit: Some(512 << 20),
+            pids: 4 + (i / 100),
+            pids_limit: Some(256),
+            oom_kills: 0,
+            pids_limit_hits: 0,
+            io_read_bytes: None,
+            io_write_bytes: None,
+            pressure: Some([load / 10.0, (i as f64 / 120.0).min(6.0), 0.5]),
+            cpu_throttled: None,
+        }]));
+    }
+    out
+}
+
+fn fixed_world(link: &RecordingLink) {
+    link.push([
+        connected(true),
+        Update::Doctor(DoctorReport {
+            checks: vec![
+                Check {
+                    id: "user_namespaces".into(),
+                    title: "User namespaces".into(),
+                    status: CheckStatus::Ok,
+                    detail: "unprivileged user namespaces work".into(),
+                    fix: None,
+                },
+                Check {
+                    id: "network".into(),
+                    title: "User-mode networking".into(),
+                    status: CheckStatus::Ok,
+                    detail: "pasta and slirp4netns are installed".into(),
+                    fix: None,
+                },
+            ],
+        }),
+        Update::Sandboxes(vec![
+            sandbox("3f9a1c2b7d", "firefox", SandboxState::Running, None),
+            sandbox("8b2e4d1f09", "gimp", SandboxState::Paused, None),
+            sandbox(
+                "c47d19e2aa",
+                "unzip",
+                SandboxState::Exited,
+                Some(ExitStatus::Code(0)),
+            ),
+            sandbox(
+                "e5a0b3c8d1",
+                "tool",
+                SandboxState::Exited,
+                Some(ExitStatus::Signal(9)),
+            ),
+        ]),
+    ]);
+    link.push(samples("3f9a1c2b7d"));
+    link.push(samples("8b2e4d1f09"));
+}
+
+#[test]
+fn snapshot_main_view() {
+    let tmp = tempfile::tempdir().unwrap();
+    let link = RecordingLink::default();
+    fixed_world(&link);
+    let mut h = harness(&tmp.path().join("profiles"), &link);
+    h.run_steps(3);
+    snapshot(&mut h, "main_view");
+}
+
+#[test]
+fn snapshot_details_view_with_graphs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let link = RecordingLink::default();
+    fixed_world(&link);
+    let mut h = harness(&tmp.path().join("profiles"), &link);
+    h.run_steps(2);
+    h.state_mut().selected = Some("3f9a1c2b7d".into());
+    h.state_mut().span = hutch::gui::app::Span::TenMinutes;
+    h.run_steps(3);
+    snapshot(&mut h, "details_view");
+}
+
+#[test]
+fn snapshot_settings_panel() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profiles = tmp.path().join("profiles");
+    save(&profiles, "firefox", |p| {
+        p.command = vec!["/usr/bin/firefox".into()];
+        p.limits.memory = Some(2 << 30);
+        p.limits.cpu_weight = Some(50);
+        p.network = NetworkMode::User;
+        p.home = hutch_core::profile::HomeMode::Persist;
+        p.shares = vec![
+            hutch_core::profile::Share {
+                path: "~/Downloads".into(),
+                mode: ShareMode::ReadWrite,
+            },
+            hutch_core::profile::Share {
+                path: "~/Pictures".into(),
+                mode: ShareMode::ReadOnly,
+            },
+        ];
+    });
+    save(&profiles, "gimp", |_| {});
+    let link = RecordingLink::default();
+    fixed_world(&link);
+    let mut h = harness(&profiles, &link);
+    h.run_steps(2);
+    open_settings(&mut h, "firefox");
+    type_into(&mut h, "Processes", "x12");
+    h.run_steps(3);
+    snapshot(&mut h, "settings_panel");
+}
+
+#[test]
+fn snapshot_anatomy_tab() {
+    let tmp = tempfile::tempdir().unwrap();
+    let link = RecordingLink::default();
+    fixed_world(&link);
+    let ns = |kind: &str, inode: u64, new: bool| Namespace {
+        kind: kind.into(),
+        inode,
+        new,
+        note: hutch_core::anatomy::namespace_note(kind, new),
+    };
+    let mount = |path: &str, fs: &str, ro: bool, host: bool| Mount {
+        path: path.into(),
+        fs_type: fs.into(),
+        source: String::new(),
+        read_only: ro,
+        from_host: host,
+    };
+    link.push([Update::Anatomy(Box::new(Anatomy {
+        id: "3f9a1c2b7d".into(),
+        pid: 31337,
+        namespaces: vec![
+            ns("user", 4026532601, true),
+            ns("mnt", 4026532602, true),
+            ns("pid", 4026532604, true),
+            ns("net", 4026532606, true),
+            ns("time", 4026531834, false),
+        ],
+        id_map: IdMapKind::SubordinateRange,
+        uid_map: vec![[0, 1000, 1], [1, 100000, 65536]],
+        gid_map: vec![[0, 1000, 1], [1, 100000, 65536]],
+        mounts: vec![
+            mount("/", "tmpfs", true, false),
+            mount("/usr", "ext4", true, true),
+            mount("/home/user/Downloads", "ext4", false, true),
+            mount("/tmp", "tmpfs", false, false),
+        ],
+        cgroup: Some(CgroupAnatomy {
+            path: "/user.slice/hutch/sandboxes/3f9a1c2b7d".into(),
+            files: vec![
+                ("memory.max".into(), "536870912".into()),
+                ("pids.max".into(), "256".into()),
+            ],
+        }),
+        network: NetworkInfo {
+            mode: NetworkMode::User,
+            backend: Some("pasta".into()),
+            up: true,
+            publish: Vec::new(),
+            host_loopback: true,
+        },
+        addresses: vec!["10.0.2.100/24".into()],
+        routes: vec!["default via 10.0.2.2 dev tap0".into()],
+        security: Security {
+            seccomp_mode: 2,
+            seccomp_filters: 3,
+            no_new_privs: true,
+            cap_effective: "0000000000000000".into(),
+            cap_permitted: "0000000000000000".into(),
+            cap_bounding: "0000000000000000".into(),
+            cap_ambient: "0000000000000000".into(),
+            landlock: "not used".into(),
+        },
+    }))]);
+    let mut h = harness(&tmp.path().join("profiles"), &link);
+    h.run_steps(2);
+    h.state_mut().selected = Some("3f9a1c2b7d".into());
+    h.state_mut().tab = hutch::gui::app::DetailTab::Anatomy;
+    h.run_steps(3);
+    h.get_by_label_contains("host loopback reachable");
+    snapshot(&mut h, "anatomy_tab");
+}
+
+#[test]
+fn the_process_tree_nests_children_under_parents() {
+    let p = |pid: u32, ppid: u32, ns: u32, name: &str| ProcessInfo {
+        pid,
+        ns_pid: ns,
+        ppid,
+        name: name.into(),
+        cmdline: vec![name.into()],
+        state: "S".into(),
+        threads: 1,
+        rss_bytes: 0,
+        cpu_usec: 0,
+    };
+    let list = vec![
+        p(10, 5, 1, "init"),
+        p(12, 10, 2, "sh"),
+        p(15, 12, 4, "sleep"),
+        p(13, 10, 3, "worker"),
+    ];
+    let mut rows = Vec::new();
+    hutch::gui::views::details::tree(&list, 5, 0, &mut rows);
+    let order: Vec<(usize, &str)> = rows.iter().map(|(d, p)| (*d, &p.name[..])).collect();
+    assert_eq!(order, [(0, "init"), (1, "sh"), (2, "sleep"), (1, "worker")]);
+}

@@ -1,0 +1,143 @@
+//! The real window with the real helper, under Xvfb: a sandboxed busy loop started from the
+//! command line appears in the window's list, and its CPU graph moves.
+//!
+//! The window reports what it shows through `HUTCH_GUI_REPORT` (a JSON file it rewrites as
+//! it draws); xdotool proves a real X11 window exists.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hutch_tests::{bin_dir, env_or_skip, must_work, ok};
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Starts Xvfb on a free display number.
+fn xvfb() -> Option<(Killed, String)> {
+    for n in 90..120 {
+        if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+            || Path::new(&format!("/tmp/.X{n}-lock")).exists()
+        {
+            continue;
+        }
+        let display = format!(":{n}");
+        let child = Command::new("Xvfb")
+            .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let guard = Killed(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                return Some((guard, display));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    None
+}
+
+fn report(path: &Path) -> Option<serde_json::Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+#[test]
+fn a_sandboxed_process_appears_in_the_window_and_its_cpu_graph_moves() {
+    let env = env_or_skip!();
+    if !(have("Xvfb") && have("xdotool")) {
+        assert!(
+            !must_work(),
+            "Xvfb and xdotool are needed for the window test (packages xvfb, xdotool)"
+        );
+        eprintln!("skipped: no Xvfb or xdotool");
+        return;
+    }
+    let (_x, display) = xvfb().expect("start Xvfb");
+    let report_file = env.runtime.join("window-report.json");
+    let mut cmd = Command::new(bin_dir().join("hutch"));
+    env.apply(&mut cmd);
+    cmd.env("DISPLAY", &display)
+        .env("HUTCH_GUI_REPORT", &report_file)
+        .env_remove("WAYLAND_DISPLAY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let _window = Killed(cmd.spawn().expect("start the window"));
+
+    // A real X11 window called Hutch.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = Command::new("xdotool")
+            .args(["search", "--name", "^Hutch$"])
+            .env("DISPLAY", &display)
+            .output()
+            .unwrap();
+        if out.status.success() && !out.stdout.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no Hutch window appeared");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let id = ok(&env.sh(&["--detach"], "while :; do :; done"))
+        .trim()
+        .to_owned();
+    let row = |r: &serde_json::Value| {
+        r["sandboxes"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|s| s["id"] == id.as_str()).cloned())
+    };
+    // It appears, and its CPU graph gains points, near one core busy.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut first_points = None;
+    let last = loop {
+        if let Some(r) = report(&report_file)
+            && let Some(s) = row(&r)
+        {
+            let points = s["cpu_points"].as_u64().unwrap_or(0);
+            match first_points {
+                None if points > 0 => first_points = Some(points),
+                Some(first) if points >= first + 3 => break s,
+                _ => {}
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sandbox did not show up with a moving CPU graph: {:?}",
+            report(&report_file)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(last["state"], "running", "{last}");
+    let cpu = last["cpu_last"].as_f64().unwrap();
+    assert!(cpu > 50.0, "a busy loop shows as busy: {cpu}% ({last})");
+    ok(&env.hutch(&["stop", "--grace", "0", &id]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if report(&report_file)
+            .and_then(|r| row(&r))
+            .is_some_and(|s| s["state"] == "exited")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the window did not see the exit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
