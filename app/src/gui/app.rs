@@ -186,6 +186,9 @@ pub struct HutchApp {
     pub toasts_seen: usize,
     notifier: Option<Notifier>,
     reporter: Option<Reporter>,
+    /// `HUTCH_GUI_SHOW=details` selects the first running sandbox once one is listed (for
+    /// `screenshots/take.sh`).
+    show_details: bool,
 }
 
 impl std::fmt::Debug for HutchApp {
@@ -225,8 +228,22 @@ impl HutchApp {
             toasts_seen: 0,
             notifier: None,
             reporter: Reporter::from_env(),
+            show_details: false,
         };
         app.reload_profiles();
+        match std::env::var("HUTCH_GUI_SHOW").as_deref() {
+            Ok("details") => app.show_details = true,
+            Ok("system") => app.page = Page::SystemCheck,
+            Ok(other) => {
+                if let Some(name) = other.strip_prefix("profile:")
+                    && let Some(p) = app.profile(name)
+                {
+                    app.settings = Some(views::settings::SettingsForm::new(p));
+                    app.page = Page::Profiles;
+                }
+            }
+            Err(_) => {}
+        }
         app
     }
 
@@ -280,6 +297,16 @@ impl HutchApp {
                     notifier.send(n);
                 }
             }
+        }
+        if self.show_details
+            && let Some(s) = self
+                .model
+                .sandboxes
+                .iter()
+                .find(|s| s.state == hutch_core::protocol::SandboxState::Running)
+        {
+            self.selected = Some(s.id.clone());
+            self.show_details = false;
         }
         // Keep the selected sandbox's lists fresh while they are shown.
         if let (Page::Sandboxes, Some(id)) = (self.page, self.selected.clone())

@@ -47,7 +47,9 @@ pub fn show(app: &mut HutchApp, ui: &mut Ui, id: &str) {
                 .small()
                 .color(style::MUTED),
             );
-            ui.label(RichText::new(info.command.join(" ")).monospace().small());
+            let command = info.command.join(" ");
+            ui.label(RichText::new(super::list::ellipsize(&command, 90)).monospace().small())
+                .on_hover_text(command);
         });
     });
     ui.add_space(4.0);
@@ -110,6 +112,11 @@ fn graphs(app: &mut HutchApp, ui: &mut Ui, id: &str, now: u64) {
             .allow_boxed_zoom(false)
             .show_grid([false, true])
             .legend(Legend::default().position(egui_plot::Corner::LeftTop))
+            .x_grid_spacer(egui_plot::uniform_grid_spacer(move |_| match span_s as u64 {
+                0..=60 => [5.0, 15.0, 30.0],
+                61..=600 => [60.0, 300.0, 600.0],
+                _ => [300.0, 900.0, 1800.0],
+            }))
             .x_axis_formatter(|mark, _| seconds_ago(mark.value))
             .y_axis_formatter(move |mark, _| unit.format(mark.value))
             .label_formatter(move |hover| match hover {
@@ -283,9 +290,9 @@ fn seconds_ago(x: f64) -> String {
     if s < 0.5 {
         "now".into()
     } else if s < 120.0 {
-        format!("{s:.0} s ago")
+        format!("-{s:.0} s")
     } else {
-        format!("{:.0} min ago", s / 60.0)
+        format!("-{:.0} min", s / 60.0)
     }
 }
 

@@ -212,9 +212,11 @@ fn actions(app: &mut HutchApp, ui: &mut Ui, info: &hutch_core::protocol::Sandbox
     }
 }
 
+/// One line of at most `max` characters (line breaks become spaces).
 pub fn ellipsize(text: &str, max: usize) -> String {
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.chars().count() <= max {
-        text.to_owned()
+        text
     } else {
         let mut s: String = text.chars().take(max - 1).collect();
         s.push('…');
