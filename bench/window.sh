@@ -7,10 +7,11 @@
 # Run from the repository root; as root it builds, then runs as the unprivileged test user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. bench/common.sh
-rerun_as_test_user "$0"
-BIN=${HUTCH_BIN:-target/release}
+TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 SECONDS_IDLE=${SECONDS_IDLE:-30}
+. "$(dirname "$0")/common.sh"
+rerun_as_test_user "$0" SECONDS_IDLE
+BIN=${HUTCH_BIN:-$TARGET_DIR/release}
 
 start_helper "$BIN"
 display=:$((90 + RANDOM % 20))

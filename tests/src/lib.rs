@@ -467,3 +467,97 @@ pub fn stack_pids(init: i32) -> Vec<i32> {
     }
     out
 }
+
+/// A private D-Bus session bus (`dbus-daemon`) with a mock service from `tests/fixtures`, for
+/// tests of what Hutch says over D-Bus: no systemd user manager or desktop session runs on the
+/// test machines. Both processes end with it.
+#[derive(Debug)]
+pub struct MockBus {
+    /// `DBUS_SESSION_BUS_ADDRESS` of the bus.
+    pub address: String,
+    /// Where the mock writes the calls it gets (JSON lines).
+    pub record: PathBuf,
+    daemon: Child,
+    mock: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl MockBus {
+    /// Starts the bus and `fixtures/FIXTURE` on it; `None` (after `skip_or_fail`) when
+    /// dbus-daemon or python3 is missing.
+    pub fn start(fixture: &str) -> Option<Self> {
+        for tool in ["/usr/bin/dbus-daemon", "/usr/bin/python3"] {
+            if !Path::new(tool).exists() {
+                skip_or_fail(&format!("{tool} is missing"));
+                return None;
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bus = dir.path().join("bus");
+        let config = dir.path().join("session.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "<busconfig><type>session</type><listen>unix:path={}</listen>\
+                 <policy context=\"default\"><allow send_destination=\"*\" eavesdrop=\"true\"/>\
+                 <allow eavesdrop=\"true\"/><allow own=\"*\"/></policy></busconfig>",
+                bus.display()
+            ),
+        )
+        .expect("write the bus config");
+        let daemon = Command::new("/usr/bin/dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .arg("--nofork")
+            .spawn()
+            .expect("start dbus-daemon");
+        let address = format!("unix:path={}", bus.display());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !bus.exists() {
+            assert!(Instant::now() < deadline, "dbus-daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let record = dir.path().join("calls.json");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(fixture);
+        let mut mock = Command::new("/usr/bin/python3")
+            .arg(&script)
+            .arg(&record)
+            .env("DBUS_SESSION_BUS_ADDRESS", &address)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the mock service");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(mock.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("read the mock's first line");
+        assert_eq!(line, "ready\n", "{fixture} did not start");
+        Some(Self {
+            address,
+            record,
+            daemon,
+            mock,
+            _dir: dir,
+        })
+    }
+
+    /// The calls recorded so far.
+    pub fn calls(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+}
+
+impl Drop for MockBus {
+    fn drop(&mut self) {
+        for child in [&mut self.mock, &mut self.daemon] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

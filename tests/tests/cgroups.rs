@@ -405,57 +405,12 @@ fn without_delegation_the_helper_asks_systemd_for_a_delegated_scope() {
     if expect_cgroups() {
         return; // the VM's helpers are delegated already and ask nothing
     }
-    for tool in ["/usr/bin/dbus-daemon", "/usr/bin/python3"] {
-        if !std::path::Path::new(tool).exists() {
-            hutch_tests::skip_or_fail(&format!("{tool} is missing"));
-            return;
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let bus = dir.path().join("bus");
-    let config = dir.path().join("session.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "<busconfig><type>session</type><listen>unix:path={}</listen>\
-             <policy context=\"default\"><allow send_destination=\"*\" eavesdrop=\"true\"/>\
-             <allow eavesdrop=\"true\"/><allow own=\"*\"/></policy></busconfig>",
-            bus.display()
-        ),
-    )
-    .unwrap();
-    let mut daemon = std::process::Command::new("/usr/bin/dbus-daemon")
-        .arg(format!("--config-file={}", config.display()))
-        .arg("--nofork")
-        .spawn()
-        .unwrap();
-    let address = format!("unix:path={}", bus.display());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !bus.exists() {
-        assert!(Instant::now() < deadline, "dbus-daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let record = dir.path().join("calls.json");
-    let mock = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/mock_systemd.py");
-    let mut systemd = std::process::Command::new("/usr/bin/python3")
-        .arg(&mock)
-        .arg(&record)
-        .env("DBUS_SESSION_BUS_ADDRESS", &address)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(systemd.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line, "ready\n");
-
-    let env = TestEnv::start_unchecked_with(&[("DBUS_SESSION_BUS_ADDRESS", &address)]);
-    let calls = std::fs::read_to_string(&record).unwrap_or_default();
-    let call: serde_json::Value =
-        serde_json::from_str(calls.lines().next().expect("no call")).unwrap();
+    let Some(bus) = hutch_tests::MockBus::start("mock_systemd.py") else {
+        return;
+    };
+    let env = TestEnv::start_unchecked_with(&[("DBUS_SESSION_BUS_ADDRESS", &bus.address)]);
+    let calls = bus.calls();
+    let call = calls.first().expect("no call");
     let pid = env.helper_pid();
     assert_eq!(call["name"], format!("hutch-helper-{pid}.scope"));
     assert_eq!(call["properties"]["Delegate"], true);
@@ -463,8 +418,4 @@ fn without_delegation_the_helper_asks_systemd_for_a_delegated_scope() {
     // The stand-in moves nothing, so the helper stays degraded and says why.
     let doctor = ok(&env.hutch(&["doctor"]));
     assert!(doctor.contains("was not moved into it"), "{doctor}");
-    let _ = systemd.kill();
-    let _ = daemon.kill();
-    let _ = systemd.wait();
-    let _ = daemon.wait();
 }

@@ -1,14 +1,17 @@
 //! The real window with the real helper, under Xvfb: a sandboxed busy loop started from the
-//! command line appears in the window's list, and its CPU graph moves.
+//! command line appears in the window's list, its CPU graph moves, its exit shows, and the
+//! window reconnects by itself when the helper restarts.
 //!
 //! The window reports what it shows through `HUTCH_GUI_REPORT` (a JSON file it rewrites as
-//! it draws); xdotool proves a real X11 window exists.
+//! it draws); xdotool proves a real X11 window exists. Mock: no desktop session runs here, so
+//! `tests/fixtures/mock_notifications.py` stands in for the notification service on a private
+//! bus and records the desktop notifications the window sends.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hutch_tests::{bin_dir, env_or_skip, must_work, ok};
+use hutch_tests::{MockBus, bin_dir, env_or_skip, must_work, ok};
 
 struct Killed(Child);
 
@@ -60,7 +63,7 @@ fn report(path: &Path) -> Option<serde_json::Value> {
 
 #[test]
 fn a_sandboxed_process_appears_in_the_window_and_its_cpu_graph_moves() {
-    let env = env_or_skip!();
+    let mut env = env_or_skip!();
     if !(have("Xvfb") && have("xdotool")) {
         assert!(
             !must_work(),
@@ -70,11 +73,15 @@ fn a_sandboxed_process_appears_in_the_window_and_its_cpu_graph_moves() {
         return;
     }
     let (_x, display) = xvfb().expect("start Xvfb");
+    let Some(bus) = MockBus::start("mock_notifications.py") else {
+        return;
+    };
     let report_file = env.runtime.join("window-report.json");
     let mut cmd = Command::new(bin_dir().join("hutch"));
     env.apply(&mut cmd);
     cmd.env("DISPLAY", &display)
         .env("HUTCH_GUI_REPORT", &report_file)
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
         .env_remove("WAYLAND_DISPLAY")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -138,6 +145,38 @@ fn a_sandboxed_process_appears_in_the_window_and_its_cpu_graph_moves() {
             break;
         }
         assert!(Instant::now() < deadline, "the window did not see the exit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The exit was also a desktop notification.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let calls = bus.calls();
+        if let Some(call) = calls.iter().find(|c| c["summary"] == "sh exited") {
+            assert_eq!(call["app"], "Hutch");
+            assert!(
+                call["body"].as_str().unwrap().contains("killed by signal"),
+                "{call}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no desktop notification of the exit: {calls:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A new helper: the window finds it by itself.
+    let old = env.helper_pid();
+    env.restart_helper();
+    let new = env.helper_pid();
+    assert_ne!(old, new);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !report(&report_file).is_some_and(|r| r["helper_pid"] == new) {
+        assert!(
+            Instant::now() < deadline,
+            "the window did not reconnect to helper {new}: {:?}",
+            report(&report_file)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

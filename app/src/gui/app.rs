@@ -189,6 +189,8 @@ pub struct HutchApp {
     /// `HUTCH_GUI_SHOW=details` selects the first running sandbox once one is listed (for
     /// `screenshots/take.sh`).
     show_details: bool,
+    /// When the last update from the helper arrived (each one repaints the window).
+    last_update: Option<Instant>,
 }
 
 impl std::fmt::Debug for HutchApp {
@@ -229,6 +231,7 @@ impl HutchApp {
             notifier: None,
             reporter: Reporter::from_env(),
             show_details: false,
+            last_update: None,
         };
         app.reload_profiles();
         match std::env::var("HUTCH_GUI_SHOW").as_deref() {
@@ -274,6 +277,7 @@ impl HutchApp {
     fn pump(&mut self) {
         let now = self.clock.now_ms();
         while let Some(update) = self.link.try_recv() {
+            self.last_update = Some(Instant::now());
             if let super::link::Update::Started { id, title, .. } = &update
                 && let Some(i) = self.pending_runs.iter().position(|(_, t)| t == title)
             {
@@ -533,17 +537,27 @@ impl eframe::App for HutchApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let started = Instant::now();
         let ctx = ui.ctx().clone();
+        if std::env::var_os("HUTCH_DEBUG_REPAINT").is_some() {
+            eprintln!(
+                "frame {:?}: {:?}",
+                ctx.cumulative_pass_nr(),
+                ctx.repaint_causes()
+            );
+        }
         self.pump();
         self.take_drops(&ctx);
         views::draw(self, ui);
-        // Uptimes tick once a second; nothing else needs a repaint without an update.
-        if self
+        // Uptimes tick once a second. While samples stream (every second), their arrival
+        // repaints; a timer is needed only when they stop, so frames are not doubled.
+        let streaming = self
+            .last_update
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_millis(1500));
+        let live = self
             .model
             .sandboxes
             .iter()
-            .any(|s| s.state != hutch_core::protocol::SandboxState::Exited)
-            || self.selected.is_some()
-        {
+            .any(|s| s.state != hutch_core::protocol::SandboxState::Exited);
+        if (live || self.selected.is_some()) && !streaming {
             ctx.request_repaint_after(std::time::Duration::from_secs(1));
         }
         if let Some(r) = &mut self.reporter {

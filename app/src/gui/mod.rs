@@ -35,7 +35,12 @@ pub fn run() -> anyhow::Result<()> {
         options,
         Box::new(|cc| {
             let ctx = cc.egui_ctx.clone();
-            let link = link::HelperLink::start(move || ctx.request_repaint());
+            // A (tiny) delay instead of `request_repaint()`: egui paints twice for an
+            // immediate request, once for a delayed one, and each software-rendered frame
+            // costs milliseconds of CPU.
+            let link = link::HelperLink::start(move || {
+                ctx.request_repaint_after(std::time::Duration::from_millis(1))
+            });
             Ok(Box::new(
                 HutchApp::new(
                     &cc.egui_ctx,

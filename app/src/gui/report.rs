@@ -24,6 +24,7 @@ struct Report<'a> {
     frame_ms_mean: f64,
     frame_ms_max: f64,
     connected: bool,
+    helper_pid: Option<u32>,
     sandboxes: Vec<Row<'a>>,
 }
 
@@ -70,6 +71,10 @@ impl Reporter {
                 model.connection(),
                 super::model::Connection::Connected { .. }
             ),
+            helper_pid: match model.connection() {
+                super::model::Connection::Connected { helper_pid, .. } => Some(helper_pid),
+                _ => None,
+            },
             sandboxes: model
                 .sandboxes
                 .iter()

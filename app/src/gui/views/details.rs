@@ -48,8 +48,12 @@ pub fn show(app: &mut HutchApp, ui: &mut Ui, id: &str) {
                 .color(style::MUTED),
             );
             let command = info.command.join(" ");
-            ui.label(RichText::new(super::list::ellipsize(&command, 90)).monospace().small())
-                .on_hover_text(command);
+            ui.label(
+                RichText::new(super::list::ellipsize(&command, 90))
+                    .monospace()
+                    .small(),
+            )
+            .on_hover_text(command);
         });
     });
     ui.add_space(4.0);
@@ -112,10 +116,12 @@ fn graphs(app: &mut HutchApp, ui: &mut Ui, id: &str, now: u64) {
             .allow_boxed_zoom(false)
             .show_grid([false, true])
             .legend(Legend::default().position(egui_plot::Corner::LeftTop))
-            .x_grid_spacer(egui_plot::uniform_grid_spacer(move |_| match span_s as u64 {
-                0..=60 => [5.0, 15.0, 30.0],
-                61..=600 => [60.0, 300.0, 600.0],
-                _ => [300.0, 900.0, 1800.0],
+            .x_grid_spacer(egui_plot::uniform_grid_spacer(move |_| {
+                match span_s as u64 {
+                    0..=60 => [5.0, 15.0, 30.0],
+                    61..=600 => [60.0, 300.0, 600.0],
+                    _ => [300.0, 900.0, 1800.0],
+                }
             }))
             .x_axis_formatter(|mark, _| seconds_ago(mark.value))
             .y_axis_formatter(move |mark, _| unit.format(mark.value))
