@@ -2,8 +2,10 @@
 # The window's own cost, on software rendering under Xvfb (Mesa llvmpipe, no GPU):
 #  1. CPU use of the `hutch` window process while idle, with 5 sandboxes streaming samples
 #     at 1 Hz (target: at most 2% of one core), measured from /proc over 30 s;
-#  2. time to build a frame with 50 sandboxes listed (target: at most 16 ms), from the
-#     window's own frame timings (HUTCH_GUI_REPORT), while it redraws once a second.
+#  2. frame time with 50 sandboxes listed (target: at most 16 ms), as eframe times each frame
+#     (building the UI, tessellating, rendering with llvmpipe), read from the window's report
+#     (HUTCH_GUI_REPORT); also the process's CPU time per frame (all threads: llvmpipe renders
+#     on several, so it can exceed the frame's wall time).
 # Run from the repository root; as root it builds, then runs as the unprivileged test user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,8 +45,16 @@ idle=$(awk -v a="$t0" -v b="$t1" -v hz="$hz" -v s="$SECONDS_IDLE" \
     'BEGIN { printf "%.2f", (b - a) / hz / s * 100 }')
 echo "window CPU, idle with 5 sandboxes streaming at 1 Hz: ${idle}% of one core (target <= 2%)"
 
+frames() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["frames"])' "$report"; }
 start 45
-sleep 15
-frame=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.2f %.2f %d" % (r["frame_ms_mean"], r["frame_ms_max"], len(r["sandboxes"])))' "$report")
-read -r mean max listed <<<"$frame"
-echo "frame build time with $listed sandboxes listed: mean ${mean} ms, max ${max} ms over the last 200 frames (target <= 16 ms)"
+sleep 10
+f0=$(frames); t0=$(ticks "$window")
+sleep 20
+f1=$(frames); t1=$(ticks "$window")
+frame=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.2f %.2f %.2f %.2f %d" % (r["frame_ms_mean"], r["frame_ms_max"], r["total_ms_mean"], r["total_ms_max"], len(r["sandboxes"])))' "$report")
+read -r mean max tmean tmax listed <<<"$frame"
+echo "frame time with $listed sandboxes listed (eframe's timer: build, paint, render): mean ${tmean} ms, max ${tmax} ms (target <= 16 ms)"
+echo "  of which building the UI: mean ${mean} ms, max ${max} ms"
+
+awk -v a="$t0" -v b="$t1" -v hz="$hz" -v f="$((f1 - f0))" -v n="$listed" \
+    'BEGIN { printf "CPU time per frame with %d sandboxes listed (all threads): %.1f ms over %d frames\n", n, (b - a) / hz * 1000 / f, f }'

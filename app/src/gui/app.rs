@@ -534,7 +534,7 @@ impl HutchApp {
 }
 
 impl eframe::App for HutchApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         let started = Instant::now();
         let ctx = ui.ctx().clone();
         if std::env::var_os("HUTCH_DEBUG_REPAINT").is_some() {
@@ -561,7 +561,7 @@ impl eframe::App for HutchApp {
             ctx.request_repaint_after(std::time::Duration::from_secs(1));
         }
         if let Some(r) = &mut self.reporter {
-            r.frame(started.elapsed(), &self.model);
+            r.frame(started.elapsed(), frame.info().cpu_usage, &self.model);
         }
     }
 }

@@ -16,6 +16,8 @@ pub struct Reporter {
     frames: u64,
     /// Time spent building each of the recent frames, milliseconds.
     frame_ms: Vec<f64>,
+    /// Whole frames (building, tessellating and rendering, as eframe times them).
+    total_ms: Vec<f64>,
 }
 
 #[derive(Serialize)]
@@ -23,6 +25,9 @@ struct Report<'a> {
     frames: u64,
     frame_ms_mean: f64,
     frame_ms_max: f64,
+    /// Whole frames, rendering included.
+    total_ms_mean: f64,
+    total_ms_max: f64,
     connected: bool,
     helper_pid: Option<u32>,
     sandboxes: Vec<Row<'a>>,
@@ -46,15 +51,23 @@ impl Reporter {
             last_write: None,
             frames: 0,
             frame_ms: Vec::new(),
+            total_ms: Vec::new(),
         })
     }
 
-    /// Records one frame's build time and, at most every 200 ms, writes the report.
-    pub fn frame(&mut self, took: Duration, model: &Model) {
+    /// Records one frame's build time (and the previous frame's whole time, from eframe)
+    /// and, at most every 200 ms, writes the report.
+    pub fn frame(&mut self, took: Duration, previous_total: Option<f32>, model: &Model) {
         self.frames += 1;
         self.frame_ms.push(took.as_secs_f64() * 1000.0);
         if self.frame_ms.len() > 200 {
             self.frame_ms.remove(0);
+        }
+        if let Some(total) = previous_total {
+            self.total_ms.push(f64::from(total) * 1000.0);
+            if self.total_ms.len() > 200 {
+                self.total_ms.remove(0);
+            }
         }
         if self
             .last_write
@@ -67,6 +80,8 @@ impl Reporter {
             frames: self.frames,
             frame_ms_mean: self.frame_ms.iter().sum::<f64>() / self.frame_ms.len() as f64,
             frame_ms_max: self.frame_ms.iter().copied().fold(0.0, f64::max),
+            total_ms_mean: self.total_ms.iter().sum::<f64>() / self.total_ms.len().max(1) as f64,
+            total_ms_max: self.total_ms.iter().copied().fold(0.0, f64::max),
             connected: matches!(
                 model.connection(),
                 super::model::Connection::Connected { .. }
