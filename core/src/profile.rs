@@ -10,6 +10,9 @@
 //! publish = ["8080:80"]             # [ADDR:]HOSTPORT:SANDBOXPORT, host side on 127.0.0.1
 //! hostname = "tool"                 # defaults to "hutch-NAME"
 //! allow_user_namespaces = false     # may the app create nested user namespaces?
+//! display = "wayland"               # "none" (default), "wayland", "x11" (unsafe) or "auto"
+//! audio = true                      # PipeWire / PulseAudio socket (default false)
+//! gpu = true                        # /dev/dri (default false)
 //! env = { EDITOR = "vi" }           # extra environment
 //!
 //! [limits]
@@ -62,6 +65,37 @@ impl std::str::FromStr for HomeMode {
 
 pub use crate::network::{NetBackend, NetworkMode, PortForward};
 
+/// Which display server socket the app gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisplayMode {
+    /// No display: the app cannot show windows.
+    #[default]
+    None,
+    /// Wayland when the session has it, else X11.
+    Auto,
+    /// The Wayland socket only.
+    Wayland,
+    /// The X11 socket and cookie. Unsafe: any X11 client can read every keystroke of the
+    /// session and take pictures of every window.
+    X11,
+}
+
+impl std::str::FromStr for DisplayMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Self::None),
+            "auto" => Ok(Self::Auto),
+            "wayland" => Ok(Self::Wayland),
+            "x11" => Ok(Self::X11),
+            other => Err(format!(
+                "unknown display `{other}` (use none, auto, wayland or x11)"
+            )),
+        }
+    }
+}
+
 /// Whether a shared path can be written from inside.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ShareMode {
@@ -96,6 +130,12 @@ pub struct Profile {
     pub allow_user_namespaces: bool,
     pub env: BTreeMap<String, String>,
     pub shares: Vec<Share>,
+    /// The display server socket, if any.
+    pub display: DisplayMode,
+    /// The sound server socket (PipeWire, or PulseAudio and its cookie).
+    pub audio: bool,
+    /// The GPU's render nodes (/dev/dri).
+    pub gpu: bool,
 }
 
 impl Profile {
@@ -120,6 +160,9 @@ impl Profile {
             allow_user_namespaces: false,
             env: BTreeMap::new(),
             shares: Vec::new(),
+            display: DisplayMode::None,
+            audio: false,
+            gpu: false,
         }
     }
 
@@ -204,6 +247,15 @@ impl Profile {
             }
             profile.env = env.into_inner();
         }
+        if let Some(display) = raw.display {
+            profile.display = display;
+        }
+        if let Some(audio) = raw.audio {
+            profile.audio = audio;
+        }
+        if let Some(gpu) = raw.gpu {
+            profile.gpu = gpu;
+        }
         for share in raw.share.unwrap_or_default() {
             let span = share.span();
             let share = share.into_inner();
@@ -230,6 +282,9 @@ impl Profile {
             hostname: &self.hostname,
             allow_user_namespaces: self.allow_user_namespaces,
             env: &self.env,
+            display: self.display,
+            audio: self.audio,
+            gpu: self.gpu,
             share: &self.shares,
         };
         // Serialising plain strings, lists and maps cannot fail.
@@ -274,6 +329,9 @@ struct RawProfile {
     hostname: Option<Spanned<String>>,
     allow_user_namespaces: Option<bool>,
     env: Option<Spanned<BTreeMap<String, String>>>,
+    display: Option<DisplayMode>,
+    audio: Option<bool>,
+    gpu: Option<bool>,
     share: Option<Vec<Spanned<RawShare>>>,
 }
 
@@ -391,6 +449,9 @@ struct WriteProfile<'a> {
     hostname: &'a str,
     allow_user_namespaces: bool,
     env: &'a BTreeMap<String, String>,
+    display: DisplayMode,
+    audio: bool,
+    gpu: bool,
     share: &'a [Share],
 }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::limits::Limits;
 use crate::network::{NetBackend, NetworkMode, PortForward};
-use crate::profile::{HomeMode, ShareMode};
+use crate::profile::{DisplayMode, HomeMode, ShareMode};
 
 /// Bumped on any incompatible change to these types.
 pub const PROTOCOL_VERSION: u32 = 2;
@@ -149,6 +149,15 @@ pub struct RunRequest {
     /// Limits on top of the profile's, one by one.
     #[serde(default)]
     pub limits: Limits,
+    /// Overrides the profile's display permission.
+    #[serde(default)]
+    pub display: Option<DisplayMode>,
+    /// Turns the sound server on (on top of the profile's).
+    #[serde(default)]
+    pub audio: bool,
+    /// Turns the GPU on (on top of the profile's).
+    #[serde(default)]
+    pub gpu: bool,
 }
 
 /// A sandbox's network, as running.

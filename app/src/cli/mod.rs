@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use hutch_core::limits;
 use hutch_core::network::{NetBackend, NetworkMode, PortForward};
-use hutch_core::profile::HomeMode;
+use hutch_core::profile::{DisplayMode, HomeMode};
 use hutch_core::protocol::{Request, Response, ShareSpec};
 use hutch_helper::client::Client;
 
@@ -127,6 +127,16 @@ pub struct RunArgs {
     /// Forward a host TCP port into the sandbox (host side on 127.0.0.1 unless ADDR is given).
     #[arg(long, value_name = "[ADDR:]HOSTPORT:SANDBOXPORT", value_parser = PortForward::parse)]
     publish: Vec<PortForward>,
+    /// Let the app show windows: wayland, x11 (UNSAFE: any X11 client can read every
+    /// keystroke of your session), auto (Wayland, else X11) or none.
+    #[arg(long, value_name = "wayland|x11|auto|none", num_args = 0..=1, default_missing_value = "auto", value_parser = parse_display)]
+    display: Option<DisplayMode>,
+    /// Let the app play and record sound (the PipeWire or PulseAudio socket).
+    #[arg(long)]
+    audio: bool,
+    /// Let the app use the GPU (/dev/dri).
+    #[arg(long)]
+    gpu: bool,
     #[command(flatten)]
     limits: LimitArgs,
     /// Give the app its own pseudo-terminal (for shells and other interactive programs).
@@ -181,6 +191,10 @@ impl LimitArgs {
 }
 
 fn parse_home(s: &str) -> Result<HomeMode, String> {
+    s.parse()
+}
+
+fn parse_display(s: &str) -> Result<DisplayMode, String> {
     s.parse()
 }
 

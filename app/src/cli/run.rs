@@ -54,6 +54,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         allow_host_loopback: args.allow_host_loopback,
         publish: args.publish,
         limits: args.limits.limits(),
+        display: args.display,
+        audio: args.audio,
+        gpu: args.gpu,
     };
     let mut client = connect()?;
     let stdin = std::io::stdin();

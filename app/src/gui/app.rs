@@ -360,6 +360,9 @@ impl HutchApp {
             allow_host_loopback: false,
             publish: Vec::new(),
             limits: Default::default(),
+            display: None,
+            audio: false,
+            gpu: false,
         }
     }
 
@@ -483,6 +486,9 @@ impl HutchApp {
             allow_host_loopback: false,
             publish: Vec::new(),
             limits: Default::default(),
+            display: None,
+            audio: false,
+            gpu: false,
         };
         let title = format!(
             "{} ({})",
@@ -514,6 +520,9 @@ impl HutchApp {
             allow_host_loopback: false,
             publish: Vec::new(),
             limits: Default::default(),
+            display: None,
+            audio: false,
+            gpu: false,
         };
         self.start(request, super::model::title(&info));
     }

@@ -5,6 +5,7 @@
 //! [`host::HostFacts`] and a [`host::HostFs`], so every rule here is unit tested against a
 //! made-up host; `sandbox::*` then executes it step by step.
 
+pub mod desktop;
 pub mod env;
 pub mod host;
 pub mod idmap;
@@ -218,6 +219,12 @@ pub enum PlanError {
     PublishWithoutNetwork(String),
     #[error("{0}")]
     Limit(LimitError),
+    #[error("display: {0}")]
+    Display(String),
+    #[error("audio: {0}")]
+    Audio(String),
+    #[error("gpu: {0}")]
+    Gpu(String),
 }
 
 /// A path shared into the sandbox, after `~/` expansion.
@@ -287,7 +294,14 @@ pub fn build(
             }
         }
     };
+    let desktop = desktop::plan(profile, request, host, fs)?;
+    mounts.extend(desktop.mounts.iter().cloned());
     let mut placed: Vec<(usize, MountOp)> = vec![(depth(&host.home), home_op)];
+    for op in &desktop.home_mounts {
+        if let MountOp::Bind { path, .. } = op {
+            placed.push((depth(path), op.clone()));
+        }
+    }
     for share in &shares {
         placed.push((
             depth(&share.path),
@@ -310,7 +324,7 @@ pub fn build(
         .unwrap_or_else(|| host.home.clone());
 
     let home = host.home.display().to_string();
-    let env = env::build(
+    let mut env = env::build(
         &request.env,
         env::Identity {
             user: &host.user,
@@ -320,8 +334,14 @@ pub fn build(
         },
         &profile.env,
     );
+    for (key, value) in &desktop.env {
+        env.retain(|(k, _)| k != key);
+        env.push((key.clone(), value.clone()));
+    }
 
     let (id_map, warning) = id_map_plan(host);
+    let mut warnings: Vec<String> = warning.into_iter().collect();
+    warnings.extend(desktop.warnings);
     Ok(SandboxPlan {
         id: id.to_owned(),
         profile: profile.name.clone(),
@@ -343,7 +363,7 @@ pub fn build(
             _ => None,
         },
         prepare_dirs,
-        warnings: warning.into_iter().collect(),
+        warnings,
     })
 }
 

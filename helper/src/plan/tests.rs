@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use hutch_core::network::{NetBackend, NetworkMode, PortForward};
-use hutch_core::profile::Share;
+use hutch_core::profile::{DisplayMode, Share};
 use hutch_core::protocol::ShareSpec;
 
 use super::host::SubRange;
@@ -120,6 +120,9 @@ fn request(command: &[&str]) -> RunRequest {
         allow_host_loopback: false,
         publish: vec![],
         limits: Default::default(),
+        display: None,
+        audio: false,
+        gpu: false,
     }
 }
 
@@ -593,4 +596,212 @@ fn limits_merge_and_a_cpu_cap_above_the_cores_is_refused() {
             .contains("CPU cap 300% is more than this machine's 2 core(s)"),
         "{err}"
     );
+}
+
+/// A desktop session on the made-up host: Wayland, X11 :0 with a cookie, PipeWire, PulseAudio.
+fn desktop_fs() -> FakeFs {
+    let mut fs = FakeFs::debian();
+    for socket in [
+        "/run/user/1000/wayland-0",
+        "/tmp/.X11-unix/X0",
+        "/run/user/1000/pipewire-0",
+        "/run/user/1000/pulse/native",
+    ] {
+        fs.0.insert(PathBuf::from(socket), Entry::Other);
+    }
+    for file in [
+        "/home/alice/.Xauthority",
+        "/home/alice/.config/pulse/cookie",
+    ] {
+        fs.0.insert(PathBuf::from(file), Entry::File);
+    }
+    fs.0.insert(PathBuf::from("/home/alice/.local/share/fonts"), Entry::Dir);
+    fs
+}
+
+fn session_env(req: &mut RunRequest) {
+    for (k, v) in [
+        ("XDG_RUNTIME_DIR", "/run/user/1000"),
+        ("WAYLAND_DISPLAY", "wayland-0"),
+        ("DISPLAY", ":0"),
+        ("DBUS_SESSION_BUS_ADDRESS", "unix:path=/run/user/1000/bus"),
+    ] {
+        req.env.insert(k.into(), v.into());
+    }
+}
+
+fn desktop_plan(
+    profile: &Profile,
+    req: &RunRequest,
+    fs: &FakeFs,
+) -> Result<SandboxPlan, PlanError> {
+    build("ab12cd34", "/r".into(), profile, req, &alice(), fs)
+}
+
+fn env_of<'a>(plan: &'a SandboxPlan, key: &str) -> Option<&'a str> {
+    plan.env
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn no_desktop_permission_means_no_socket_and_no_session_variables() {
+    let mut req = request(&["app"]);
+    session_env(&mut req);
+    let p = desktop_plan(&Profile::builtin_default(), &req, &desktop_fs()).unwrap();
+    for key in [
+        "WAYLAND_DISPLAY",
+        "DISPLAY",
+        "XDG_RUNTIME_DIR",
+        "DBUS_SESSION_BUS_ADDRESS",
+    ] {
+        assert_eq!(env_of(&p, key), None, "{key} leaked");
+    }
+    assert!(find(&p, "/run/user/1000").is_empty());
+    assert!(find(&p, "/tmp/.X11-unix").is_empty());
+}
+
+#[test]
+fn wayland_gets_its_socket_alone_in_a_private_runtime_folder() {
+    let mut req = request(&["app"]);
+    session_env(&mut req);
+    let mut profile = Profile::with_defaults("editor");
+    profile.display = DisplayMode::Wayland;
+    let p = desktop_plan(&profile, &req, &desktop_fs()).unwrap();
+    assert_eq!(env_of(&p, "WAYLAND_DISPLAY"), Some("wayland-0"));
+    assert_eq!(env_of(&p, "XDG_RUNTIME_DIR"), Some("/run/user/1000"));
+    assert_eq!(env_of(&p, "DISPLAY"), None);
+    assert_eq!(
+        env_of(&p, "DBUS_SESSION_BUS_ADDRESS"),
+        None,
+        "no session bus inside"
+    );
+    assert!(p.mounts.contains(&MountOp::Bind {
+        source: "/run/user/1000/wayland-0".into(),
+        path: "/run/user/1000/wayland-0".into(),
+        access: Access::ReadWrite,
+        dir: false,
+    }));
+    // The runtime folder is a fresh one: nothing else of the host's is bound into it.
+    let runtime_binds: Vec<_> = p
+        .mounts
+        .iter()
+        .filter(|m| matches!(m, MountOp::Bind { path, .. } if path.starts_with("/run/user")))
+        .collect();
+    assert_eq!(runtime_binds.len(), 1, "{runtime_binds:?}");
+    // Fonts come read-only, after the home.
+    let home = p
+        .mounts
+        .iter()
+        .position(|m| matches!(m, MountOp::Tmpfs { path, .. } if path == Path::new("/home/alice")))
+        .unwrap();
+    let fonts = p.mounts.iter().position(|m| matches!(m, MountOp::Bind { path, access: Access::ReadOnly, .. } if path == Path::new("/home/alice/.local/share/fonts"))).unwrap();
+    assert!(home < fonts);
+    assert!(p.warnings.is_empty());
+}
+
+#[test]
+fn x11_binds_the_display_socket_and_cookie_and_says_it_is_unsafe() {
+    let mut req = request(&["app"]);
+    session_env(&mut req);
+    req.display = Some(DisplayMode::X11);
+    let p = desktop_plan(&Profile::builtin_default(), &req, &desktop_fs()).unwrap();
+    assert_eq!(env_of(&p, "DISPLAY"), Some(":0"));
+    assert_eq!(env_of(&p, "XAUTHORITY"), Some("/run/user/1000/Xauthority"));
+    assert!(p.mounts.contains(&MountOp::Bind {
+        source: "/tmp/.X11-unix/X0".into(),
+        path: "/tmp/.X11-unix/X0".into(),
+        access: Access::ReadWrite,
+        dir: false,
+    }));
+    assert!(p.mounts.contains(&MountOp::Bind {
+        source: "/home/alice/.Xauthority".into(),
+        path: "/run/user/1000/Xauthority".into(),
+        access: Access::ReadOnly,
+        dir: false,
+    }));
+    assert!(
+        p.warnings.iter().any(|w| w.contains("every keystroke")),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn auto_prefers_wayland_and_falls_back_to_x11() {
+    let mut req = request(&["app"]);
+    session_env(&mut req);
+    req.display = Some(DisplayMode::Auto);
+    let p = desktop_plan(&Profile::builtin_default(), &req, &desktop_fs()).unwrap();
+    assert_eq!(env_of(&p, "WAYLAND_DISPLAY"), Some("wayland-0"));
+    req.env.remove("WAYLAND_DISPLAY");
+    let p = desktop_plan(&Profile::builtin_default(), &req, &desktop_fs()).unwrap();
+    assert_eq!(env_of(&p, "DISPLAY"), Some(":0"));
+}
+
+#[test]
+fn a_missing_display_or_sound_server_is_refused_before_the_start() {
+    let mut req = request(&["app"]);
+    session_env(&mut req);
+    req.env.insert("DISPLAY".into(), ":7".into());
+    req.display = Some(DisplayMode::X11);
+    let err = desktop_plan(&Profile::builtin_default(), &req, &desktop_fs()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "display: DISPLAY=:7 but /tmp/.X11-unix/X7 does not exist: is the X server running?"
+    );
+    req.env.insert("DISPLAY".into(), "otherhost:0".into());
+    let err = desktop_plan(&Profile::builtin_default(), &req, &desktop_fs()).unwrap_err();
+    assert!(err.to_string().contains("network display"), "{err}");
+    req.display = Some(DisplayMode::Wayland);
+    req.env.insert("WAYLAND_DISPLAY".into(), "wayland-9".into());
+    let err = desktop_plan(&Profile::builtin_default(), &req, &desktop_fs()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("/run/user/1000/wayland-9 does not exist"),
+        "{err}"
+    );
+    let mut req = request(&["app"]);
+    req.audio = true;
+    let err = desktop_plan(&Profile::builtin_default(), &req, &FakeFs::debian()).unwrap_err();
+    assert!(
+        err.to_string().starts_with("audio: no sound server"),
+        "{err}"
+    );
+    let mut req = request(&["app"]);
+    req.gpu = true;
+    let err = desktop_plan(&Profile::builtin_default(), &req, &FakeFs::debian()).unwrap_err();
+    assert!(err.to_string().contains("/dev/dri does not exist"), "{err}");
+}
+
+#[test]
+fn audio_binds_pipewire_and_pulseaudio_with_its_cookie_and_gpu_binds_dri() {
+    let mut req = request(&["app"]);
+    session_env(&mut req);
+    req.audio = true;
+    req.gpu = true;
+    let mut fs = desktop_fs();
+    fs.0.insert(PathBuf::from("/dev/dri"), Entry::Dir);
+    let p = desktop_plan(&Profile::builtin_default(), &req, &fs).unwrap();
+    assert_eq!(
+        env_of(&p, "PULSE_SERVER"),
+        Some("unix:/run/user/1000/pulse/native")
+    );
+    assert_eq!(
+        env_of(&p, "PULSE_COOKIE"),
+        Some("/run/user/1000/pulse/cookie")
+    );
+    assert_eq!(
+        env_of(&p, "WAYLAND_DISPLAY"),
+        None,
+        "audio alone gives no display"
+    );
+    for path in [
+        "/run/user/1000/pipewire-0",
+        "/run/user/1000/pulse/native",
+        "/dev/dri",
+    ] {
+        assert_eq!(find(&p, path).len(), 1, "{path}");
+    }
 }
