@@ -561,3 +561,81 @@ impl Drop for MockBus {
         }
     }
 }
+
+/// Whether `program` is on PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// An X server of the test's own (Xvfb) on a free display number; it ends with this value.
+#[derive(Debug)]
+pub struct Xvfb {
+    /// `:N`.
+    pub display: String,
+    child: Child,
+}
+
+impl Xvfb {
+    /// Starts Xvfb; `None` (after `skip_or_fail`) when Xvfb or xdotool is missing.
+    pub fn start() -> Option<Self> {
+        if !(have("Xvfb") && have("xdotool")) {
+            skip_or_fail("Xvfb and xdotool are needed (Debian packages xvfb, xdotool)");
+            return None;
+        }
+        for n in 90..130 {
+            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                || Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            {
+                continue;
+            }
+            let display = format!(":{n}");
+            let Ok(child) = Command::new("Xvfb")
+                .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            else {
+                continue;
+            };
+            let x = Self { display, child };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                    return Some(x);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("could not start Xvfb on any display from :90 to :129");
+    }
+
+    /// Waits up to `timeout` for a window whose name matches `pattern` (xdotool search).
+    pub fn window(&self, pattern: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = Command::new("xdotool")
+                .args(["search", "--name", pattern])
+                .env("DISPLAY", &self.display)
+                .output()
+                .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
+            if found {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hutch_tests::{MockBus, bin_dir, env_or_skip, must_work, ok};
+use hutch_tests::{MockBus, Xvfb, bin_dir, env_or_skip, ok};
 
 struct Killed(Child);
 
@@ -22,41 +22,6 @@ impl Drop for Killed {
     }
 }
 
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Starts Xvfb on a free display number.
-fn xvfb() -> Option<(Killed, String)> {
-    for n in 90..120 {
-        if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            || Path::new(&format!("/tmp/.X{n}-lock")).exists()
-        {
-            continue;
-        }
-        let display = format!(":{n}");
-        let child = Command::new("Xvfb")
-            .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let guard = Killed(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                return Some((guard, display));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    None
-}
-
 fn report(path: &Path) -> Option<serde_json::Value> {
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
@@ -64,15 +29,10 @@ fn report(path: &Path) -> Option<serde_json::Value> {
 #[test]
 fn a_sandboxed_process_appears_in_the_window_and_its_cpu_graph_moves() {
     let mut env = env_or_skip!();
-    if !(have("Xvfb") && have("xdotool")) {
-        assert!(
-            !must_work(),
-            "Xvfb and xdotool are needed for the window test (packages xvfb, xdotool)"
-        );
-        eprintln!("skipped: no Xvfb or xdotool");
+    let Some(x) = Xvfb::start() else {
         return;
-    }
-    let (_x, display) = xvfb().expect("start Xvfb");
+    };
+    let display = x.display.clone();
     let Some(bus) = MockBus::start("mock_notifications.py") else {
         return;
     };
@@ -89,19 +49,10 @@ fn a_sandboxed_process_appears_in_the_window_and_its_cpu_graph_moves() {
     let _window = Killed(cmd.spawn().expect("start the window"));
 
     // A real X11 window called Hutch.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = Command::new("xdotool")
-            .args(["search", "--name", "^Hutch$"])
-            .env("DISPLAY", &display)
-            .output()
-            .unwrap();
-        if out.status.success() && !out.stdout.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no Hutch window appeared");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert!(
+        x.window("^Hutch$", Duration::from_secs(60)),
+        "no Hutch window appeared"
+    );
 
     let id = ok(&env.sh(&["--detach"], "while :; do :; done"))
         .trim()

@@ -3,6 +3,7 @@
 mod doctor;
 mod inspect;
 mod logs;
+mod profile;
 mod ps;
 mod run;
 mod stats;
@@ -56,6 +57,11 @@ enum Command {
     /// Print the output of a sandbox started without a terminal (from the window, or with
     /// `run --detach`).
     Logs(LogsArgs),
+    /// App profiles: list them, or make one from a template.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// Empty an app's kept home (asks first).
+    ResetHome(ResetHomeArgs),
     /// Freeze every process of a sandbox.
     Pause(IdArgs),
     /// Thaw a paused sandbox.
@@ -96,6 +102,30 @@ pub struct LogsArgs {
     /// Keep printing new output until the sandbox exits.
     #[arg(long, short = 'f')]
     follow: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProfileCommand {
+    /// The profiles in $XDG_CONFIG_HOME/hutch/profiles.
+    List,
+    /// The templates shipped with Hutch.
+    Templates,
+    /// Make profile NAME from a template, to edit.
+    New {
+        name: String,
+        /// untrusted-cli, graphical-app or offline-graphical-app.
+        #[arg(long, short = 't', default_value = "untrusted-cli")]
+        template: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ResetHomeArgs {
+    /// The app profile whose kept home is emptied.
+    name: String,
+    /// Do not ask.
+    #[arg(long, short = 'y')]
+    yes: bool,
 }
 
 #[derive(Args, Debug)]
@@ -145,8 +175,14 @@ pub struct RunArgs {
     /// Start the app in the background and print its id; its output goes to `hutch logs ID`.
     #[arg(long, short = 'd')]
     detach: bool,
-    /// The command and its arguments (after `--`).
-    #[arg(last = true, value_name = "COMMAND")]
+    /// The command and its arguments (after `--`, or after the options): a program in the
+    /// sandbox's PATH, or a program, script, `.desktop` file (then its FILES) or AppImage
+    /// named by its path.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
     command: Vec<String>,
 }
 
@@ -279,6 +315,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Top(args) => top::top(args),
         Command::Logs(args) => logs::logs(args),
+        Command::Profile(command) => profile::profile(command),
+        Command::ResetHome(args) => profile::reset_home(args),
         Command::Pause(args) => done(Request::Pause { id: args.id }, "paused"),
         Command::Resume(args) => done(Request::Resume { id: args.id }, "resumed"),
     }

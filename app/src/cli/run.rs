@@ -10,6 +10,9 @@ use hutch_core::protocol::{Event, Request, Response, RunRequest, Stdio};
 use hutch_helper::client::Client;
 use nix::sys::signal::{SigSet, Signal};
 
+use crate::launchable::{Dropped, Kind};
+use hutch_core::protocol::ShareSpec;
+
 use super::{HUTCH_ERROR, RunArgs, connect, terminal};
 
 /// Signals the CLI passes on to the sandboxed app instead of dying of them.
@@ -39,15 +42,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         Stdio::Inherit
     };
+    let (command, shares, cwd) = launcher(args.command, args.share)?;
     let request = RunRequest {
         profile: args.profile,
-        command: args.command,
-        shares: args.share,
+        command,
+        shares,
         home: args.home,
         env: std::env::vars().collect::<BTreeMap<_, _>>(),
-        cwd: std::env::current_dir()
-            .ok()
-            .map(|p| p.display().to_string()),
+        cwd: cwd.or_else(|| {
+            std::env::current_dir()
+                .ok()
+                .map(|p| p.display().to_string())
+        }),
         stdio,
         net: args.net,
         net_backend: args.net_backend,
@@ -109,6 +115,81 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => wait_exit(&mut client, &id)?,
     };
     Ok(ExitCode::from(status.shell_code().clamp(0, 255) as u8))
+}
+
+/// `hutch run FILE.desktop [FILES...]`, `hutch run ./App.AppImage`, `hutch run ./script.sh`,
+/// `hutch run ./program`: a launchable file named by path becomes its command line, with the
+/// file (and the files given to a `.desktop` entry) shared read-only. A plain command name is
+/// left alone: it is looked up in the sandbox's PATH.
+fn launcher(
+    command: Vec<String>,
+    mut shares: Vec<ShareSpec>,
+) -> anyhow::Result<(Vec<String>, Vec<ShareSpec>, Option<String>)> {
+    let Some(first) = command.first() else {
+        return Ok((command, shares, None));
+    };
+    let named_by_path = first.contains('/')
+        || first.ends_with(".desktop")
+        || first.to_ascii_lowercase().ends_with(".appimage");
+    let path = std::path::Path::new(first);
+    if !named_by_path || !path.is_file() {
+        return Ok((command, shares, None));
+    }
+    let path = std::fs::canonicalize(path)?;
+    let rest = &command[1..];
+    let launch = match crate::launchable::classify(&path)? {
+        Dropped::Launch(launch) => launch,
+        Dropped::Data(_) => {
+            bail!(
+                "{} is neither a program, a script, a .desktop file nor an AppImage",
+                path.display()
+            )
+        }
+    };
+    let mut add_share = |spec: ShareSpec| {
+        if !shares.iter().any(|s| s.path == spec.path) {
+            shares.push(spec);
+        }
+    };
+    for spec in launch.shares.clone() {
+        add_share(spec);
+    }
+    let argv = match &launch.kind {
+        Kind::Desktop { .. } => {
+            let entry = hutch_core::desktop::DesktopEntry::parse(
+                &std::fs::read_to_string(&path)?,
+                &path.display().to_string(),
+            )?;
+            let mut files = Vec::new();
+            for f in rest {
+                let abs = std::fs::canonicalize(f)
+                    .map_err(|e| anyhow::anyhow!("{f}: cannot open it: {e}"))?;
+                add_share(ShareSpec {
+                    path: abs.display().to_string(),
+                    mode: hutch_core::profile::ShareMode::ReadOnly,
+                });
+                files.push(abs.display().to_string());
+            }
+            if !rest.is_empty() && !entry.takes_files() {
+                bail!(
+                    "{}: its Exec (line {}) takes no files, but files were given",
+                    path.display(),
+                    entry.exec_line
+                );
+            }
+            let mut lines = entry.command_lines(&files);
+            if lines.len() > 1 {
+                bail!(
+                    "{}: its Exec (line {}) opens one file at a time (%f or %u): give one file",
+                    path.display(),
+                    entry.exec_line
+                );
+            }
+            lines.swap_remove(0)
+        }
+        _ => launch.command.iter().chain(rest).cloned().collect(),
+    };
+    Ok((argv, shares, launch.cwd))
 }
 
 fn wait_exit(client: &mut Client, id: &str) -> anyhow::Result<hutch_core::protocol::ExitStatus> {
