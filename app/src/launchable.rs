@@ -41,6 +41,8 @@ pub struct Launch {
     pub shares: Vec<ShareSpec>,
     /// Working directory (`Path=` of a `.desktop` file).
     pub cwd: Option<String>,
+    /// The icon file (`Icon=` of a `.desktop` file, through the icon theme).
+    pub icon: Option<PathBuf>,
 }
 
 /// What a dropped file turned out to be.
@@ -238,6 +240,7 @@ pub fn classify(path: &Path) -> Result<Dropped, NotLaunchable> {
             command,
             shares: vec![share_ro(path)],
             cwd: None,
+            icon: None,
         }));
     }
 
@@ -281,6 +284,7 @@ pub fn classify(path: &Path) -> Result<Dropped, NotLaunchable> {
             command,
             shares: vec![share_ro(path)],
             cwd: None,
+            icon: None,
         }));
     }
     Ok(Dropped::Data(path.to_owned()))
@@ -313,7 +317,12 @@ fn desktop_launch(path: &Path, stem: &str, entry: DesktopEntry) -> Result<Launch
     } else {
         vec![share_ro(found.parent().unwrap_or(&found))]
     };
+    let data_dirs = icon_search_dirs();
     Ok(Launch {
+        icon: entry
+            .icon
+            .as_deref()
+            .and_then(|name| resolve_icon(name, &data_dirs)),
         title: entry.name.clone(),
         profile: profile_name_for(stem.rsplit('.').next().unwrap_or(stem)),
         kind: Kind::Desktop {
@@ -325,6 +334,76 @@ fn desktop_launch(path: &Path, stem: &str, entry: DesktopEntry) -> Result<Launch
         shares,
         cwd: entry.path,
     })
+}
+
+/// Where icons are looked for, most specific first: `$XDG_DATA_HOME`, `~/.icons`,
+/// `$XDG_DATA_DIRS` (the icon theme specification's base directories).
+pub fn icon_search_dirs() -> Vec<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let data_home = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".local/share")));
+    let data_dirs = std::env::var("XDG_DATA_DIRS")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "/usr/local/share:/usr/share".into());
+    let mut dirs = Vec::new();
+    if let Some(d) = data_home {
+        dirs.push(d.join("icons"));
+    }
+    if let Some(h) = home {
+        dirs.push(h.join(".icons"));
+    }
+    for d in data_dirs.split(':').filter(|d| !d.is_empty()) {
+        dirs.push(Path::new(d).join("icons"));
+    }
+    dirs
+}
+
+/// The file of icon `name` (`Icon=`): an absolute path as is, else the hicolor theme (the
+/// fallback every theme inherits) at the usual sizes, largest bitmap under 128 first, then
+/// scalable, then `pixmaps`.
+pub fn resolve_icon(name: &str, icon_dirs: &[PathBuf]) -> Option<PathBuf> {
+    if name.starts_with('/') {
+        let p = PathBuf::from(name);
+        return p.is_file().then_some(p);
+    }
+    if name.contains('/') || name.is_empty() {
+        return None;
+    }
+    const SIZES: &[&str] = &[
+        "128x128", "96x96", "64x64", "48x48", "scalable", "256x256", "512x512", "32x32", "24x24",
+        "16x16",
+    ];
+    for dir in icon_dirs {
+        for size in SIZES {
+            for ext in ["png", "svg"] {
+                let p = dir
+                    .join("hicolor")
+                    .join(size)
+                    .join("apps")
+                    .join(format!("{name}.{ext}"));
+                if p.is_file() {
+                    return Some(p);
+                }
+            }
+        }
+        for ext in ["png", "svg", "xpm"] {
+            let p = dir.join(format!("{name}.{ext}"));
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    for ext in ["png", "svg", "xpm"] {
+        for base in icon_dirs.iter().filter_map(|d| d.parent()) {
+            let p = base.join("pixmaps").join(format!("{name}.{ext}"));
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -431,6 +510,35 @@ mod tests {
             assert!(err.contains(want), "{}: {err}", path.display());
             assert!(err.contains(&path.display().to_string()), "{err}");
         }
+    }
+
+    #[test]
+    fn icons_resolve_through_the_hicolor_theme_then_pixmaps() {
+        let data = tempfile::tempdir().unwrap();
+        let icons = data.path().join("icons");
+        let big = icons.join("hicolor/256x256/apps");
+        let mid = icons.join("hicolor/48x48/apps");
+        let svg = icons.join("hicolor/scalable/apps");
+        for d in [&big, &mid, &svg] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(big.join("editor.png"), "png").unwrap();
+        std::fs::write(mid.join("editor.png"), "png").unwrap();
+        std::fs::write(svg.join("editor.svg"), "svg").unwrap();
+        std::fs::create_dir_all(data.path().join("pixmaps")).unwrap();
+        std::fs::write(data.path().join("pixmaps/old.xpm"), "xpm").unwrap();
+        let dirs = vec![icons.clone()];
+        assert_eq!(resolve_icon("editor", &dirs), Some(mid.join("editor.png")));
+        std::fs::remove_file(mid.join("editor.png")).unwrap();
+        assert_eq!(resolve_icon("editor", &dirs), Some(svg.join("editor.svg")));
+        assert_eq!(
+            resolve_icon("old", &dirs),
+            Some(data.path().join("pixmaps/old.xpm"))
+        );
+        assert_eq!(resolve_icon("missing", &dirs), None);
+        assert_eq!(resolve_icon("../etc/passwd", &dirs), None);
+        let abs = big.join("editor.png");
+        assert_eq!(resolve_icon(abs.to_str().unwrap(), &dirs), Some(abs));
     }
 
     #[test]

@@ -252,6 +252,8 @@ fn a_settings_change_is_saved_to_the_profile_and_applied_live() {
     open_settings(&mut h, "editor");
     type_into(&mut h, "Memory", "256M");
     type_into(&mut h, "Processes", "64");
+    h.get_by_label("Wayland").click();
+    h.get_by_label("GPU (/dev/dri)").click();
     h.run_steps(2);
     h.get_by_label("Save").click();
     h.run_steps(2);
@@ -259,6 +261,8 @@ fn a_settings_change_is_saved_to_the_profile_and_applied_live() {
     assert_eq!(saved.limits.memory, Some(256 << 20));
     assert_eq!(saved.limits.pids, Some(64));
     assert_eq!(saved.command, ["/usr/bin/vi"], "other keys are kept");
+    assert_eq!(saved.display, hutch_core::profile::DisplayMode::Wayland);
+    assert!(saved.gpu && !saved.audio);
     let limits: Vec<_> = link
         .sent
         .lock()
@@ -441,6 +445,8 @@ fn snapshot_settings_panel() {
         p.limits.cpu_weight = Some(50);
         p.network = NetworkMode::User;
         p.home = hutch_core::profile::HomeMode::Persist;
+        p.display = hutch_core::profile::DisplayMode::Wayland;
+        p.audio = true;
         p.shares = vec![
             hutch_core::profile::Share {
                 path: "~/Downloads".into(),

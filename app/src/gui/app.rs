@@ -112,6 +112,8 @@ pub struct NewProfileForm {
     pub name: String,
     pub network: bool,
     pub keep_home: bool,
+    /// Windows (Wayland, else X11) and sound.
+    pub desktop: bool,
     pub error: Option<String>,
 }
 
@@ -385,10 +387,16 @@ impl HutchApp {
                     self.start(request, launch.title.clone());
                 }
                 None => {
+                    // Desktop entries and AppImages are graphical apps, as a rule.
+                    let desktop = matches!(
+                        launch.kind,
+                        launchable::Kind::Desktop { .. } | launchable::Kind::AppImage
+                    );
                     self.dialog = Some(Dialog::NewProfile(NewProfileForm {
                         name: launch.profile.clone(),
                         network: false,
-                        keep_home: false,
+                        keep_home: desktop,
+                        desktop,
                         error: None,
                         launch,
                     }));
@@ -442,6 +450,14 @@ impl HutchApp {
         } else {
             hutch_core::profile::HomeMode::Tmp
         };
+        if form.desktop {
+            profile.display = hutch_core::profile::DisplayMode::Auto;
+            // Sound only where a sound server runs: asking for it elsewhere stops the start.
+            profile.audio = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|dir| {
+                let dir = PathBuf::from(dir);
+                dir.join("pipewire-0").exists() || dir.join("pulse/native").exists()
+            });
+        }
         profile.shares = form
             .launch
             .shares

@@ -48,6 +48,13 @@ pub fn show(app: &mut HutchApp, ctx: &egui::Context) {
                     ))
                     .color(style::MUTED),
                 );
+                if let Some(icon) = &form.launch.icon {
+                    ui.label(
+                        RichText::new(format!("Icon: {}", icon.display()))
+                            .small()
+                            .color(style::MUTED),
+                    );
+                }
                 ui.add_space(8.0);
                 egui::Grid::new("np")
                     .num_columns(2)

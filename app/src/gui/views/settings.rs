@@ -6,7 +6,7 @@
 use egui::{RichText, Ui};
 use hutch_core::limits::{self, Limits};
 use hutch_core::network::NetworkMode;
-use hutch_core::profile::{HomeMode, Profile, Share, ShareMode};
+use hutch_core::profile::{DisplayMode, HomeMode, Profile, Share, ShareMode};
 use hutch_core::protocol::SandboxState;
 
 use super::super::app::HutchApp;
@@ -23,6 +23,9 @@ pub struct SettingsForm {
     pub pids: String,
     pub network: NetworkMode,
     pub home: HomeMode,
+    pub display: DisplayMode,
+    pub audio: bool,
+    pub gpu: bool,
     pub shares: Vec<Share>,
     pub new_share: String,
     pub saved: Option<String>,
@@ -71,6 +74,9 @@ impl SettingsForm {
             pids: l.pids.map(|n| n.to_string()).unwrap_or_default(),
             network: p.network,
             home: p.home,
+            display: p.display,
+            audio: p.audio,
+            gpu: p.gpu,
             shares: p.shares.clone(),
             new_share: String::new(),
             saved: None,
@@ -111,6 +117,9 @@ impl SettingsForm {
         p.limits = lim;
         p.network = self.network;
         p.home = self.home;
+        p.display = self.display;
+        p.audio = self.audio;
+        p.gpu = self.gpu;
         p.shares = self.shares.clone();
         (p, problems)
     }
@@ -325,13 +334,40 @@ fn form(app: &mut HutchApp, ui: &mut Ui) {
     }
     ui.add_space(8.0);
     ui.label(RichText::new("Desktop").strong());
-    let not_yet = "Not in this version of Hutch: sandboxed apps get no display, audio or GPU yet";
-    for label in ["Display (show windows)", "Audio", "GPU (/dev/dri)"] {
-        let mut off = false;
-        ui.add_enabled(false, egui::Checkbox::new(&mut off, label))
-            .on_disabled_hover_text(not_yet);
+    egui::Grid::new("desktop")
+        .num_columns(2)
+        .spacing([16.0, 8.0])
+        .show(ui, |ui| {
+            ui.label("Windows");
+            ui.horizontal(|ui| {
+                ui.radio_value(&mut f.display, DisplayMode::None, "None");
+                ui.radio_value(&mut f.display, DisplayMode::Wayland, "Wayland");
+                ui.radio_value(&mut f.display, DisplayMode::Auto, "Wayland, else X11");
+                ui.radio_value(&mut f.display, DisplayMode::X11, "X11 (unsafe)");
+            });
+            ui.end_row();
+            ui.label("");
+            ui.horizontal(|ui| {
+                ui.checkbox(&mut f.audio, "Sound (PipeWire or PulseAudio)");
+                ui.checkbox(&mut f.gpu, "GPU (/dev/dri)");
+            });
+            ui.end_row();
+        });
+    if matches!(f.display, DisplayMode::X11 | DisplayMode::Auto) {
+        ui.label(
+            RichText::new(
+                "X11 lets the app read every keystroke and see every window of your session. \
+                 Prefer Wayland.",
+            )
+            .small()
+            .color(style::WARN),
+        );
     }
-    ui.label(RichText::new(not_yet).small().color(style::MUTED));
+    ui.label(
+        RichText::new("Desktop permissions apply from the app's next start.")
+            .small()
+            .color(style::MUTED),
+    );
     ui.add_space(12.0);
     let changed = profile != f.original;
     let saved = f.saved.clone();
