@@ -275,3 +275,79 @@ fn templates_make_profiles_and_reset_home_empties_a_kept_home() {
     assert!(!out.status.success());
     assert!(ok(&env.hutch(&["reset-home", "never-ran"])).contains("nothing to reset"));
 }
+
+/// A headless Wayland compositor (weston) on the test's runtime folder; ends with the value.
+struct Weston(std::process::Child);
+
+impl Drop for Weston {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn with_the_wayland_permission_the_app_gets_the_socket_and_without_it_none() {
+    let env = env_or_skip!();
+    if !(have("weston") && have("wayland-info")) {
+        skip_or_fail("weston and wayland-info are needed (Debian packages weston, wayland-utils)");
+        return;
+    }
+    let name = "wayland-hutch-test";
+    let _weston = Weston(
+        std::process::Command::new("weston")
+            .args([
+                "--backend=headless-backend.so",
+                "--no-config",
+                &format!("--socket={name}"),
+            ])
+            .env("XDG_RUNTIME_DIR", &env.runtime)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let socket = env.runtime.join(name);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(std::time::Instant::now() < deadline, "weston did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let run = |args: &[&str]| {
+        let mut cmd = env.hutch_command(args);
+        cmd.env("WAYLAND_DISPLAY", name)
+            .stdin(std::process::Stdio::null());
+        hutch_tests::run_with_timeout(cmd, Duration::from_secs(60))
+    };
+    let out = run(&[
+        "run",
+        "--display",
+        "wayland",
+        "--",
+        "sh",
+        "-c",
+        "echo runtime=$XDG_RUNTIME_DIR display=$WAYLAND_DISPLAY; ls -A $XDG_RUNTIME_DIR; wayland-info",
+    ]);
+    let text = ok(&out);
+    let uid = nix::unistd::getuid();
+    assert!(
+        text.contains(&format!("runtime=/run/user/{uid} display={name}")),
+        "{text}"
+    );
+    // The private runtime folder holds the display socket and nothing else of the host's.
+    let listing: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.contains("interface"))
+        .collect();
+    assert_eq!(listing, [name], "{text}");
+    assert!(text.contains("wl_compositor"), "{text}");
+    assert!(
+        !stderr(&out).contains("every keystroke"),
+        "Wayland is not flagged unsafe"
+    );
+    // Without the permission, naming the socket by its host path finds nothing.
+    let script = format!("WAYLAND_DISPLAY={} wayland-info", socket.display());
+    let out = run(&["run", "--", "sh", "-c", &script]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+}
