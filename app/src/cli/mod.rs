@@ -3,6 +3,7 @@
 mod doctor;
 mod inspect;
 mod logs;
+mod packaging;
 mod profile;
 mod ps;
 mod run;
@@ -62,6 +63,14 @@ enum Command {
     Profile(ProfileCommand),
     /// Empty an app's kept home (asks first).
     ResetHome(ResetHomeArgs),
+    /// Open the window and launch these files as if dropped on it (for file managers).
+    Open(OpenArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+    /// Write man pages (hutch.1 and one per command) into a folder.
+    #[command(hide = true)]
+    Manpages { dir: std::path::PathBuf },
     /// Freeze every process of a sandbox.
     Pause(IdArgs),
     /// Thaw a paused sandbox.
@@ -102,6 +111,15 @@ pub struct LogsArgs {
     /// Keep printing new output until the sandbox exits.
     #[arg(long, short = 'f')]
     follow: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct OpenArgs {
+    /// Programs, scripts, .desktop files, AppImages, or data files to open with an app.
+    files: Vec<std::path::PathBuf>,
+    /// Show the file chooser ("Launch…") at once.
+    #[arg(long)]
+    choose: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -290,7 +308,7 @@ fn done(request: Request, what: &str) -> anyhow::Result<ExitCode> {
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let Some(command) = cli.command else {
-        crate::gui::run()?;
+        crate::gui::run_with(crate::gui::Start::default())?;
         return Ok(ExitCode::SUCCESS);
     };
     match command {
@@ -316,6 +334,15 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Top(args) => top::top(args),
         Command::Logs(args) => logs::logs(args),
         Command::Profile(command) => profile::profile(command),
+        Command::Open(args) => {
+            crate::gui::run_with(crate::gui::Start {
+                files: args.files,
+                choose: args.choose,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => packaging::completions(shell),
+        Command::Manpages { dir } => packaging::manpages(&dir),
         Command::ResetHome(args) => profile::reset_home(args),
         Command::Pause(args) => done(Request::Pause { id: args.id }, "paused"),
         Command::Resume(args) => done(Request::Resume { id: args.id }, "resumed"),

@@ -147,6 +147,29 @@ fn helper_said(e: &ClientError) -> String {
     e.to_string()
 }
 
+/// Whether the window runs inside Flatpak, where the helper cannot be started: it must run
+/// on the host (see flatpak/README.md).
+pub fn in_flatpak() -> bool {
+    std::path::Path::new("/.flatpak-info").exists()
+}
+
+/// Connects to the helper; outside Flatpak, starts it when none answers.
+fn connect(name: &str) -> Result<Client, ClientError> {
+    if !in_flatpak() {
+        return Client::connect_or_start(name);
+    }
+    let socket = hutch_helper::paths::socket_path()?;
+    Client::connect(&socket, name).map_err(|e| match e {
+        ClientError::NoHelper { .. } => ClientError::Refused(format!(
+            "no Hutch helper answers on {}. Inside Flatpak the window cannot start it: install \
+             and start it on the host (`make install` from Hutch's sources enables its systemd \
+             user socket; see flatpak/README.md)",
+            socket.display()
+        )),
+        other => other,
+    })
+}
+
 /// Keeps a subscription open, reconnecting (and starting the helper) when it drops.
 fn subscription(up: &mpsc::Sender<Update>, wake: &(dyn Fn() + Send + Sync)) {
     let send = |u: Update| {
@@ -157,7 +180,7 @@ fn subscription(up: &mpsc::Sender<Update>, wake: &(dyn Fn() + Send + Sync)) {
     let mut connected = false;
     loop {
         let result = (|| -> Result<(), ClientError> {
-            let mut client = Client::connect_or_start("hutch-window")?;
+            let mut client = connect("hutch-window")?;
             if !send(Update::Connected {
                 helper_version: client.helper_version.clone(),
                 helper_pid: client.helper_pid,
@@ -272,7 +295,7 @@ fn describe(command: &Command) -> String {
 fn perform(client: &mut Option<Client>, command: &Command) -> Result<Option<Update>, ClientError> {
     let c = match client {
         Some(c) => c,
-        None => client.insert(Client::connect_or_start("hutch-window-requests")?),
+        None => client.insert(connect("hutch-window-requests")?),
     };
     let request = match command.clone() {
         Command::Run { request, .. } => Request::Run(request),

@@ -14,8 +14,17 @@ pub mod views;
 
 pub use app::{Clock, HutchApp};
 
+/// What the window does when it opens.
+#[derive(Debug, Default)]
+pub struct Start {
+    /// Files to launch as if dropped (`hutch open FILES`).
+    pub files: Vec<std::path::PathBuf>,
+    /// Show the file chooser at once.
+    pub choose: bool,
+}
+
 /// Opens the window and runs until it is closed.
-pub fn run() -> anyhow::Result<()> {
+pub fn run_with(start: Start) -> anyhow::Result<()> {
     let renderer = match std::env::var("HUTCH_RENDERER").as_deref() {
         Ok("wgpu") => eframe::Renderer::Wgpu,
         _ => eframe::Renderer::Glow,
@@ -41,15 +50,24 @@ pub fn run() -> anyhow::Result<()> {
             let link = link::HelperLink::start(move || {
                 ctx.request_repaint_after(std::time::Duration::from_millis(1))
             });
-            Ok(Box::new(
-                HutchApp::new(
-                    &cc.egui_ctx,
-                    Box::new(link),
-                    Clock::system(),
-                    hutch_helper::paths::profiles_dir()?,
-                )
-                .with_desktop_notifications(),
-            ))
+            let mut app = HutchApp::new(
+                &cc.egui_ctx,
+                Box::new(link),
+                Clock::system(),
+                hutch_helper::paths::profiles_dir()?,
+            )
+            .with_desktop_notifications();
+            for file in &start.files {
+                let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.clone());
+                app.open_path(&file);
+            }
+            if start.choose {
+                let home = std::env::var_os("HOME")
+                    .map(Into::into)
+                    .unwrap_or_else(|| "/".into());
+                app.dialog = Some(app::Dialog::Chooser(app::Chooser::open(home)));
+            }
+            Ok(Box::new(app))
         }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
