@@ -24,6 +24,8 @@ pub enum ChannelError {
     Truncated(usize),
     #[error(transparent)]
     Frame(#[from] FrameError),
+    #[error("the client sent {0} bytes of a frame, then nothing for too long")]
+    Stalled(usize),
     #[error("socket error: {0}")]
     Io(io::Error),
 }
@@ -82,6 +84,10 @@ pub struct Receiver {
     stream: UnixStream,
     buf: FrameBuffer,
     fds: VecDeque<OwnedFd>,
+    /// How long the rest of a started frame may take (`None`: forever).
+    frame_timeout: Option<std::time::Duration>,
+    /// How long to wait for a frame to start (`None`: forever).
+    idle_timeout: Option<std::time::Duration>,
 }
 
 impl Receiver {
@@ -90,7 +96,20 @@ impl Receiver {
             stream,
             buf: FrameBuffer::new(),
             fds: VecDeque::new(),
+            frame_timeout: None,
+            idle_timeout: None,
         }
+    }
+
+    /// Bounds the time between the first and the last byte of a frame: a peer that sends half
+    /// a frame and stalls gets [`ChannelError::Stalled`].
+    pub fn set_frame_timeout(&mut self, timeout: Option<std::time::Duration>) {
+        self.frame_timeout = timeout;
+    }
+
+    /// Bounds the wait for the next frame to start (used with a frame timeout).
+    pub fn set_idle_timeout(&mut self, timeout: Option<std::time::Duration>) {
+        self.idle_timeout = timeout;
     }
 
     pub fn stream(&self) -> &UnixStream {
@@ -109,8 +128,30 @@ impl Receiver {
             if let Some(body) = self.buf.next_frame()? {
                 return Ok(body);
             }
+            let pending = self.buf.pending();
+            // Without a frame timeout the socket's own read timeout (if any) is left alone.
+            if self.frame_timeout.is_some() {
+                let timeout = if pending > 0 {
+                    self.frame_timeout
+                } else {
+                    self.idle_timeout
+                };
+                self.stream.set_read_timeout(timeout)?;
+            }
             let mut chunk = [0u8; 16 * 1024];
-            let (n, fds) = sys::recv_with_fds(self.stream.as_fd(), &mut chunk)?;
+            let (n, fds) = match sys::recv_with_fds(self.stream.as_fd(), &mut chunk) {
+                Ok(got) => got,
+                Err(e)
+                    if pending > 0
+                        && matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                {
+                    return Err(ChannelError::Stalled(pending));
+                }
+                Err(e) => return Err(e.into()),
+            };
             self.fds.extend(fds);
             if n == 0 {
                 return Err(match self.buf.pending() {
@@ -165,6 +206,26 @@ mod tests {
         let mut got = String::new();
         pipe_r.read_to_string(&mut got).unwrap();
         assert_eq!(got, "hi");
+    }
+
+    #[test]
+    fn a_stalled_half_frame_times_out_but_an_idle_wait_does_not() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let mut rx = Receiver::new(b);
+        rx.set_frame_timeout(Some(std::time::Duration::from_millis(100)));
+        a.write_all(&[0, 0, 0, 40, b'{', b'"']).unwrap();
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            rx.recv::<Request>(),
+            Err(ChannelError::Stalled(6))
+        ));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // Nothing pending: the idle timeout applies (here a short one, to see it is separate).
+        let (_a, b) = UnixStream::pair().unwrap();
+        let mut rx = Receiver::new(b);
+        rx.set_frame_timeout(Some(std::time::Duration::from_millis(10)));
+        rx.set_idle_timeout(Some(std::time::Duration::from_millis(50)));
+        assert!(matches!(rx.recv::<Request>(), Err(ChannelError::Io(_))));
     }
 
     #[test]

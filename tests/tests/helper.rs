@@ -160,6 +160,104 @@ fn a_client_that_stalls_mid_frame_does_not_block_others() {
 }
 
 #[test]
+fn a_half_frame_that_stalls_is_cut_off_after_the_frame_timeout() {
+    let env = TestEnv::start_unchecked_with(&[("HUTCH_FRAME_TIMEOUT_MS", "300")]);
+    // Before the handshake and after it.
+    let mut before = raw(&env);
+    before.write_all(&[0, 0, 0, 100, b'{']).unwrap();
+    let mut after = raw(&env);
+    after.write_all(&hello()).unwrap();
+    after.write_all(&[0, 0, 0, 100, b'{', b'"']).unwrap();
+    let started = std::time::Instant::now();
+    for (name, s) in [("before hello", before), ("after hello", after)] {
+        let msgs = read_until_closed(s);
+        let err = msgs.iter().find_map(|m| match m {
+            ServerMessage::Response(Response::Error { code, message }) => {
+                Some((*code, message.clone()))
+            }
+            _ => None,
+        });
+        let (code, message) = err.unwrap_or_else(|| panic!("{name}: no error in {msgs:?}"));
+        assert_eq!(code, ErrorCode::BadFrame, "{name}");
+        assert!(
+            message.contains("then nothing for too long"),
+            "{name}: {message}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    // An idle client (nothing sent after hello) is not cut off: it may be waiting for events.
+    let mut idle = Client::connect(&env.socket, "idle").unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(matches!(
+        idle.request(&Request::List, &[]).unwrap(),
+        Response::Sandboxes { .. }
+    ));
+}
+
+#[test]
+fn connections_beyond_the_maximum_are_refused_and_served_again_once_some_close() {
+    let env = TestEnv::start_unchecked_with(&[("HUTCH_MAX_CONNECTIONS", "4")]);
+    // A connection is counted until its thread has seen it close: retry for a moment (the
+    // harness's own readiness check may still hold a slot).
+    let eventually = |name: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match Client::connect(&env.socket, name) {
+                Ok(c) => return c,
+                Err(e) => {
+                    assert!(std::time::Instant::now() < deadline, "{e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    };
+    let mut held: Vec<Client> = (0..4).map(|i| eventually(&format!("c{i}"))).collect();
+    // All four slots are ours now: the fifth is refused, with the reason.
+    let err = Client::connect(&env.socket, "one too many")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most 4 connections"), "{err}");
+    drop(held.pop());
+    let mut again = eventually("again");
+    assert!(matches!(
+        again.request(&Request::List, &[]).unwrap(),
+        Response::Sandboxes { .. }
+    ));
+    for c in &mut held {
+        assert!(matches!(
+            c.request(&Request::List, &[]).unwrap(),
+            Response::Sandboxes { .. }
+        ));
+    }
+}
+
+#[test]
+fn a_bad_bound_in_the_environment_is_named() {
+    let env = TestEnv::start_unchecked();
+    let out = hutch_tests::run_with_timeout(
+        {
+            let mut cmd = env.helper_command();
+            cmd.arg("--foreground")
+                .arg("--socket")
+                .arg(env.runtime.join("other.sock"))
+                .env("HUTCH_MAX_SANDBOXES", "lots");
+            cmd
+        },
+        Duration::from_secs(10),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("HUTCH_MAX_SANDBOXES=\"lots\" is not a positive whole number"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn another_uid_is_refused_and_logged() {
     let env = TestEnv::start_unchecked();
     if hutch_tests::cannot_run().is_some()

@@ -187,3 +187,24 @@ fn subscribers_hear_of_every_start_and_exit() {
         started.elapsed()
     );
 }
+
+#[test]
+fn the_helper_runs_at_most_its_maximum_of_sandboxes() {
+    // Skips (or fails, in CI) where sandboxes cannot run at all.
+    drop(env_or_skip!());
+    let env = hutch_tests::TestEnv::start_unchecked_with(&[("HUTCH_MAX_SANDBOXES", "2")]);
+    let a = ok(&env.sh(&["--detach"], "sleep 60")).trim().to_owned();
+    let b = ok(&env.sh(&["--detach"], "sleep 60")).trim().to_owned();
+    let third = env.sh(&["--detach"], "sleep 60");
+    assert_eq!(third.status.code(), Some(125));
+    assert!(
+        stderr(&third).contains("2 sandboxes are running, the most this helper runs at once"),
+        "{}",
+        stderr(&third)
+    );
+    ok(&env.hutch(&["stop", "--grace", "0", &a]));
+    let c = ok(&env.sh(&["--detach"], "sleep 60")).trim().to_owned();
+    for id in [b, c] {
+        ok(&env.hutch(&["stop", "--grace", "0", &id]));
+    }
+}

@@ -45,6 +45,24 @@ fn error(writer: &Writer, code: ErrorCode, message: impl Into<String>) -> bool {
     )
 }
 
+/// Answers a connection over the limit with an error and closes it, without a thread (the
+/// error frame is small: it fits the socket's buffer, so the write does not block).
+pub fn refuse_busy(stream: UnixStream, max: usize) {
+    tracing::warn!(max, "refused a connection: too many at once");
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let _ = channel::send(
+        &stream,
+        &ServerMessage::Response(Response::Error {
+            code: ErrorCode::Denied,
+            message: format!(
+                "the helper serves at most {max} connections at once (HUTCH_MAX_CONNECTIONS): \
+                 close some clients and try again"
+            ),
+        }),
+        &[],
+    );
+}
+
 /// Serves one connection until it closes or misbehaves.
 pub fn serve(stream: UnixStream, state: Arc<State>) {
     let peer = match getsockopt(&stream, PeerCredentials) {
@@ -75,8 +93,9 @@ pub fn serve(stream: UnixStream, state: Arc<State>) {
         );
         return;
     }
-    let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
     let mut rx = Receiver::new(stream);
+    rx.set_frame_timeout(Some(state.bounds.frame_timeout));
+    rx.set_idle_timeout(Some(HANDSHAKE_TIMEOUT));
     match rx.recv::<Request>() {
         Ok(Request::Hello { protocol, client }) if protocol == PROTOCOL_VERSION => {
             tracing::debug!(pid = peer.pid(), %client, "client connected");
@@ -115,7 +134,9 @@ pub fn serve(stream: UnixStream, state: Arc<State>) {
             return;
         }
     }
-    let _ = rx.stream().set_read_timeout(None);
+    // After the handshake a client may stay idle as long as it likes (a subscriber, a `run`
+    // waiting for the exit); the number of connections is bounded instead.
+    rx.set_idle_timeout(None);
     loop {
         match rx.recv::<Request>() {
             Ok(request) => {

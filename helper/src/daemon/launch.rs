@@ -386,6 +386,17 @@ pub fn launch(
     request: RunRequest,
     fds: Vec<OwnedFd>,
 ) -> Result<Started, Refusal> {
+    let running = state.registry.live_count();
+    if running >= state.bounds.max_sandboxes {
+        return Err((
+            ErrorCode::InvalidRequest,
+            format!(
+                "{running} sandboxes are running, the most this helper runs at once \
+                 (HUTCH_MAX_SANDBOXES={}): stop one first (`hutch ps`, `hutch stop ID`)",
+                state.bounds.max_sandboxes
+            ),
+        ));
+    }
     let profile = profiles::load(&state.profiles_dir, request.profile.as_deref())
         .map_err(|e| refuse(ErrorCode::Profile)(e.to_string()))?;
     let host = host::gather(state.private_dirs.clone(), state.homes_dir.clone());

@@ -36,6 +36,55 @@ pub struct State {
     pub cgroups: crate::cgroup::Cgroups,
     /// A sandbox prepared ahead (namespaces made, id maps written) for the next launch.
     pub prepared: std::sync::Mutex<Option<launch::Prepared>>,
+    /// What one user's clients may use of this helper.
+    pub bounds: Bounds,
+    /// Connections being served.
+    pub connections: std::sync::atomic::AtomicUsize,
+}
+
+/// Bounds on what clients may use, from the environment (`HUTCH_MAX_SANDBOXES`,
+/// `HUTCH_MAX_CONNECTIONS`, `HUTCH_FRAME_TIMEOUT_MS`) or the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Sandboxes running at once.
+    pub max_sandboxes: usize,
+    /// Connections served at once; more are refused with an error.
+    pub max_connections: usize,
+    /// How long a client may take between the first and the last byte of a frame.
+    pub frame_timeout: std::time::Duration,
+}
+
+impl Bounds {
+    pub const DEFAULT: Self = Self {
+        max_sandboxes: 64,
+        max_connections: 128,
+        frame_timeout: std::time::Duration::from_secs(10),
+    };
+
+    /// The defaults, overridden by the environment; a bad value is an error naming it.
+    pub fn from_env() -> Result<Self, DaemonError> {
+        let num = |key: &'static str, default: u64| -> Result<u64, DaemonError> {
+            match std::env::var(key) {
+                Err(_) => Ok(default),
+                Ok(v) => v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(DaemonError::BadSetting { key, value: v }),
+            }
+        };
+        Ok(Self {
+            max_sandboxes: num("HUTCH_MAX_SANDBOXES", Self::DEFAULT.max_sandboxes as u64)? as usize,
+            max_connections: num(
+                "HUTCH_MAX_CONNECTIONS",
+                Self::DEFAULT.max_connections as u64,
+            )? as usize,
+            frame_timeout: std::time::Duration::from_millis(num(
+                "HUTCH_FRAME_TIMEOUT_MS",
+                Self::DEFAULT.frame_timeout.as_millis() as u64,
+            )?),
+        })
+    }
 }
 
 /// Why the daemon could not start.
@@ -47,6 +96,8 @@ pub enum DaemonError {
     AlreadyRunning { socket: PathBuf, pid: Option<u32> },
     #[error("{} is owned by uid {owner}, not by you (uid {uid}): remove it or choose another XDG_RUNTIME_DIR", path.display())]
     NotOurs { path: PathBuf, owner: u32, uid: u32 },
+    #[error("{key}={value:?} is not a positive whole number")]
+    BadSetting { key: &'static str, value: String },
     #[error("{what} {}: {err}", path.display())]
     Io {
         what: &'static str,
@@ -179,6 +230,8 @@ pub fn bind(socket: PathBuf) -> Result<Listening, DaemonError> {
         prepared: std::sync::Mutex::new(None),
         cgroups: crate::cgroup::Cgroups::set_up(),
         socket_activated: activated,
+        bounds: Bounds::from_env()?,
+        connections: std::sync::atomic::AtomicUsize::new(0),
     };
     Ok(Listening {
         listener,
@@ -243,9 +296,19 @@ pub fn serve(listening: Listening) {
         match stream {
             Ok(stream) => {
                 let state = Arc::clone(&listening.state);
+                use std::sync::atomic::Ordering;
+                let active = state.connections.fetch_add(1, Ordering::SeqCst);
+                if active >= state.bounds.max_connections {
+                    state.connections.fetch_sub(1, Ordering::SeqCst);
+                    connection::refuse_busy(stream, state.bounds.max_connections);
+                    continue;
+                }
                 let spawned = std::thread::Builder::new()
                     .name("client".into())
-                    .spawn(move || connection::serve(stream, state));
+                    .spawn(move || {
+                        connection::serve(stream, Arc::clone(&state));
+                        state.connections.fetch_sub(1, Ordering::SeqCst);
+                    });
                 if let Err(e) = spawned {
                     tracing::error!("cannot start a client thread: {e}");
                 }

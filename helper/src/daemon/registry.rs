@@ -108,6 +108,11 @@ impl Registry {
         inner.changed();
     }
 
+    /// Sandboxes starting or running.
+    pub fn live_count(&self) -> usize {
+        self.lock().live.len()
+    }
+
     /// A channel woken whenever a sandbox starts, changes state or exits.
     pub fn watch(&self) -> mpsc::Receiver<()> {
         let (tx, rx) = mpsc::channel();
