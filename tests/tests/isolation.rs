@@ -167,6 +167,31 @@ fn hostname_is_the_sandboxes() {
     assert_ne!(host.to_string_lossy(), "box7");
 }
 
+#[test]
+fn the_host_name_and_boot_id_are_not_the_sandboxes_to_learn() {
+    let env = env_or_skip!();
+    let host_boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let host_name = nix::unistd::gethostname().unwrap();
+    let host_name = host_name.to_string_lossy();
+    let out = ok(&env.sh(
+        &[],
+        "cat /proc/sys/kernel/random/boot_id; cat /proc/sys/kernel/random/boot_id; \
+         cat /proc/sys/kernel/hostname; uname -n; cat /etc/hostname; \
+         (echo x > /proc/sys/kernel/random/boot_id) 2>/dev/null && echo WROTE; true",
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert_ne!(lines[0], host_boot.trim(), "the host's boot id leaked");
+    assert_eq!(lines[0], lines[1], "one boot id per sandbox");
+    assert_eq!(lines[0].len(), 36, "{}", lines[0]);
+    for name in &lines[2..] {
+        assert_ne!(*name, host_name, "the host name leaked: {out}");
+    }
+    // Another sandbox has another boot id.
+    let other = ok(&env.sh(&[], "cat /proc/sys/kernel/random/boot_id"));
+    assert_ne!(other.trim(), lines[0]);
+}
+
 /// The host's first global IPv4 address, if it has one.
 fn host_address() -> Option<String> {
     let out = std::process::Command::new("ip")

@@ -114,6 +114,39 @@ fn bind(
     do_mount(None, &target, None, flags, None)
 }
 
+/// The host's boot id (`/proc/sys/kernel/random/boot_id`) identifies the machine's current
+/// boot to anything that reads it: the sandbox's /proc shows a random one of its own instead,
+/// read-only, the same for all its processes.
+fn mask_boot_id(proc_dir: &Path) -> Result<(), SetupError> {
+    let knob = proc_dir.join("sys/kernel/random/boot_id");
+    if fs::symlink_metadata(&knob).is_err() {
+        return Ok(());
+    }
+    let mut bytes = [0u8; 16];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .map_err(|e| SetupError::io("read /dev/urandom".into(), e))?;
+    bytes[6] = (bytes[6] & 0x0f) | 0x40; // a version 4 UUID
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let uuid = format!(
+        "{}-{}-{}-{}-{}\n",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    );
+    // The source lives in the sandbox's root tmpfs only until it is mounted.
+    let source = proc_dir.parent().unwrap_or(proc_dir).join(".hutch-boot-id");
+    fs::write(&source, uuid)
+        .map_err(|e| SetupError::io(format!("write {}", source.display()), e))?;
+    do_mount(Some(&source), &knob, None, MsFlags::MS_BIND, None)?;
+    let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | kept_flags(&knob);
+    do_mount(None, &knob, None, flags, None)?;
+    fs::remove_file(&source).map_err(|e| SetupError::io(format!("remove {}", source.display()), e))
+}
+
 fn apply(root: &Path, op: &MountOp) -> Result<(), SetupError> {
     match op {
         MountOp::Dir { path, mode } => {
@@ -187,7 +220,7 @@ fn apply(root: &Path, op: &MountOp) -> Result<(), SetupError> {
                     do_mount(None, &knob, None, flags, None)?;
                 }
             }
-            Ok(())
+            mask_boot_id(&target)
         }
         MountOp::Devpts { path } => {
             let target = inside(root, path);
