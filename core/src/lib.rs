@@ -10,6 +10,7 @@
 //! functions, unit tested without a socket or a syscall.
 
 pub mod anatomy;
+pub mod checks;
 pub mod desktop;
 pub mod frame;
 pub mod limits;
