@@ -24,6 +24,9 @@ if [ "$(id -u)" -eq 0 ] && [ -z "${HUTCH_SHOTS_AS_USER:-}" ]; then
 fi
 BIN=${HUTCH_BIN:-target/debug}
 OUT=${SHOTS_OUT:-screenshots}
+# A helper of another build may still serve this runtime folder: this build's must answer.
+lock="$XDG_RUNTIME_DIR/hutch/helper.sock.lock"
+if [ -s "$lock" ]; then kill "$(cat "$lock")" 2>/dev/null && sleep 0.5 || true; fi
 display=:$((90 + RANDOM % 20))
 Xvfb "$display" -screen 0 1120x720x24 -nolisten tcp >/dev/null 2>&1 &
 xvfb=$!

@@ -15,7 +15,7 @@ use crate::network::{NetBackend, NetworkMode, PortForward};
 use crate::profile::{DisplayMode, HomeMode, ShareMode};
 
 /// Bumped on any incompatible change to these types.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// What a client asks of the helper.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
