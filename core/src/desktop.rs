@@ -157,11 +157,17 @@ pub fn split_exec(
     if args.is_empty() {
         return Err(err(line, "Exec is empty"));
     }
-    if !matches!(args[0], ExecArg::Text(_)) {
-        return Err(err(
-            line,
-            "Exec starts with a field code instead of a program",
-        ));
+    match &args[0] {
+        ExecArg::Field(_) => {
+            return Err(err(
+                line,
+                "Exec starts with a field code instead of a program",
+            ));
+        }
+        ExecArg::Text(program) if program.is_empty() => {
+            return Err(err(line, "Exec's program is empty (\"\")"));
+        }
+        ExecArg::Text(_) => {}
     }
     Ok(args)
 }
@@ -459,6 +465,11 @@ mod tests {
                 "[Desktop Entry]\nType=Application\nName=X\nExec=%f\n",
                 4,
                 "starts with a field code",
+            ),
+            (
+                "[Desktop Entry]\nType=Application\nName=X\nExec=\"\" a\n",
+                4,
+                "program is empty",
             ),
             (
                 "[Desktop Entry]\nType=Application\nName=X\nExec=\n",

@@ -118,6 +118,23 @@ pub fn format_size(bytes: u64) -> String {
     bytes.to_string()
 }
 
+/// A size written so that [`parse_size`] reads back exactly the same number of bytes: the
+/// largest unit that divides it (`512M`, `3G`), else plain bytes. For files (profiles), where
+/// [`format_size`]'s rounding would change the user's value.
+pub fn format_size_exact(bytes: u64) -> String {
+    for (unit, factor) in [
+        ("T", 1u64 << 40),
+        ("G", 1 << 30),
+        ("M", 1 << 20),
+        ("K", 1 << 10),
+    ] {
+        if bytes >= factor && bytes.is_multiple_of(factor) {
+            return format!("{}{unit}", bytes / factor);
+        }
+    }
+    bytes.to_string()
+}
+
 /// Parses a memory limit (a size of at least [`MIN_MEMORY`]).
 pub fn parse_memory(text: &str) -> Result<u64, LimitError> {
     let bytes = parse_size(text)?;
@@ -255,6 +272,11 @@ mod tests {
         assert_eq!(format_size(512 << 20), "512M");
         assert_eq!(format_size(3 << 29), "1.5G");
         assert_eq!(format_size(100), "100");
+        for exact in [512 << 20, 3 << 29, 1_000_000_000, (1 << 40) * 7, 4096, 1] {
+            assert_eq!(parse_size(&format_size_exact(exact)).unwrap(), exact);
+        }
+        assert_eq!(format_size_exact(3 << 29), "1536M");
+        assert_eq!(format_size_exact(1_000_000_000), "1000000000");
     }
 
     #[test]

@@ -422,8 +422,8 @@ struct WriteLimits {
 impl From<&Limits> for WriteLimits {
     fn from(l: &Limits) -> Self {
         Self {
-            memory: l.memory.map(limits::format_size),
-            memory_high: l.memory_high.map(limits::format_size),
+            memory: l.memory.map(limits::format_size_exact),
+            memory_high: l.memory_high.map(limits::format_size_exact),
             memory_swap: l.memory_swap.map(|b| b.to_string()),
             cpu: l.cpu_percent.map(|p| format!("{p}%")),
             cpu_weight: l.cpu_weight,

@@ -77,7 +77,19 @@ mod tests {
             .spawn()
             .unwrap();
         let me = std::process::id();
-        let list = list(me as i32);
+        // Right after exec the child's arguments may not be readable yet: the list is a
+        // snapshot, so look again for a moment.
+        let mut list = list(me as i32);
+        for _ in 0..100 {
+            if list
+                .iter()
+                .any(|p| p.pid == child.id() && !p.cmdline.is_empty())
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            list = super::list(me as i32);
+        }
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(list[0].pid, me);
@@ -90,7 +102,12 @@ mod tests {
         assert_eq!(sleep.cmdline, ["sleep", "30"]);
         // Outside any new pid namespace the pid inside is the host pid.
         assert_eq!(sleep.ns_pid, sleep.pid);
-        assert!(sleep.rss_bytes > 0);
-        assert!(list[0].threads >= 1);
+        // This process surely has memory and threads (a just-started child may not have
+        // touched a page yet).
+        assert!(
+            list[0].rss_bytes > 0 && list[0].threads >= 1,
+            "{:?}",
+            list[0]
+        );
     }
 }

@@ -68,7 +68,7 @@ impl SettingsForm {
         let l = &p.limits;
         Self {
             original: p.clone(),
-            memory: l.memory.map(limits::format_size).unwrap_or_default(),
+            memory: l.memory.map(limits::format_size_exact).unwrap_or_default(),
             cpu_weight: l.cpu_weight.map(|w| w.to_string()).unwrap_or_default(),
             cpu_cap: l.cpu_percent.map(|c| format!("{c}%")).unwrap_or_default(),
             pids: l.pids.map(|n| n.to_string()).unwrap_or_default(),
