@@ -161,6 +161,38 @@ fn dropping_a_program_makes_its_profile_then_sends_the_launch() {
 }
 
 #[test]
+fn the_launch_button_chooses_a_file_and_launches_it_like_a_drop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profiles = tmp.path().join("profiles");
+    let link = RecordingLink::default();
+    link.push([connected(true), Update::Sandboxes(vec![])]);
+    let mut h = harness(&profiles, &link);
+    h.run_steps(2);
+    let tool = program(tmp.path(), "chosen-tool");
+    // The top bar's button (the empty list offers another).
+    h.get_all_by_label("Launch…").next().unwrap().click();
+    h.run_steps(2);
+    h.get_by_label("Launch a program");
+    // The chooser lists a folder; pick the program from it.
+    if let Some(hutch::gui::app::Dialog::Chooser(c)) = &mut h.state_mut().dialog {
+        c.enter(tmp.path().to_owned());
+    }
+    h.run_steps(2);
+    h.get_by_label("chosen-tool").click();
+    h.run_steps(2);
+    h.get_by_label("Launch").click();
+    h.run_steps(3);
+    h.get_by_label("Run chosen-tool in a sandbox");
+    // Let the dialog settle (the chooser's modal closed in the same frame).
+    h.run_steps(3);
+    h.get_by_label("Create and run").click();
+    h.run_steps(3);
+    let runs = link.runs();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].command, [tool.display().to_string()]);
+}
+
+#[test]
 fn dropping_a_data_file_offers_to_open_it_with_an_app() {
     let tmp = tempfile::tempdir().unwrap();
     let profiles = tmp.path().join("profiles");
