@@ -51,9 +51,10 @@ sleep 10
 f0=$(frames); t0=$(ticks "$window")
 sleep 20
 f1=$(frames); t1=$(ticks "$window")
-frame=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.2f %.2f %.2f %.2f %d" % (r["frame_ms_mean"], r["frame_ms_max"], r["total_ms_mean"], r["total_ms_max"], len(r["sandboxes"])))' "$report")
-read -r mean max tmean tmax listed <<<"$frame"
-echo "frame time with $listed sandboxes listed (eframe's timer: build, paint, render): mean ${tmean} ms, max ${tmax} ms (target <= 16 ms)"
+frame=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.2f %.2f %.2f %.2f %.2f %d" % (r["frame_ms_mean"], r["frame_ms_max"], r["total_ms_mean"], r["total_ms_max"], r["total_ms_recent_max"], len(r["sandboxes"])))' "$report")
+read -r mean max tmean tmax trecent listed <<<"$frame"
+echo "frame time with $listed sandboxes listed (eframe's timer: build, paint, render): mean ${tmean} ms, max of the last 20 frames ${trecent} ms (target <= 16 ms)"
+echo "  slowest frame since the window opened (fonts, shaders, 45 rows appearing at once): ${tmax} ms"
 echo "  of which building the UI: mean ${mean} ms, max ${max} ms"
 
 awk -v a="$t0" -v b="$t1" -v hz="$hz" -v f="$((f1 - f0))" -v n="$listed" \

@@ -25,9 +25,12 @@ struct Report<'a> {
     frames: u64,
     frame_ms_mean: f64,
     frame_ms_max: f64,
-    /// Whole frames, rendering included.
+    /// Whole frames, rendering included (over the last 200; the first frames of a window
+    /// build its fonts and shaders).
     total_ms_mean: f64,
     total_ms_max: f64,
+    /// The slowest of the last 20 whole frames: the steady state.
+    total_ms_recent_max: f64,
     connected: bool,
     helper_pid: Option<u32>,
     sandboxes: Vec<Row<'a>>,
@@ -82,6 +85,13 @@ impl Reporter {
             frame_ms_max: self.frame_ms.iter().copied().fold(0.0, f64::max),
             total_ms_mean: self.total_ms.iter().sum::<f64>() / self.total_ms.len().max(1) as f64,
             total_ms_max: self.total_ms.iter().copied().fold(0.0, f64::max),
+            total_ms_recent_max: self
+                .total_ms
+                .iter()
+                .rev()
+                .take(20)
+                .copied()
+                .fold(0.0, f64::max),
             connected: matches!(
                 model.connection(),
                 super::model::Connection::Connected { .. }
