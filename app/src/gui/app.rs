@@ -45,6 +45,33 @@ impl Clock {
     }
 }
 
+/// A run from the window: under `profile`, its output kept by the helper (no terminal), the
+/// window's environment (the helper keeps its allowlist), everything else from the profile.
+fn window_run(
+    profile: &str,
+    command: Vec<String>,
+    shares: Vec<ShareSpec>,
+    cwd: Option<String>,
+) -> RunRequest {
+    RunRequest {
+        profile: Some(profile.to_owned()),
+        command,
+        shares,
+        home: None,
+        env: std::env::vars().collect(),
+        cwd,
+        stdio: Stdio::Log,
+        net: None,
+        net_backend: None,
+        allow_host_loopback: false,
+        publish: Vec::new(),
+        limits: Default::default(),
+        display: None,
+        audio: false,
+        gpu: false,
+    }
+}
+
 /// The pages of the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {
@@ -349,23 +376,12 @@ impl HutchApp {
             .filter(|s| !profile.shares.iter().any(|p| p.path == s.path))
             .cloned()
             .collect();
-        RunRequest {
-            profile: Some(profile.name.clone()),
-            command: launch.command.clone(),
+        window_run(
+            &profile.name,
+            launch.command.clone(),
             shares,
-            home: None,
-            env: std::env::vars().collect(),
-            cwd: launch.cwd.clone(),
-            stdio: Stdio::Log,
-            net: None,
-            net_backend: None,
-            allow_host_loopback: false,
-            publish: Vec::new(),
-            limits: Default::default(),
-            display: None,
-            audio: false,
-            gpu: false,
-        }
+            launch.cwd.clone(),
+        )
     }
 
     /// Sends a run request and remembers it for "Run again".
@@ -482,30 +498,15 @@ impl HutchApp {
         };
         let mut command = p.command.clone();
         command.push(path.display().to_string());
-        let request = RunRequest {
-            profile: Some(p.name.clone()),
-            command,
-            shares: vec![ShareSpec {
-                path: path.display().to_string(),
-                mode: if writable {
-                    ShareMode::ReadWrite
-                } else {
-                    ShareMode::ReadOnly
-                },
-            }],
-            home: None,
-            env: std::env::vars().collect(),
-            cwd: None,
-            stdio: Stdio::Log,
-            net: None,
-            net_backend: None,
-            allow_host_loopback: false,
-            publish: Vec::new(),
-            limits: Default::default(),
-            display: None,
-            audio: false,
-            gpu: false,
+        let share = ShareSpec {
+            path: path.display().to_string(),
+            mode: if writable {
+                ShareMode::ReadWrite
+            } else {
+                ShareMode::ReadOnly
+            },
         };
+        let request = window_run(&p.name, command, vec![share], None);
         let title = format!(
             "{} ({})",
             p.name,
@@ -523,23 +524,7 @@ impl HutchApp {
         let Some(info) = self.model.sandbox(id).cloned() else {
             return;
         };
-        let request = RunRequest {
-            profile: Some(info.profile.clone()),
-            command: info.command.clone(),
-            shares: Vec::new(),
-            home: None,
-            env: std::env::vars().collect(),
-            cwd: None,
-            stdio: Stdio::Log,
-            net: None,
-            net_backend: None,
-            allow_host_loopback: false,
-            publish: Vec::new(),
-            limits: Default::default(),
-            display: None,
-            audio: false,
-            gpu: false,
-        };
+        let request = window_run(&info.profile, info.command.clone(), Vec::new(), None);
         self.start(request, super::model::title(&info));
     }
 
