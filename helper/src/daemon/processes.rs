@@ -6,7 +6,7 @@ use hutch_core::protocol::ProcessInfo;
 use super::stats::descendants;
 
 /// Clock ticks per second and page size, for /proc's units.
-fn units() -> (u64, u64) {
+pub fn units() -> (u64, u64) {
     let conf = |var| nix::unistd::sysconf(var).ok().flatten().map(|v| v as u64);
     (
         conf(nix::unistd::SysconfVar::CLK_TCK).unwrap_or(100).max(1),
@@ -14,19 +14,47 @@ fn units() -> (u64, u64) {
     )
 }
 
+/// The fields of `/proc/PID/stat` that Hutch uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatFields {
+    pub name: String,
+    pub state: String,
+    pub ppid: u32,
+    /// utime + stime, clock ticks.
+    pub cpu_ticks: u64,
+    pub threads: u64,
+    pub rss_pages: u64,
+}
+
+impl StatFields {
+    /// Parses the text of `/proc/PID/stat` (the command, in parentheses, may contain spaces
+    /// and parentheses: the last `) ` ends it).
+    pub fn parse(stat: &str) -> Option<Self> {
+        let (head, rest) = stat.rsplit_once(") ")?;
+        let name = head.split_once(" (").map(|(_, n)| n)?.to_owned();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // Fields after the command: state(3) ppid(4) ... utime(14) stime(15) threads(20)
+        // rss(24).
+        let num = |i: usize| {
+            f.get(i - 3)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Some(Self {
+            name,
+            state: f.first().copied().unwrap_or("?").to_owned(),
+            ppid: num(4) as u32,
+            cpu_ticks: num(14) + num(15),
+            threads: num(20),
+            rss_pages: num(24),
+        })
+    }
+}
+
 /// One process from `/proc/PID/{stat,status,cmdline}`; `None` once it has gone.
 pub fn read(pid: u32, tick: u64, page: u64) -> Option<ProcessInfo> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (head, rest) = stat.rsplit_once(") ")?;
-    let name = head.split_once(" (").map(|(_, n)| n)?.to_owned();
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // Fields after the command: state(3) ppid(4) ... utime(14) stime(15) threads(20)
-    // rss(24).
-    let num = |i: usize| {
-        f.get(i - 3)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let f = StatFields::parse(&stat)?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     // NSpid: the pid in every namespace from the host's down; the last is the sandbox's.
     let ns_pid = status
@@ -45,13 +73,13 @@ pub fn read(pid: u32, tick: u64, page: u64) -> Option<ProcessInfo> {
     Some(ProcessInfo {
         pid,
         ns_pid,
-        ppid: num(4) as u32,
-        name,
+        ppid: f.ppid,
         cmdline,
-        state: f.first().copied().unwrap_or("?").to_owned(),
-        threads: num(20),
-        rss_bytes: num(24) * page,
-        cpu_usec: (num(14) + num(15)) * 1_000_000 / tick,
+        state: f.state,
+        threads: f.threads,
+        rss_bytes: f.rss_pages * page,
+        cpu_usec: f.cpu_ticks * 1_000_000 / tick,
+        name: f.name,
     })
 }
 

@@ -170,35 +170,15 @@ pub fn descendants(init: i32) -> Vec<u32> {
 /// Adds CPU time, resident memory and threads of a sandbox's processes (pid 1 aside: it is
 /// not dumpable, and small) from /proc.
 fn from_proc(stats: &mut SandboxStats, init: i32) {
-    let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as u64;
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .unwrap_or(4096) as u64;
+    let (tick, page) = super::processes::units();
     for pid in descendants(init) {
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            && let Some((_, rest)) = stat.rsplit_once(") ")
+        if let Some(f) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| super::processes::StatFields::parse(&stat))
         {
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            // Fields after the command: state(3) ... utime(14) stime(15) num_threads(20).
-            let num = |i: usize| {
-                f.get(i - 3)
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            stats.cpu_usage_usec += (num(14) + num(15)) * 1_000_000 / tick.max(1);
-            stats.pids += num(20);
-        }
-        if let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm"))
-            && let Some(rss) = statm
-                .split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-        {
-            stats.memory_bytes += rss * page;
+            stats.cpu_usage_usec += f.cpu_ticks * 1_000_000 / tick;
+            stats.pids += f.threads;
+            stats.memory_bytes += f.rss_pages * page;
         }
     }
 }
