@@ -116,6 +116,12 @@ impl Receiver {
         &self.stream
     }
 
+    /// Bytes already read from the stream but not yet returned as a frame: poll on the stream
+    /// does not see them, so check this before waiting.
+    pub fn has_buffered(&self) -> bool {
+        self.buf.pending() > 0
+    }
+
     /// The next message; [`ChannelError::Closed`] at a clean end of stream.
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T, ChannelError> {
         let body = self.recv_body()?;

@@ -185,9 +185,13 @@ impl TestEnv {
         let helper = bin_dir().join("hutch-helper");
         let mut cmd = match self.cgroup() {
             // In the VM: start the helper in a delegated cgroup of its own, as systemd starts
-            // a service with Delegate=yes.
+            // a service with Delegate=yes; a restarted one in its `helper` leaf, as systemd
+            // does with DelegateSubgroup=helper (the delegated root has controllers enabled
+            // for its children now, so it may hold no process).
             Some(cg) => {
                 std::fs::create_dir_all(&cg).expect("create the helper's cgroup");
+                let leaf = cg.join("helper");
+                let cg = if leaf.exists() { leaf } else { cg };
                 let mut cmd = Command::new("sh");
                 cmd.arg("-c")
                     .arg("echo $$ > \"$1/cgroup.procs\" && exec \"$2\" --foreground")
@@ -254,6 +258,27 @@ impl TestEnv {
             "helper did not restart: {}",
             self.helper_log()
         );
+    }
+
+    /// The pid of whichever helper serves this test's socket now (also one a CLI started),
+    /// from its single-instance lock file.
+    pub fn serving_helper_pid(&self) -> Option<i32> {
+        let lock = hutch_helper::paths::lock_path(&self.socket);
+        std::fs::read_to_string(lock).ok()?.trim().parse().ok()
+    }
+
+    /// Kills (SIGKILL) whichever helper serves this test's socket, and waits until it is gone.
+    pub fn kill_serving_helper(&mut self) {
+        self.kill_helper();
+        if let Some(pid) = self.serving_helper_pid() {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while nix::sys::signal::kill(pid, None).is_ok() && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     }
 
     /// Whether the helper process is still running.

@@ -419,3 +419,65 @@ fn without_delegation_the_helper_asks_systemd_for_a_delegated_scope() {
     let doctor = ok(&env.hutch(&["doctor"]));
     assert!(doctor.contains("was not moved into it"), "{doctor}");
 }
+
+#[test]
+fn a_helper_killed_with_sigkill_leaves_cgroups_its_successor_takes_over() {
+    let mut env = env_or_skip!();
+    if !delegated(&env) {
+        return;
+    }
+    let busy = ok(&env.sh(&["--detach", "--memory", "64M"], "while :; do :; done"))
+        .trim()
+        .to_owned();
+    let idle = ok(&env.sh(&["--detach"], "exec sleep 1000"))
+        .trim()
+        .to_owned();
+    ok(&env.hutch(&["pause", &busy]));
+    // systemd restarts the service into its `helper` subgroup (DelegateSubgroup=helper), as
+    // the test harness does.
+    env.restart_helper();
+    let list: serde_json::Value = serde_json::from_str(&ok(&env.hutch(&["ps", "--json"]))).unwrap();
+    let state = |id: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not taken over: {list}\n{}", env.helper_log()))["state"]
+            .clone()
+    };
+    assert_eq!(state(&busy), "paused", "the freezer state came back");
+    assert_eq!(state(&idle), "running");
+    let stats = |id: &str| -> serde_json::Value {
+        serde_json::from_str(&ok(&env.hutch(&["stats", "--json", id]))).unwrap()
+    };
+    let before = stats(&busy);
+    assert_eq!(before["source"], "cgroup", "{before}");
+    assert_eq!(before["memory_limit"].as_u64(), Some(64 << 20), "{before}");
+    ok(&env.hutch(&["resume", &busy]));
+    std::thread::sleep(Duration::from_millis(1000));
+    let after = stats(&busy);
+    assert!(
+        after["cpu_usage_usec"].as_u64().unwrap()
+            > before["cpu_usage_usec"].as_u64().unwrap() + 100_000,
+        "resumed after the takeover, the loop should use CPU: {before} then {after}"
+    );
+    ok(&env.hutch(&["limit", &busy, "--memory", "96M"]));
+    let cg = env.cgroup().unwrap().join("sandboxes");
+    assert_eq!(
+        std::fs::read_to_string(cg.join(&busy).join("memory.max"))
+            .unwrap()
+            .trim(),
+        (96u64 << 20).to_string()
+    );
+    for id in [&busy, &idle] {
+        ok(&env.hutch(&["stop", "--grace", "0", id]));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cg.join(&busy).exists() || cg.join(&idle).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the sandboxes' cgroups were not removed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

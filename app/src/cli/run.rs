@@ -194,7 +194,14 @@ fn launcher(
 
 fn wait_exit(client: &mut Client, id: &str) -> anyhow::Result<hutch_core::protocol::ExitStatus> {
     loop {
-        match client.next_event()? {
+        let event = match client.next_event() {
+            Ok(event) => event,
+            Err(hutch_helper::client::ClientError::Channel(e)) if e.is_closed() => {
+                return exit_through_new_helper(id);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match event {
             Event::Exited { id: exited, status } if exited == id => return Ok(status),
             Event::NetworkDown { id, message } => {
                 eprintln!("hutch: the network of sandbox {id} is down: {message}");
@@ -209,6 +216,68 @@ fn wait_exit(client: &mut Client, id: &str) -> anyhow::Result<hutch_core::protoc
             | Event::Samples { .. }
             | Event::ProcessLimit { .. }
             | Event::Sandboxes { .. } => continue,
+        }
+    }
+}
+
+/// The helper went away while the app runs (it crashed, or was killed). The sandbox runs on:
+/// the next helper (started here if none answers) takes it over, and the exit is learnt from
+/// its table of sandboxes.
+pub(super) fn exit_through_new_helper(
+    id: &str,
+) -> anyhow::Result<hutch_core::protocol::ExitStatus> {
+    use hutch_helper::client::ClientError;
+    eprintln!("hutch: lost the helper; waiting for sandbox {id} through a new one");
+    // A helper that is itself going away (stopping, crashing again) closes the connection:
+    // try again for a while.
+    let lost = |e: &ClientError| matches!(e, ClientError::Channel(c) if c.is_closed());
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let retry = |e: ClientError| -> anyhow::Result<()> {
+            if lost(&e) && tries < 20 {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                Ok(())
+            } else {
+                Err(e.into())
+            }
+        };
+        let mut client = match Client::connect_or_start("hutch-cli-run") {
+            Ok(client) => client,
+            Err(e) => {
+                retry(e)?;
+                continue;
+            }
+        };
+        match client.request(&Request::Subscribe { interval_ms: None }, &[]) {
+            Ok(Response::Done { .. }) => {}
+            Ok(Response::Error { message, .. }) => bail!("{message}"),
+            Ok(other) => bail!("unexpected answer from the helper: {other:?}"),
+            Err(e) => {
+                retry(e)?;
+                continue;
+            }
+        }
+        loop {
+            match client.next_event() {
+                Ok(Event::Sandboxes { sandboxes }) => {
+                    let Some(sandbox) = sandboxes.iter().find(|s| s.id == id) else {
+                        bail!(
+                            "the new helper does not know sandbox {id}: its exit status is lost \
+                             (`hutch ps -a` lists what it knows)"
+                        );
+                    };
+                    if let Some(status) = sandbox.exit {
+                        return Ok(status);
+                    }
+                }
+                Ok(Event::Exited { id: exited, status }) if exited == id => return Ok(status),
+                Ok(_) => {}
+                Err(e) => {
+                    retry(e)?;
+                    break;
+                }
+            }
         }
     }
 }

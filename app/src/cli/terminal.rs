@@ -61,6 +61,8 @@ pub fn relay(client: &mut Client, master: OwnedFd, id: &str) -> anyhow::Result<E
     let mut stdout = std::io::stdout();
     let mut status: Option<ExitStatus> = None;
     let mut drain_until: Option<Instant> = None;
+    // The helper went away: its successor is asked for the exit once the app has gone.
+    let mut helper_lost = false;
     let mut buf = [0u8; 16 * 1024];
     loop {
         if drain_until.is_some_and(|t| Instant::now() > t) {
@@ -78,13 +80,16 @@ pub fn relay(client: &mut Client, master: OwnedFd, id: &str) -> anyhow::Result<E
                 Ok(_) => {}
             }
             let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
-            (ready(&fds[0]), status.is_none() && ready(&fds[1]))
+            (
+                ready(&fds[0]),
+                status.is_none() && !helper_lost && ready(&fds[1]),
+            )
         };
         if pty_ready {
             match pty.read(&mut buf) {
                 Ok(0) | Err(_) => {
                     // EIO: every holder of the terminal's other side is gone.
-                    if status.is_some() {
+                    if status.is_some() || helper_lost {
                         break;
                     }
                     drain_until.get_or_insert(Instant::now() + Duration::from_secs(5));
@@ -97,7 +102,15 @@ pub fn relay(client: &mut Client, master: OwnedFd, id: &str) -> anyhow::Result<E
             }
         }
         if sock_ready {
-            match client.next_event()? {
+            let event = match client.next_event() {
+                Ok(event) => event,
+                Err(hutch_helper::client::ClientError::Channel(e)) if e.is_closed() => {
+                    helper_lost = true;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            match event {
                 Event::Exited {
                     id: exited,
                     status: s,
@@ -122,6 +135,7 @@ pub fn relay(client: &mut Client, master: OwnedFd, id: &str) -> anyhow::Result<E
     }
     match status {
         Some(s) => Ok(s),
+        None if helper_lost => super::run::exit_through_new_helper(id),
         None => loop {
             if let Event::Exited { id: exited, status } = client.next_event()?
                 && exited == id

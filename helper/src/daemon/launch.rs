@@ -23,7 +23,7 @@ use crate::plan::{self, host};
 use crate::plan::{IdMapPlan, MountOp, NetworkPlan};
 use crate::profiles;
 use crate::sandbox::supervisor::CONTROL_FD;
-use crate::sandbox::{SupervisorCommand, SupervisorEvent};
+use crate::sandbox::{SandboxRecord, SupervisorCommand, SupervisorEvent, files};
 use crate::sys;
 use hutch_core::network::NetworkMode;
 use hutch_core::protocol::{Event, NetworkInfo};
@@ -206,8 +206,15 @@ impl Prepared {
 
 /// Starts a supervisor and has it prepare a sandbox for `key`.
 fn spawn_prepared(state: &State, key: &PrepareKey) -> Result<Prepared, Refusal> {
-    let id = new_id();
-    let dir = state.runtime_dir.join("sandboxes").join(&id);
+    let sandboxes = state.runtime_dir.join("sandboxes");
+    // Not the id of a sandbox this daemon took over, nor one whose folder is left.
+    let id = loop {
+        let id = new_id();
+        if !sandboxes.join(&id).exists() {
+            break id;
+        }
+    };
+    let dir = sandboxes.join(&id);
     make_private_dir(&dir.join("root"))?;
     let cgroup = match state.cgroups.create(&id) {
         Ok(cg) => cg,
@@ -323,8 +330,11 @@ fn take_prepared(state: &State, key: &PrepareKey) -> Result<Prepared, Refusal> {
 }
 
 /// Removes a sandbox's runtime folder and its cgroup, once its processes are gone.
-fn cleanup(dir: &Path, cgroup: Option<&Path>) {
-    let _ = std::fs::remove_dir(dir.join("root"));
+pub(super) fn cleanup(dir: &Path, cgroup: Option<&Path>) {
+    for name in files::ALL {
+        let path = dir.join(name);
+        let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir(&path));
+    }
     let _ = std::fs::remove_dir(dir);
     if let Some(cg) = cgroup {
         Cgroups::remove(cg);
@@ -401,6 +411,17 @@ pub fn launch(
         .map_err(|e| refuse(ErrorCode::Profile)(e.to_string()))?;
     let host = host::gather(state.private_dirs.clone(), state.homes_dir.clone());
     let (stdio, log_reader) = stdio_for(&request, fds)?;
+    // The supervisor keeps a copy of the output pipe's read end: the pipe outlives this daemon.
+    let log_copy = log_reader
+        .as_ref()
+        .map(|r| r.try_clone().map(OwnedFd::from))
+        .transpose()
+        .map_err(|e| {
+            (
+                ErrorCode::Internal,
+                format!("cannot copy the output pipe: {e}"),
+            )
+        })?;
     let prepared = take_prepared(state, &PrepareKey::current(&host))?;
     let built = plan::build(
         &prepared.id,
@@ -467,6 +488,10 @@ pub fn launch(
         exit: None,
         network: network_info(&plan.network),
     };
+    let record = SandboxRecord {
+        info: info.clone(),
+        cgroup: sandbox_cgroup.clone(),
+    };
     state.registry.insert(info);
     state.registry.set_cgroup(&id, sandbox_cgroup.clone());
     if let Some(reader) = log_reader {
@@ -484,8 +509,14 @@ pub fn launch(
     };
     let command = SupervisorCommand::Launch {
         plan: Box::new(plan.clone()),
+        record: Box::new(record),
+        log: log_copy.is_some(),
     };
-    let fds: Vec<BorrowedFd<'_>> = stdio.iter().map(|fd| fd.as_fd()).collect();
+    let fds: Vec<BorrowedFd<'_>> = stdio
+        .iter()
+        .chain(log_copy.as_ref())
+        .map(|fd| fd.as_fd())
+        .collect();
     if let Err(e) = channel::send(rx.stream(), &command, &fds) {
         return Err(abandon(
             &mut child,
@@ -495,6 +526,7 @@ pub fn launch(
     // The app holds the caller's stdio now; the helper keeps no copy.
     drop(fds);
     drop(stdio);
+    drop(log_copy);
     let (init_pid, app_pid) = loop {
         match rx.recv::<SupervisorEvent>() {
             Ok(SupervisorEvent::Started { init_pid, app_pid }) => break (init_pid, app_pid),
@@ -540,7 +572,7 @@ pub fn launch(
                 monitor_state,
                 monitor_id,
                 rx,
-                child,
+                Some(child),
                 sandbox_dir,
                 sandbox_cgroup,
             )
@@ -563,12 +595,12 @@ pub fn launch(
 }
 
 /// Records the sandbox's exit as soon as the supervisor reports it, then waits for the
-/// supervisor itself and cleans up.
-fn monitor(
+/// supervisor itself (`child`, when this daemon started it) and cleans up.
+pub(super) fn monitor(
     state: Arc<State>,
     id: String,
     mut rx: Receiver,
-    mut child: Child,
+    child: Option<Child>,
     dir: PathBuf,
     cgroup: Option<PathBuf>,
 ) {
@@ -607,16 +639,20 @@ fn monitor(
             Err(_) => break,
         }
     }
-    let waited = child.wait();
+    // A supervisor taken over from an earlier daemon is not our child: its end of the
+    // connection closing is its exit, and it leaves the status in its folder.
+    let waited = child.map(|mut c| c.wait());
+    let left = super::adopt::read_exit(&dir);
     cleanup(&dir, cgroup.as_deref());
     if !reported {
         use std::os::unix::process::ExitStatusExt;
-        let status = match waited {
-            Ok(s) => match s.signal() {
+        let status = match (left, waited) {
+            (Some(exit), _) => exit.status,
+            (None, Some(Ok(s))) => match s.signal() {
                 Some(sig) => ExitStatus::Signal(sig),
                 None => ExitStatus::Code(s.code().unwrap_or(1)),
             },
-            Err(_) => ExitStatus::Code(1),
+            _ => ExitStatus::Code(1),
         };
         tracing::warn!(%id, %status, "sandbox supervisor ended without reporting an exit");
         state.registry.finish(&id, status);

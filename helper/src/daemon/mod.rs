@@ -1,5 +1,6 @@
 //! The daemon: one per user, listening on `$XDG_RUNTIME_DIR/hutch/helper.sock`.
 
+pub mod adopt;
 pub mod connection;
 pub mod inspect;
 pub mod launch;
@@ -291,6 +292,14 @@ pub fn serve(listening: Listening) {
         tracing::warn!("cannot handle shutdown signals: {e}");
     }
     tracing::info!(cgroups = %listening.state.cgroups.mode.describe(), "cgroups");
+    // Sandboxes of a daemon that died run on: take them over before answering anyone.
+    let adopted = adopt::take_over_all(&listening.state);
+    if adopted > 0 {
+        tracing::info!(
+            adopted,
+            "took over the running sandboxes of the previous helper"
+        );
+    }
     launch::prewarm(&listening.state);
     for stream in listening.listener.incoming() {
         match stream {

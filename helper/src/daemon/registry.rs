@@ -108,6 +108,29 @@ impl Registry {
         inner.changed();
     }
 
+    /// A running sandbox taken over from an earlier daemon (`info` as it is now), with the
+    /// pidfd of its pid 1.
+    pub fn adopt(
+        &self,
+        info: SandboxInfo,
+        cgroup: Option<std::path::PathBuf>,
+        init: OwnedFd,
+        init_pid: i32,
+    ) {
+        let mut inner = self.lock();
+        inner.live.insert(
+            info.id.clone(),
+            Slot {
+                info,
+                init: Some(init),
+                init_pid: Some(init_pid),
+                cgroup,
+                listeners: Vec::new(),
+            },
+        );
+        inner.changed();
+    }
+
     /// Sandboxes starting or running.
     pub fn live_count(&self) -> usize {
         self.lock().live.len()

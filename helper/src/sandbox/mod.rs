@@ -76,7 +76,7 @@ pub enum InitReport {
 }
 
 /// The daemon to a supervisor, in this order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SupervisorCommand {
     /// Make the namespaces and write the id maps now; the plan follows later (a pre-made,
@@ -91,11 +91,62 @@ pub enum SupervisorCommand {
     },
     /// Build this sandbox in the prepared namespaces. The app's stdin, stdout and stderr are
     /// attached, unless it gets a terminal.
-    Launch { plan: Box<crate::plan::SandboxPlan> },
+    Launch {
+        plan: Box<crate::plan::SandboxPlan>,
+        /// What the daemon knows of this sandbox, kept by the supervisor for the next daemon
+        /// (after a crash of this one).
+        record: Box<SandboxRecord>,
+        /// The read end of the app's output pipe ([`Stdio::Log`]) comes after the stdio fds:
+        /// the supervisor keeps it, so the pipe outlives the daemon.
+        ///
+        /// [`Stdio::Log`]: hutch_core::protocol::Stdio::Log
+        log: bool,
+    },
+}
+
+/// A sandbox as the daemon lists it, kept by its supervisor so that a daemon started after a
+/// crash of the previous one can take the sandbox over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SandboxRecord {
+    pub info: hutch_core::protocol::SandboxInfo,
+    /// Its cgroup folder, when the daemon had a delegated one.
+    pub cgroup: Option<std::path::PathBuf>,
+}
+
+/// What a supervisor leaves in its runtime folder (`$XDG_RUNTIME_DIR/hutch/sandboxes/ID`).
+pub mod files {
+    /// The supervisor listens here for the next daemon once the app runs.
+    pub const SOCKET: &str = "supervisor.sock";
+    /// The record and the exit status of a sandbox that ended while no daemon listened.
+    pub const EXIT: &str = "exit.json";
+    /// Output of a [`Stdio::Log`] app while no daemon drained its pipe.
+    ///
+    /// [`Stdio::Log`]: hutch_core::protocol::Stdio::Log
+    pub const OUTPUT: &str = "output.log";
+    /// Everything a sandbox's folder may hold, its root folder last.
+    pub const ALL: &[&str] = &[
+        SOCKET,
+        EXIT,
+        OUTPUT,
+        "exit.json.new",
+        "slirp4netns.sock",
+        "pasta.pid",
+        "root",
+    ];
+}
+
+/// The contents of [`files::EXIT`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    pub record: SandboxRecord,
+    pub status: ExitStatus,
+    /// Bytes of output dropped because [`files::OUTPUT`] was full.
+    #[serde(default)]
+    pub lost_output: u64,
 }
 
 /// The supervisor to the daemon.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SupervisorEvent {
     /// The namespaces exist and the id maps are written: ready for a plan.
@@ -116,6 +167,19 @@ pub enum SupervisorEvent {
     /// The user-mode network stack died; the app runs on without a network.
     NetworkDown {
         message: String,
+    },
+    /// To a daemon that connected to [`files::SOCKET`]: this sandbox is yours now. pid 1's
+    /// pidfd is attached, then the read end of the output pipe when `log`. The app's exit
+    /// follows as [`SupervisorEvent::Exited`], as for the daemon that started it.
+    Adopted {
+        record: Box<SandboxRecord>,
+        init_pid: i32,
+        app_pid: Option<i32>,
+        network_down: Option<String>,
+        log: bool,
+        /// Output saved in [`files::OUTPUT`] while no daemon drained it, and bytes lost beyond
+        /// what that file keeps.
+        lost_output: u64,
     },
 }
 

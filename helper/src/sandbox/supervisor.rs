@@ -10,7 +10,7 @@
 //! If the daemon goes away before the launch, the prepared sandbox is discarded.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 
 use hutch_core::protocol::ExitStatus;
@@ -21,9 +21,11 @@ use nix::unistd::Pid;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::{
-    InitCommand, InitReport, NAMESPACES, SupervisorCommand, SupervisorEvent, idmap, init, network,
+    ExitRecord, InitCommand, InitReport, NAMESPACES, SandboxRecord, SupervisorCommand,
+    SupervisorEvent, files, idmap, init, network,
 };
 use crate::channel::{self, Receiver};
+use crate::daemon::logs::LOG_CAPACITY;
 use crate::plan::{IdMapPlan, MountOp};
 use crate::sys;
 
@@ -166,8 +168,8 @@ pub fn run(control: OwnedFd) -> i32 {
     };
     tell(&control, &SupervisorEvent::Ready);
 
-    let plan = match commands.recv::<SupervisorCommand>() {
-        Ok(SupervisorCommand::Launch { plan }) => plan,
+    let (plan, record, log) = match commands.recv::<SupervisorCommand>() {
+        Ok(SupervisorCommand::Launch { plan, record, log }) => (plan, record, log),
         Ok(other) => {
             kill_and_reap(prepared.child);
             return fail(format!("expected launch, got {other:?}"));
@@ -188,13 +190,21 @@ pub fn run(control: OwnedFd) -> i32 {
         kill_and_reap(prepared.child);
         return fail("the plan does not fit the prepared sandbox".into());
     }
-    let stdio = commands.take_fds(3);
+    let mut stdio = commands.take_fds(4);
+    let log = match (log, stdio.len()) {
+        (true, 4) => stdio.pop(),
+        (false, _) => None,
+        (true, got) => {
+            kill_and_reap(prepared.child);
+            return fail(format!(
+                "a launch with an output pipe needs 4 fds attached, got {got}"
+            ));
+        }
+    };
+    drop(commands);
     // The network comes up before the app starts.
-    let stack = match network::start(
-        &plan.network,
-        prepared.child,
-        &network::state_dir(&plan.root),
-    ) {
+    let dir = network::state_dir(&plan.root);
+    let stack = match network::start(&plan.network, prepared.child, &dir) {
         Ok(stack) => stack,
         Err(e) => {
             kill_and_reap(prepared.child);
@@ -212,108 +222,299 @@ pub fn run(control: OwnedFd) -> i32 {
     // pid 1 and the app hold the caller's stdio from here; the supervisor keeps no copy.
     drop(stdio);
     drop(prepared.go);
-    supervise(prepared.child, prepared.reports, &control, stack)
+    let relay = Relay {
+        control: Some(control),
+        listener: None,
+        dir,
+        record: *record,
+        init: prepared.child,
+        app_pid: None,
+        network_down: None,
+        log,
+        lost_output: 0,
+    };
+    relay.supervise(prepared.reports, stack)
 }
 
-/// Waits for pid 1's next report, telling the daemon if the network stack dies meanwhile.
-fn next_report(
-    reports: &mut Receiver,
-    stack: &mut Option<network::Stack>,
-    control: &UnixStream,
-) -> Result<InitReport, crate::channel::ChannelError> {
-    while let Some(live) = stack.as_mut() {
-        let (report_ready, stack_died) = {
-            let mut fds = [
-                PollFd::new(reports.stream().as_fd(), PollFlags::POLLIN),
-                PollFd::new(live.pidfd.as_fd(), PollFlags::POLLIN),
-            ];
-            match poll(&mut fds, PollTimeout::NONE) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(std::io::Error::from(e).into()),
-                Ok(_) => {}
-            }
-            let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
-            (ready(&fds[0]), ready(&fds[1]))
-        };
-        if stack_died {
-            let message = live.death_message();
-            tell(control, &SupervisorEvent::NetworkDown { message });
-            *stack = None;
-        }
-        if report_ready {
-            break;
+/// The supervisor's side of a running sandbox: pid 1's reports go to whichever daemon listens
+/// now. The daemon that started the sandbox may die (a crash, `kill -9`); the next one
+/// connects to [`files::SOCKET`] and takes over, and until then the supervisor keeps what a
+/// daemon would want: the app's output (in [`files::OUTPUT`]) and its exit (in
+/// [`files::EXIT`]).
+struct Relay {
+    control: Option<UnixStream>,
+    listener: Option<UnixListener>,
+    /// The sandbox's runtime folder.
+    dir: PathBuf,
+    record: SandboxRecord,
+    init: Pid,
+    app_pid: Option<i32>,
+    network_down: Option<String>,
+    /// The read end of the app's output pipe ([`Stdio::Log`](hutch_core::protocol::Stdio::Log)).
+    log: Option<OwnedFd>,
+    /// Output dropped because [`files::OUTPUT`] was full.
+    lost_output: u64,
+}
+
+impl Relay {
+    fn tell(&mut self, event: &SupervisorEvent) {
+        self.tell_with(event, &[]);
+    }
+
+    /// Tells the daemon, if one listens; a failed send means it is gone.
+    fn tell_with(&mut self, event: &SupervisorEvent, fds: &[BorrowedFd<'_>]) {
+        if let Some(control) = &self.control
+            && channel::send(control, event, fds).is_err()
+        {
+            self.control = None;
         }
     }
-    reports.recv::<InitReport>()
-}
 
-/// Relays pid 1's reports until it exits.
-fn supervise(
-    child: Pid,
-    mut reports: Receiver,
-    control: &UnixStream,
-    mut stack: Option<network::Stack>,
-) -> i32 {
-    let mut started = false;
-    let mut failed = false;
-    let mut final_status = None;
-    loop {
-        let report = match next_report(&mut reports, &mut stack, control) {
-            Ok(report) => report,
-            Err(e) if e.is_closed() => break,
-            Err(e) => {
-                let message = format!("bad report from pid 1: {e}");
-                tell(control, &SupervisorEvent::Failed { message });
+    /// Listens for the next daemon (once the app runs).
+    fn listen(&mut self) {
+        let path = self.dir.join(files::SOCKET);
+        let _ = std::fs::remove_file(&path);
+        self.listener = UnixListener::bind(&path).ok();
+    }
+
+    /// Hands the sandbox to a daemon that connected.
+    fn take_over(&mut self) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        let Ok((stream, _)) = listener.accept() else {
+            return;
+        };
+        // Our own user only (the folder is 0700 as well).
+        let ours =
+            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+                .is_ok_and(|c| c.uid() == nix::unistd::getuid().as_raw());
+        let Ok(pidfd) = sys::pidfd_open(self.init) else {
+            return;
+        };
+        if !ours {
+            return;
+        }
+        let event = SupervisorEvent::Adopted {
+            record: Box::new(self.record.clone()),
+            init_pid: self.init.as_raw(),
+            app_pid: self.app_pid,
+            network_down: self.network_down.clone(),
+            log: self.log.is_some(),
+            lost_output: self.lost_output,
+        };
+        let mut fds = vec![pidfd.as_fd()];
+        fds.extend(self.log.as_ref().map(|fd| fd.as_fd()));
+        if channel::send(&stream, &event, &fds).is_ok() {
+            self.control = Some(stream);
+            self.lost_output = 0;
+        }
+    }
+
+    /// Moves output waiting in the pipe into [`files::OUTPUT`] (no daemon reads it now), so
+    /// the app never blocks on a full pipe. `wait` says whether to wait for some.
+    fn save_output(&mut self, wait: bool) {
+        let Some(log) = &self.log else { return };
+        let path = self.dir.join(files::OUTPUT);
+        let mut file = match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(_) => return,
+        };
+        let mut kept = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut chunk = [0u8; 16 * 1024];
+        let mut first = wait;
+        loop {
+            // One read per readiness: the fd is blocking (its open file is shared with the
+            // daemons, whose readers must block), and poll says a read will not.
+            if !first {
+                let mut fds = [PollFd::new(log.as_fd(), PollFlags::POLLIN)];
+                if !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0) {
+                    return;
+                }
+            }
+            first = false;
+            let n = match nix::unistd::read(log, &mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let room = (LOG_CAPACITY as u64).saturating_sub(kept) as usize;
+            let keep = n.min(room);
+            if keep > 0 && std::io::Write::write_all(&mut file, &chunk[..keep]).is_ok() {
+                kept += keep as u64;
+            }
+            self.lost_output += (n - keep) as u64;
+        }
+    }
+
+    /// Leaves the exit (with the record) for a daemon that starts later.
+    fn record_exit(&self, status: ExitStatus) {
+        let exit = ExitRecord {
+            record: self.record.clone(),
+            status,
+            lost_output: self.lost_output,
+        };
+        let Ok(text) = serde_json::to_vec(&exit) else {
+            return;
+        };
+        let tmp = self.dir.join("exit.json.new");
+        if std::fs::write(&tmp, text).is_ok() {
+            let _ = std::fs::rename(&tmp, self.dir.join(files::EXIT));
+        }
+    }
+
+    /// Waits until pid 1 has something to say. Meanwhile: tells the daemon when the network
+    /// stack dies, notices the daemon going away, hands the sandbox to a new one, and keeps
+    /// the output no daemon drains.
+    fn wait_for_report(
+        &mut self,
+        reports: &Receiver,
+        stack: &mut Option<network::Stack>,
+    ) -> std::io::Result<()> {
+        loop {
+            let (report, stack_died, daemon_gone, new_daemon, output) = {
+                let optional = [
+                    stack.as_ref().map(|s| s.pidfd.as_fd()),
+                    self.listener.as_ref().map(|l| l.as_fd()),
+                    self.control.as_ref().map(|c| c.as_fd()),
+                    match self.control {
+                        None => self.log.as_ref().map(|fd| fd.as_fd()),
+                        Some(_) => None,
+                    },
+                ];
+                let mut fds = vec![PollFd::new(reports.stream().as_fd(), PollFlags::POLLIN)];
+                let mut at = [None; 4];
+                for (slot, fd) in at.iter_mut().zip(optional) {
+                    if let Some(fd) = fd {
+                        fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                        *slot = Some(fds.len() - 1);
+                    }
+                }
+                let [stack_at, listener_at, control_at, output_at] = at;
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(e.into()),
+                    Ok(_) => {}
+                }
+                let ready = |at: Option<usize>| {
+                    at.is_some_and(|i| fds[i].revents().is_some_and(|r| !r.is_empty()))
+                };
+                (
+                    ready(Some(0)),
+                    ready(stack_at),
+                    ready(control_at),
+                    ready(listener_at),
+                    ready(output_at),
+                )
+            };
+            if stack_died && let Some(mut live) = stack.take() {
+                let message = live.death_message();
+                self.network_down = Some(message.clone());
+                self.tell(&SupervisorEvent::NetworkDown { message });
+            }
+            if daemon_gone {
+                // The daemon never writes after the launch: readable means closed.
+                self.control = None;
+            }
+            if new_daemon {
+                self.take_over();
+            }
+            if output && self.control.is_none() {
+                self.save_output(true);
+            }
+            if report {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Relays pid 1's reports until it exits.
+    fn supervise(mut self, mut reports: Receiver, mut stack: Option<network::Stack>) -> i32 {
+        let child = self.init;
+        let mut started = false;
+        let mut failed = false;
+        let mut final_status = None;
+        loop {
+            if !reports.has_buffered()
+                && let Err(e) = self.wait_for_report(&reports, &mut stack)
+            {
+                let message = format!("cannot wait for pid 1: {e}");
+                self.tell(&SupervisorEvent::Failed { message });
                 break;
             }
+            let report = match reports.recv::<InitReport>() {
+                Ok(report) => report,
+                Err(e) if e.is_closed() => break,
+                Err(e) => {
+                    let message = format!("bad report from pid 1: {e}");
+                    self.tell(&SupervisorEvent::Failed { message });
+                    break;
+                }
+            };
+            match report {
+                InitReport::Prepared => {}
+                InitReport::Running { .. } => {
+                    started = true;
+                    self.app_pid = app_host_pid(child);
+                    let terminal = reports.take_fds(1);
+                    let fds: Vec<BorrowedFd<'_>> = terminal.iter().map(|fd| fd.as_fd()).collect();
+                    let event = SupervisorEvent::Started {
+                        init_pid: child.as_raw(),
+                        app_pid: self.app_pid,
+                    };
+                    self.tell_with(&event, &fds);
+                    // From now on a daemon started after a crash of this one can take over.
+                    self.listen();
+                }
+                InitReport::SetupFailed { message } => {
+                    failed = true;
+                    self.tell(&SupervisorEvent::Failed { message });
+                }
+                InitReport::Exited { status } => {
+                    // Tell at once: tearing down the namespaces after pid 1 exits takes a few
+                    // milliseconds nobody needs to wait for.
+                    final_status = Some(status);
+                    self.tell(&SupervisorEvent::Exited { status });
+                }
+            }
+        }
+        // No daemon takes over a sandbox that has ended.
+        if self.listener.take().is_some() {
+            let _ = std::fs::remove_file(self.dir.join(files::SOCKET));
+        }
+        // The network ends with the sandbox.
+        if let Some(stack) = stack {
+            stack.stop();
+        }
+        let waited = loop {
+            match waitpid(child, None) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => break other,
+            }
         };
-        match report {
-            InitReport::Prepared => {}
-            InitReport::Running { .. } => {
-                started = true;
-                let terminal = reports.take_fds(1);
-                let fds: Vec<BorrowedFd<'_>> = terminal.iter().map(|fd| fd.as_fd()).collect();
-                let event = SupervisorEvent::Started {
-                    init_pid: child.as_raw(),
-                    app_pid: app_host_pid(child),
-                };
-                tell_with(control, &event, &fds);
-            }
-            InitReport::SetupFailed { message } => {
-                failed = true;
-                tell(control, &SupervisorEvent::Failed { message });
-            }
-            InitReport::Exited { status } => {
-                // Tell at once: tearing down the namespaces after pid 1 exits takes a few
-                // milliseconds nobody needs to wait for.
-                final_status = Some(status);
-                tell(control, &SupervisorEvent::Exited { status });
-            }
+        let status = final_status.unwrap_or(match waited {
+            Ok(WaitStatus::Exited(_, code)) => ExitStatus::Code(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => ExitStatus::Signal(sig as i32),
+            _ => ExitStatus::Code(super::SETUP_FAILED_CODE),
+        });
+        if !started && !failed {
+            let message = format!("the sandbox's pid 1 ended ({status}) before starting the app");
+            self.tell(&SupervisorEvent::Failed { message });
+            return 1;
         }
-    }
-    // The network ends with the sandbox.
-    if let Some(stack) = stack {
-        stack.stop();
-    }
-    let waited = loop {
-        match waitpid(child, None) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            other => break other,
+        if started && final_status.is_none() {
+            // pid 1 died without reporting (killed): its wait status is the sandbox's.
+            self.tell(&SupervisorEvent::Exited { status });
         }
-    };
-    let status = final_status.unwrap_or(match waited {
-        Ok(WaitStatus::Exited(_, code)) => ExitStatus::Code(code),
-        Ok(WaitStatus::Signaled(_, sig, _)) => ExitStatus::Signal(sig as i32),
-        _ => ExitStatus::Code(super::SETUP_FAILED_CODE),
-    });
-    if !started && !failed {
-        let message = format!("the sandbox's pid 1 ended ({status}) before starting the app");
-        tell(control, &SupervisorEvent::Failed { message });
-        return 1;
+        if started {
+            if self.control.is_none() {
+                self.save_output(false);
+            }
+            self.record_exit(status);
+        }
+        0
     }
-    if started && final_status.is_none() {
-        // pid 1 died without reporting (killed): its wait status is the sandbox's.
-        tell(control, &SupervisorEvent::Exited { status });
-    }
-    0
 }
