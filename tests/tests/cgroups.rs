@@ -481,3 +481,49 @@ fn a_helper_killed_with_sigkill_leaves_cgroups_its_successor_takes_over() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The escape probe that raises its own cgroup's limits (`tests/escape/probe.py`): it gets
+/// through for a process in a cgroup the user owns, and not from inside a sandbox, whose
+/// cgroup the user owns just the same (the helper made it) but cannot reach.
+#[test]
+fn an_app_cannot_raise_its_own_cgroup_limits() {
+    let env = env_or_skip!();
+    if !delegated(&env) {
+        return;
+    }
+    let probe = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("escape/probe.py");
+    let result = |out: &std::process::Output| -> serde_json::Value {
+        let text = hutch_tests::stdout(out);
+        serde_json::from_str(text.lines().last().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}: {text}\n{}", stderr(out)))
+    };
+    // Outside: a cgroup of the user's own, beside the helper's.
+    let own = env.cgroup().unwrap().with_extension("probe");
+    std::fs::create_dir_all(&own).unwrap();
+    std::fs::write(own.join("memory.max"), "67108864").unwrap();
+    let mut cmd = std::process::Command::new("sh");
+    env.apply(&mut cmd);
+    cmd.arg("-c")
+        .arg("echo $$ > \"$1/cgroup.procs\" && exec \"$2\" cgroup-limit")
+        .arg("sh")
+        .arg(&own)
+        .arg(&probe);
+    let outside = result(&hutch_tests::run_with_timeout(cmd, Duration::from_secs(60)));
+    assert_eq!(outside["result"], "escaped", "{outside}");
+    assert_eq!(
+        std::fs::read_to_string(own.join("memory.max"))
+            .unwrap()
+            .trim(),
+        "max"
+    );
+    let _ = std::fs::remove_dir(&own);
+    // Inside, under a memory limit.
+    let inside = result(&env.hutch(&[
+        "run",
+        "--memory",
+        "64M",
+        probe.to_str().unwrap(),
+        "cgroup-limit",
+    ]));
+    assert_eq!(inside["result"], "blocked", "{inside}");
+}
