@@ -30,6 +30,7 @@ pub fn run(state: &State) -> DoctorReport {
             uidmap_tools(&facts),
             cgroups(state),
             network_tools(),
+            landlock(),
             display(),
             runtime_dir(state),
         ],
@@ -195,6 +196,35 @@ fn network_tools() -> Check {
                 }
             ),
             None,
+        )
+    }
+}
+
+fn landlock() -> Check {
+    let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
+    if lsm.split(',').any(|m| m.trim() == "landlock") {
+        check(
+            "landlock",
+            "Landlock",
+            CheckStatus::Ok,
+            "active: apps reach only the paths their sandbox grants, whatever is mounted".into(),
+            None,
+        )
+    } else {
+        check(
+            "landlock",
+            "Landlock",
+            CheckStatus::Warn,
+            format!(
+                "not among this kernel's active security modules ({}): file access is fenced by \
+                 the sandbox's mounts alone",
+                if lsm.trim().is_empty() {
+                    "none listed"
+                } else {
+                    lsm.trim()
+                }
+            ),
+            Some("boot with landlock in the lsm= kernel option (Linux 5.13 or later)".into()),
         )
     }
 }

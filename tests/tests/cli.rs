@@ -238,6 +238,7 @@ fn doctor_reports_every_check_with_a_fix() {
         "uidmap",
         "cgroups",
         "network",
+        "landlock",
         "display",
         "runtime_dir",
     ] {

@@ -148,7 +148,7 @@ fn take_over(state: &Arc<State>, id: &str, dir: &Path) -> Result<(), String> {
     let paused = cgroup.as_ref().is_some_and(|cg| {
         std::fs::read_to_string(cg.join("cgroup.freeze")).is_ok_and(|v| v.trim() == "1")
     });
-    let mut info = record.info;
+    let mut info = record.info.clone();
     info.id = id.to_owned();
     info.state = if paused {
         SandboxState::Paused
@@ -158,7 +158,10 @@ fn take_over(state: &Arc<State>, id: &str, dir: &Path) -> Result<(), String> {
     info.pid = Some(app_pid.unwrap_or(init_pid) as u32);
     info.exit = None::<ExitStatus>;
     info.network.up = network_down.is_none();
-    state.registry.adopt(info, cgroup.clone(), pidfd, init_pid);
+    let landlock = record.landlock.clone();
+    state
+        .registry
+        .adopt(info, cgroup.clone(), landlock, (pidfd, init_pid));
     if let Some(fd) = log_fd
         && let Some(log) = saved_output(dir, lost_output)
     {

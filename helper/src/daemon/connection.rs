@@ -308,13 +308,18 @@ fn handle(request: Request, rx: &mut Receiver, writer: &Writer, state: &Arc<Stat
                     )
                 })?;
                 let cgroup = state.registry.cgroup(&id)?;
-                super::inspect::inspect(&id, pid, info.id_map, info.network, cgroup.as_deref())
-                    .map_err(|e| {
-                        (
-                            ErrorCode::Internal,
-                            format!("cannot inspect sandbox {id}: {e}"),
-                        )
-                    })
+                let landlock = state.registry.landlock(&id)?;
+                let mut anatomy =
+                    super::inspect::inspect(&id, pid, info.id_map, info.network, cgroup.as_deref())
+                        .map_err(|e| {
+                            (
+                                ErrorCode::Internal,
+                                format!("cannot inspect sandbox {id}: {e}"),
+                            )
+                        })?;
+                anatomy.security.landlock =
+                    landlock.unwrap_or_else(|| "not reported by the sandbox".into());
+                Ok(anatomy)
             });
             match result {
                 Ok(anatomy) => reply(

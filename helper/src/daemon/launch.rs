@@ -491,6 +491,7 @@ pub fn launch(
     let record = SandboxRecord {
         info: info.clone(),
         cgroup: sandbox_cgroup.clone(),
+        landlock: None,
     };
     state.registry.insert(info);
     state.registry.set_cgroup(&id, sandbox_cgroup.clone());
@@ -527,9 +528,13 @@ pub fn launch(
     drop(fds);
     drop(stdio);
     drop(log_copy);
-    let (init_pid, app_pid) = loop {
+    let (init_pid, app_pid, landlock) = loop {
         match rx.recv::<SupervisorEvent>() {
-            Ok(SupervisorEvent::Started { init_pid, app_pid }) => break (init_pid, app_pid),
+            Ok(SupervisorEvent::Started {
+                init_pid,
+                app_pid,
+                landlock,
+            }) => break (init_pid, app_pid, landlock),
             Ok(SupervisorEvent::Failed { message }) => {
                 return Err(abandon(
                     &mut child,
@@ -560,7 +565,7 @@ pub fn launch(
     prewarm(state);
     let tty = plan.tty.and_then(|_| rx.take_fds(1).pop());
     let _ = rx.stream().set_read_timeout(None);
-    state.registry.started(&id, init_pid, app_pid);
+    state.registry.started(&id, init_pid, app_pid, landlock);
     tracing::info!(%id, profile = %profile.name, init_pid, ?app_pid, argv = ?plan.argv, "sandbox started");
 
     let monitor_state = Arc::clone(state);

@@ -22,6 +22,8 @@ struct Slot {
     init_pid: Option<i32>,
     /// The sandbox's cgroup folder, when delegated.
     cgroup: Option<std::path::PathBuf>,
+    /// How far Landlock confines the app, as it reported.
+    landlock: Option<String>,
     /// Connections that want every event of this sandbox (the one that started it).
     listeners: Vec<mpsc::Sender<Event>>,
 }
@@ -102,6 +104,7 @@ impl Registry {
                 init: None,
                 init_pid: None,
                 cgroup: None,
+                landlock: None,
                 listeners: Vec::new(),
             },
         );
@@ -114,17 +117,18 @@ impl Registry {
         &self,
         info: SandboxInfo,
         cgroup: Option<std::path::PathBuf>,
-        init: OwnedFd,
-        init_pid: i32,
+        landlock: Option<String>,
+        init: (OwnedFd, i32),
     ) {
         let mut inner = self.lock();
         inner.live.insert(
             info.id.clone(),
             Slot {
                 info,
-                init: Some(init),
-                init_pid: Some(init_pid),
+                init: Some(init.0),
+                init_pid: Some(init.1),
                 cgroup,
+                landlock,
                 listeners: Vec::new(),
             },
         );
@@ -185,14 +189,15 @@ impl Registry {
         }
     }
 
-    /// Marks a sandbox running with its host pids.
-    pub fn started(&self, id: &str, init_pid: i32, app_pid: Option<i32>) {
+    /// Marks a sandbox running with its host pids and its Landlock status.
+    pub fn started(&self, id: &str, init_pid: i32, app_pid: Option<i32>, landlock: Option<String>) {
         let pidfd = sys::pidfd_open(Pid::from_raw(init_pid)).ok();
         if let Some(slot) = self.lock().live.get_mut(id) {
             slot.info.state = SandboxState::Running;
             slot.info.pid = Some(app_pid.unwrap_or(init_pid) as u32);
             slot.init = pidfd;
             slot.init_pid = Some(init_pid);
+            slot.landlock = landlock;
         }
         self.lock().changed();
     }
@@ -242,6 +247,11 @@ impl Registry {
     /// The cgroup folder of a running sandbox (`None` in the degraded mode).
     pub fn cgroup(&self, id: &str) -> Result<Option<std::path::PathBuf>, Refusal> {
         Ok(live(&mut self.lock(), id)?.cgroup.clone())
+    }
+
+    /// How far Landlock confines a running sandbox's app, as it reported.
+    pub fn landlock(&self, id: &str) -> Result<Option<String>, Refusal> {
+        Ok(live(&mut self.lock(), id)?.landlock.clone())
     }
 
     /// Marks a sandbox paused or running again.
@@ -481,7 +491,7 @@ mod tests {
         let changes = reg.watch();
         reg.insert(info("ab12"));
         reg.set_log("ab12", SharedLog::default());
-        reg.started("ab12", std::process::id() as i32, None);
+        reg.started("ab12", std::process::id() as i32, None, None);
         reg.set_paused("ab12", true);
         reg.finish("ab12", ExitStatus::Code(0));
         assert_eq!(changes.try_iter().count(), 4);

@@ -9,6 +9,7 @@ pub mod desktop;
 pub mod env;
 pub mod host;
 pub mod idmap;
+pub mod landlock;
 
 use std::path::{Component, Path, PathBuf};
 
@@ -171,6 +172,9 @@ pub struct SandboxPlan {
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
     pub allow_user_namespaces: bool,
+    /// Landlock rules: the paths the app may reach and how (applied where the kernel has
+    /// Landlock).
+    pub landlock: Vec<landlock::FsRule>,
     pub network: NetworkPlan,
     /// cgroup limits (the profile's, overridden one by one by the request's).
     pub limits: Limits,
@@ -342,6 +346,8 @@ pub fn build(
     let (id_map, warning) = id_map_plan(host);
     let mut warnings: Vec<String> = warning.into_iter().collect();
     warnings.extend(desktop.warnings);
+    let base_mounts = base_mounts(host, fs);
+    let landlock = landlock::rules(base_mounts.iter().chain(&mounts));
     Ok(SandboxPlan {
         id: id.to_owned(),
         profile: profile.name.clone(),
@@ -349,13 +355,14 @@ pub fn build(
         uid: host.uid,
         gid: host.gid,
         id_map,
-        base_mounts: base_mounts(host, fs),
+        base_mounts,
         mounts,
         hostname: profile.hostname.clone(),
         argv,
         env,
         cwd,
         allow_user_namespaces: profile.allow_user_namespaces,
+        landlock,
         network,
         limits,
         tty: match request.stdio {

@@ -168,6 +168,10 @@ pub fn run_app(
         Ok(v) => v,
         Err(e) => fail(&report_fd, e),
     };
+    match super::landlock::apply(&plan.landlock) {
+        Ok(landlock) => report(&report_fd, &InitReport::Confined { landlock }),
+        Err(e) => fail(&report_fd, e),
+    }
     if let Err(e) = seccomp::install(programs) {
         fail(&report_fd, SetupError::new("install seccomp filter", e));
     }

@@ -171,19 +171,26 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
     // The exec pipe closes on a successful exec; before that, the app may report a failure.
     let mut msg = String::new();
     let _ = std::fs::File::from(exec_r).read_to_string(&mut msg);
-    if let Some(line) = msg.lines().next() {
-        let _ = waitpid(app, None);
-        let report_msg = serde_json::from_str(line).unwrap_or(InitReport::SetupFailed {
-            message: format!("the app failed before exec: {line}"),
-        });
-        send(&report, &report_msg, &[]);
-        std::process::exit(SETUP_FAILED_CODE);
+    let mut landlock = None;
+    for line in msg.lines() {
+        match serde_json::from_str(line) {
+            Ok(InitReport::Confined { landlock: status }) => landlock = Some(status),
+            parsed => {
+                let _ = waitpid(app, None);
+                let report_msg = parsed.unwrap_or(InitReport::SetupFailed {
+                    message: format!("the app failed before exec: {line}"),
+                });
+                send(&report, &report_msg, &[]);
+                std::process::exit(SETUP_FAILED_CODE);
+            }
+        }
     }
     let fds: Vec<BorrowedFd<'_>> = terminal.iter().map(|t| t.controller.as_fd()).collect();
     send(
         &report,
         &InitReport::Running {
             app_pid: app.as_raw(),
+            landlock,
         },
         &fds,
     );

@@ -21,6 +21,7 @@
 pub mod exec;
 pub mod idmap;
 pub mod init;
+pub mod landlock;
 pub mod network;
 pub mod rootfs;
 pub mod seccomp;
@@ -66,6 +67,13 @@ pub enum InitReport {
     /// attached.
     Running {
         app_pid: i32,
+        /// How far Landlock confines the app.
+        #[serde(default)]
+        landlock: Option<String>,
+    },
+    /// From the app just before exec: its confinement took effect (Landlock's status).
+    Confined {
+        landlock: String,
     },
     SetupFailed {
         message: String,
@@ -111,6 +119,9 @@ pub struct SandboxRecord {
     pub info: hutch_core::protocol::SandboxInfo,
     /// Its cgroup folder, when the daemon had a delegated one.
     pub cgroup: Option<std::path::PathBuf>,
+    /// How far Landlock confines the app (known once it runs).
+    #[serde(default)]
+    pub landlock: Option<String>,
 }
 
 /// What a supervisor leaves in its runtime folder (`$XDG_RUNTIME_DIR/hutch/sandboxes/ID`).
@@ -156,6 +167,8 @@ pub enum SupervisorEvent {
     Started {
         init_pid: i32,
         app_pid: Option<i32>,
+        #[serde(default)]
+        landlock: Option<String>,
     },
     /// Nothing runs: the sandbox could not be set up.
     Failed {

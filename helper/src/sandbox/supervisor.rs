@@ -456,14 +456,17 @@ impl Relay {
             };
             match report {
                 InitReport::Prepared => {}
-                InitReport::Running { .. } => {
+                InitReport::Confined { .. } => {}
+                InitReport::Running { landlock, .. } => {
                     started = true;
                     self.app_pid = app_host_pid(child);
+                    self.record.landlock = landlock.clone();
                     let terminal = reports.take_fds(1);
                     let fds: Vec<BorrowedFd<'_>> = terminal.iter().map(|fd| fd.as_fd()).collect();
                     let event = SupervisorEvent::Started {
                         init_pid: child.as_raw(),
                         app_pid: self.app_pid,
+                        landlock,
                     };
                     self.tell_with(&event, &fds);
                     // From now on a daemon started after a crash of this one can take over.

@@ -1,0 +1,164 @@
+//! Landlock, a second fence on file access: the app may touch only the places its root was
+//! built from, each as the mount allows, however its mounts came to be. Derived from the
+//! sandbox's mount list, so nothing mounted is left out and nothing else is let in.
+//!
+//! Structural folders (`/`, `/dev`, `/run`, `/var`, `/run/user`) hold other mounts and get no
+//! rule of their own beyond listing: the app cannot create files in `/dev` or `/run` even
+//! though those are writable tmpfs mounts, only in the folders granted inside them.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Access, MountOp};
+
+/// What a rule grants beneath its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsAccess {
+    /// List folders (and nothing else).
+    List,
+    /// Read, list and execute.
+    Read,
+    /// Everything: read, write, create, remove, execute, device ioctls.
+    ReadWrite,
+    /// A device node or the terminal folder: read, write, ioctls.
+    Device,
+    /// The sandbox's /proc: read and write its files (the kernel checks the rest).
+    Proc,
+}
+
+/// One Landlock rule: `access` beneath `path` (inside the sandbox).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsRule {
+    pub path: PathBuf,
+    pub access: FsAccess,
+}
+
+/// Folders that only hold other mounts.
+const STRUCTURAL: &[&str] = &["/", "/dev", "/run", "/var", "/run/user"];
+
+/// The rules for a root built from `mounts` (in order; a later rule for the same path wins).
+pub fn rules<'a>(mounts: impl IntoIterator<Item = &'a MountOp>) -> Vec<FsRule> {
+    let mut out = vec![FsRule {
+        path: "/".into(),
+        access: FsAccess::List,
+    }];
+    let structural = |p: &Path| STRUCTURAL.iter().any(|s| Path::new(s) == p);
+    for op in mounts {
+        let (path, access) = match op {
+            MountOp::Bind { path, access, .. } if path.starts_with("/dev") => (
+                path,
+                match access {
+                    Access::ReadOnly => FsAccess::Read,
+                    Access::ReadWrite => FsAccess::Device,
+                },
+            ),
+            MountOp::Bind { path, access, .. } => (
+                path,
+                match access {
+                    Access::ReadOnly => FsAccess::Read,
+                    Access::ReadWrite => FsAccess::ReadWrite,
+                },
+            ),
+            MountOp::Tmpfs { path, .. } if !structural(path) => (path, FsAccess::ReadWrite),
+            MountOp::Dir { path, .. } if path == Path::new("/etc") => (path, FsAccess::Read),
+            MountOp::Dir { path, .. } if !structural(path) => (path, FsAccess::ReadWrite),
+            MountOp::Proc { path } => (path, FsAccess::Proc),
+            MountOp::Devpts { path } => (path, FsAccess::Device),
+            // Generated files sit in /etc; symlinks reach their targets' rules.
+            _ => continue,
+        };
+        out.retain(|r| r.path != *path);
+        out.push(FsRule {
+            path: path.clone(),
+            access,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bind(path: &str, access: Access) -> MountOp {
+        MountOp::Bind {
+            source: path.into(),
+            path: path.into(),
+            access,
+            dir: true,
+        }
+    }
+
+    #[test]
+    fn each_mount_gets_what_it_allows_and_structural_folders_nothing() {
+        let mounts = vec![
+            bind("/usr", Access::ReadOnly),
+            MountOp::Dir {
+                path: "/etc".into(),
+                mode: 0o755,
+            },
+            MountOp::Proc {
+                path: "/proc".into(),
+            },
+            MountOp::Tmpfs {
+                path: "/dev".into(),
+                mode: 0o755,
+            },
+            bind("/dev/null", Access::ReadWrite),
+            MountOp::Devpts {
+                path: "/dev/pts".into(),
+            },
+            MountOp::Tmpfs {
+                path: "/tmp".into(),
+                mode: 0o1777,
+            },
+            MountOp::Tmpfs {
+                path: "/run".into(),
+                mode: 0o755,
+            },
+            MountOp::Dir {
+                path: "/run/user".into(),
+                mode: 0o755,
+            },
+            MountOp::Dir {
+                path: "/run/user/1000".into(),
+                mode: 0o700,
+            },
+            MountOp::Tmpfs {
+                path: "/home/u".into(),
+                mode: 0o700,
+            },
+            bind("/home/u/Documents", Access::ReadOnly),
+            bind("/home/u/Downloads", Access::ReadWrite),
+            MountOp::File {
+                path: "/etc/hostname".into(),
+                contents: "x\n".into(),
+            },
+        ];
+        let got: Vec<(String, FsAccess)> = rules(&mounts)
+            .into_iter()
+            .map(|r| (r.path.display().to_string(), r.access))
+            .collect();
+        let want = [
+            ("/", FsAccess::List),
+            ("/usr", FsAccess::Read),
+            ("/etc", FsAccess::Read),
+            ("/proc", FsAccess::Proc),
+            ("/dev/null", FsAccess::Device),
+            ("/dev/pts", FsAccess::Device),
+            ("/tmp", FsAccess::ReadWrite),
+            ("/run/user/1000", FsAccess::ReadWrite),
+            ("/home/u", FsAccess::ReadWrite),
+            ("/home/u/Documents", FsAccess::Read),
+            ("/home/u/Downloads", FsAccess::ReadWrite),
+        ];
+        assert_eq!(
+            got,
+            want.iter()
+                .map(|(p, a)| (p.to_string(), *a))
+                .collect::<Vec<_>>()
+        );
+    }
+}
