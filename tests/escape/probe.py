@@ -79,6 +79,25 @@ def ptrace():
     return res == 0, "PTRACE_SEIZE of a child: " + ("attached" if res == 0 else err(e))
 
 
+def i386_syscall():
+    """Makes a system call through the 32-bit ABI (int 0x80) from this 64-bit process, the
+    way past a filter written for x86_64 calls only: getpid, compared with the real pid."""
+    import mmap
+
+    child = os.fork()
+    if child == 0:
+        code = bytes([0xB8, 20, 0, 0, 0, 0xCD, 0x80, 0xC3])  # mov eax, 20; int 0x80; ret
+        page = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+        page.write(code)
+        call = ctypes.CFUNCTYPE(ctypes.c_long)(ctypes.addressof(ctypes.c_char.from_buffer(page)))
+        os._exit(0 if call() == os.getpid() else 1)
+    _, status = os.waitpid(child, 0)
+    if os.WIFSIGNALED(status):
+        return False, f"int 0x80: the process was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    code = os.WEXITSTATUS(status)
+    return code == 0, "int 0x80 getpid: " + ("answered with the pid" if code == 0 else "wrong answer")
+
+
 def read_file(path):
     try:
         with open(path, "rb") as f:
@@ -363,6 +382,7 @@ def survive(marker):
 PROBES = {
     "host-process": host_process,
     "ptrace": ptrace,
+    "i386-syscall": i386_syscall,
     "read-file": read_file,
     "write-dirs": write_dirs,
     "tiocsti": tiocsti,

@@ -200,6 +200,7 @@ fn escape_probes_get_through_outside_and_not_inside() {
 
     for probe in [
         "ptrace",
+        "i386-syscall",
         "tiocsti",
         "capabilities",
         "keyring",
