@@ -25,12 +25,10 @@ pub struct Start {
 
 /// Opens the window and runs until it is closed.
 pub fn run_with(start: Start) -> anyhow::Result<()> {
-    let renderer = match std::env::var("HUTCH_RENDERER").as_deref() {
-        Ok("wgpu") => eframe::Renderer::Wgpu,
-        _ => eframe::Renderer::Glow,
-    };
+    // OpenGL (glow): wgpu is linked only into the tests (kittest's snapshots), which keeps the
+    // binary, and every start of the CLI, smaller.
     let options = eframe::NativeOptions {
-        renderer,
+        renderer: eframe::Renderer::Glow,
         viewport: egui::ViewportBuilder::default()
             .with_title("Hutch")
             .with_app_id("io.github.hutchbox.Hutch")

@@ -306,7 +306,18 @@ pub fn build(
             placed.push((depth(path), op.clone()));
         }
     }
+    let base = base_mounts(host, fs);
     for share in &shares {
+        // A read-only share of something every sandbox sees read-only already (a program in
+        // /usr named by its path) needs no mount of its own.
+        let canonical = fs
+            .canonical(&share.path)
+            .unwrap_or_else(|| share.path.clone());
+        if share.access == Access::ReadOnly
+            && (covered_read_only(&share.path, &base) || covered_read_only(&canonical, &base))
+        {
+            continue;
+        }
         placed.push((
             depth(&share.path),
             MountOp::Bind {
@@ -346,7 +357,7 @@ pub fn build(
     let (id_map, warning) = id_map_plan(host);
     let mut warnings: Vec<String> = warning.into_iter().collect();
     warnings.extend(desktop.warnings);
-    let base_mounts = base_mounts(host, fs);
+    let base_mounts = base;
     let landlock = landlock::rules(base_mounts.iter().chain(&mounts));
     Ok(SandboxPlan {
         id: id.to_owned(),
@@ -515,6 +526,14 @@ pub fn base_mounts(host: &HostFacts, fs: &dyn HostFs) -> Vec<MountOp> {
         },
     ]);
     mounts
+}
+
+/// Whether `path` lies in a folder the base root binds read-only at its own path.
+fn covered_read_only(path: &Path, base: &[MountOp]) -> bool {
+    base.iter().any(|op| {
+        matches!(op, MountOp::Bind { source, path: at, access: Access::ReadOnly, dir: true }
+            if source == at && path.starts_with(at))
+    })
 }
 
 fn system_mounts(fs: &dyn HostFs) -> Vec<MountOp> {

@@ -47,6 +47,7 @@ impl FakeFs {
             "/dev/urandom",
             "/home/alice/notes.txt",
             "/etc/passwd",
+            "/usr/bin/true",
         ] {
             m.insert(PathBuf::from(f), Entry::File);
         }
@@ -342,6 +343,29 @@ fn shares_land_after_the_home_and_set_the_working_folder() {
         [MountOp::Bind { dir: false, .. }]
     ));
     assert_eq!(p.cwd, Path::new("/home/alice/Documents"));
+}
+
+#[test]
+fn a_read_only_share_of_a_system_file_needs_no_mount_of_its_own() {
+    let share = |mode| ShareSpec {
+        path: "/usr/bin/true".into(),
+        mode,
+    };
+    let mut req = request(&["/usr/bin/true"]);
+    req.shares.push(share(ShareMode::ReadOnly));
+    let p = plan(&Profile::builtin_default(), &req).unwrap();
+    // /usr is bound read-only in every sandbox: the program in it is visible already.
+    assert!(find(&p, "/usr/bin/true").is_empty(), "{:?}", p.mounts);
+    // Read-write is more than the base gives: that stays a mount of its own.
+    req.shares = vec![share(ShareMode::ReadWrite)];
+    let p = plan(&Profile::builtin_default(), &req).unwrap();
+    assert!(matches!(
+        find(&p, "/usr/bin/true")[..],
+        [MountOp::Bind {
+            access: Access::ReadWrite,
+            ..
+        }]
+    ));
 }
 
 #[test]

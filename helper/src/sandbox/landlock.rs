@@ -53,7 +53,8 @@ pub fn apply(rules: &[FsRule]) -> Result<String, SetupError> {
         let Ok(fd) = PathFd::new(&rule.path) else {
             continue;
         };
-        let is_dir = std::fs::metadata(&rule.path).is_ok_and(|m| m.is_dir());
+        let is_dir =
+            nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
         let mut access = rights(rule.access);
         if !is_dir {
             access &= AccessFs::from_file(ABI_WANTED);
