@@ -204,3 +204,45 @@ fn a_client_that_goes_away_leaves_its_sandboxes_running() {
     let out = env.hutch(&["stop", "--grace", "0", &id]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// CPU time (user + system, clock ticks) a process has used.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_supervisor_without_a_helper_waits_quietly_when_the_app_closes_its_output() {
+    let mut env = env_or_skip!();
+    // The app writes a line once the helper is gone, closes stdout and stderr, and runs on.
+    let id = ok(&env.sh(
+        &["--detach"],
+        "sleep 1; echo after; exec >/dev/null 2>&1; exec sleep 1000",
+    ))
+    .trim()
+    .to_owned();
+    let app = entry(&ps_all(&env), &id)["pid"].as_i64().unwrap() as i32;
+    let init = hutch_tests::init_pid_of(app).expect("pid 1 of the sandbox");
+    let supervisor = parent_of(init);
+    env.kill_helper();
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = cpu_ticks(supervisor);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(supervisor) - before;
+    assert!(
+        used <= 5,
+        "the supervisor used {used} clock ticks in 2 s with no helper and a closed output pipe"
+    );
+    env.restart_helper();
+    let log = stdout(&env.hutch(&["logs", &id]));
+    assert_eq!(log, "after\n", "output written while no helper ran is kept");
+    ok(&env.hutch(&["stop", "--grace", "0", &id]));
+}

@@ -167,6 +167,12 @@ fn take_over(state: &Arc<State>, id: &str, dir: &Path) -> Result<(), String> {
     {
         state.registry.set_log(id, SharedLog::clone(&log));
         logs::drain(id.to_owned(), std::fs::File::from(fd), log);
+    } else if dir.join(files::OUTPUT).exists()
+        && let Some(log) = saved_output(dir, lost_output)
+    {
+        // The app closed its output while no helper ran: what it wrote is all there is.
+        log.lock().unwrap_or_else(|p| p.into_inner()).close();
+        state.registry.set_log(id, log);
     }
     let monitor_state = Arc::clone(state);
     let (monitor_id, monitor_dir) = (id.to_owned(), dir.to_owned());

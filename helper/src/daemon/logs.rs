@@ -46,6 +46,11 @@ impl LogBuffer {
         self.closed
     }
 
+    /// Marks the output ended (its writers are gone).
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+
     /// The bytes from offset `since` on (from the oldest kept when `since` is older):
     /// (offset of the first byte returned, the bytes).
     pub fn read_from(&self, since: u64) -> (u64, Vec<u8>) {

@@ -41,6 +41,14 @@ fn tell_with(control: &UnixStream, event: &SupervisorEvent, fds: &[BorrowedFd<'_
     let _ = channel::send(control, event, fds);
 }
 
+/// Whether process `pid` (as this process sees it) is in this process's pid namespace.
+fn same_pid_namespace(pid: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let ns = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    let ours = ns("/proc/self/ns/pid");
+    ours.is_some() && ours == ns(&format!("/proc/{pid}/ns/pid"))
+}
+
 /// The app's host pid: the only child of pid 1.
 fn app_host_pid(init: Pid) -> Option<i32> {
     let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).ok()?;
@@ -285,10 +293,13 @@ impl Relay {
         let Ok((stream, _)) = listener.accept() else {
             return;
         };
-        // Our own user only (the folder is 0700 as well).
+        // Our own user only (the folder is 0700 as well), and not from inside a sandbox (its
+        // processes run as the same user, in a pid namespace of their own).
         let ours =
             nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-                .is_ok_and(|c| c.uid() == nix::unistd::getuid().as_raw());
+                .is_ok_and(|c| {
+                    c.uid() == nix::unistd::getuid().as_raw() && same_pid_namespace(c.pid())
+                });
         let Ok(pidfd) = sys::pidfd_open(self.init) else {
             return;
         };
@@ -338,7 +349,13 @@ impl Relay {
             }
             first = false;
             let n = match nix::unistd::read(log, &mut chunk) {
-                Ok(0) | Err(_) => return,
+                Ok(0) => {
+                    // Every writer has closed it: nothing more will come (and a closed pipe
+                    // would wake every poll from now on).
+                    self.log = None;
+                    return;
+                }
+                Err(_) => return,
                 Ok(n) => n,
             };
             let room = (LOG_CAPACITY as u64).saturating_sub(kept) as usize;
