@@ -107,18 +107,23 @@ def read_file(path):
         return False, f"{path}: {err(e.errno)}"
 
 
-def write_dirs(*dirs):
-    """Creates a file in each folder; escaped if any write lands."""
+def try_writes(paths, text, verb):
+    """Writes `text` to each path; (any landed, what happened to each)."""
     done, failed = [], []
-    for d in dirs:
-        path = os.path.join(d, f"hutch-probe-{os.getpid()}")
+    for path in paths:
         try:
             with open(path, "w") as f:
-                f.write("written by an escape probe\n")
-            done.append(path)
+                f.write(text)
+            done.append(f"{verb} {path}")
         except OSError as e:
-            failed.append(f"{d}: {err(e.errno)}")
-    return bool(done), "; ".join([f"wrote {p}" for p in done] + failed)
+            failed.append(f"{path}: {err(e.errno)}")
+    return bool(done), "; ".join(done + failed)
+
+
+def write_dirs(*dirs):
+    """Creates a file in each folder; escaped if any write lands."""
+    paths = [os.path.join(d, f"hutch-probe-{os.getpid()}") for d in dirs]
+    return try_writes(paths, "written by an escape probe\n", "wrote")
 
 
 def tiocsti():
@@ -333,16 +338,8 @@ def cgroup_limit():
     if rel is None or mount is None:
         return False, f"no cgroup v2 file system to write (cgroup {rel!r}, mount {mount!r})"
     folder = os.path.join(mount, rel.lstrip("/"))
-    done, failed = [], []
-    for name in ("memory.max", "pids.max"):
-        path = os.path.join(folder, name)
-        try:
-            with open(path, "w") as f:
-                f.write("max")
-            done.append(path)
-        except OSError as e:
-            failed.append(f"{path}: {err(e.errno)}")
-    return bool(done), "; ".join([f"raised {p} to max" for p in done] + failed)
+    paths = [os.path.join(folder, name) for name in ("memory.max", "pids.max")]
+    return try_writes(paths, "max", "raised to max:")
 
 
 def hostname():

@@ -612,9 +612,22 @@ impl Xvfb {
             return None;
         }
         for n in 90..130 {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                || Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            {
+            let socket = format!("/tmp/.X11-unix/X{n}");
+            let lock = format!("/tmp/.X{n}-lock");
+            // A lock whose server is gone (killed, say) is stale: its files go, the display
+            // is free again. A live server's display is skipped.
+            let holder: Option<i32> = std::fs::read_to_string(&lock)
+                .ok()
+                .and_then(|t| t.trim().parse().ok());
+            match holder {
+                Some(pid) if Path::new(&format!("/proc/{pid}")).exists() => continue,
+                Some(_) => {
+                    let _ = std::fs::remove_file(&lock);
+                    let _ = std::fs::remove_file(&socket);
+                }
+                None => {}
+            }
+            if Path::new(&socket).exists() || Path::new(&lock).exists() {
                 continue;
             }
             let display = format!(":{n}");
