@@ -598,3 +598,49 @@ fn the_process_tree_nests_children_under_parents() {
     let order: Vec<(usize, &str)> = rows.iter().map(|(d, p)| (*d, &p.name[..])).collect();
     assert_eq!(order, [(0, "init"), (1, "sh"), (2, "sleep"), (1, "worker")]);
 }
+
+#[test]
+fn answers_find_their_launch_by_ticket_even_out_of_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profiles = tmp.path().join("profiles");
+    let link = RecordingLink::default();
+    link.push([connected(true), Update::Sandboxes(vec![])]);
+    let mut h = harness(&profiles, &link);
+    h.run_steps(2);
+    let request = |name: &str| -> hutch_core::protocol::RunRequest {
+        serde_json::from_value(serde_json::json!({"command": [name], "stdio": Stdio::Log})).unwrap()
+    };
+    // Two launches with the same title: only their tickets tell them apart.
+    h.state_mut().start(request("first"), "Editor".into());
+    h.state_mut().start(request("second"), "Editor".into());
+    let tickets: Vec<u64> = link
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|c| match c {
+            Command::Run { ticket, .. } => Some(*ticket),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tickets.len(), 2);
+    assert_ne!(tickets[0], tickets[1]);
+    // The second is answered first; the first fails.
+    link.push([
+        Update::Started {
+            id: "bbbb0002".into(),
+            title: "Editor".into(),
+            warnings: vec![],
+            ticket: Some(tickets[1]),
+        },
+        Update::Failed {
+            what: "start Editor".into(),
+            message: "no".into(),
+            ticket: Some(tickets[0]),
+        },
+    ]);
+    h.run_steps(2);
+    let launched = &h.state().launched;
+    assert_eq!(launched.len(), 1, "{launched:?}");
+    assert_eq!(launched["bbbb0002"].0.command, ["second"]);
+}

@@ -207,8 +207,10 @@ pub struct HutchApp {
     pub settings: Option<views::settings::SettingsForm>,
     /// Requests of the sandboxes started here, for "Run again".
     pub launched: HashMap<String, (RunRequest, String)>,
-    /// Requests sent and not yet answered, by title, for "Run again" bookkeeping.
-    pending_runs: Vec<(RunRequest, String)>,
+    /// Run requests sent and not yet answered, by ticket, for "Run again" bookkeeping.
+    pending_runs: Vec<(u64, RunRequest, String)>,
+    /// The ticket of the next run request.
+    next_ticket: u64,
     /// When the processes or output of the selected sandbox were last asked for.
     pub last_poll_ms: u64,
     /// Notices shown as toasts until this many are dismissed.
@@ -255,6 +257,7 @@ impl HutchApp {
             settings: None,
             launched: HashMap::new(),
             pending_runs: Vec::new(),
+            next_ticket: 1,
             last_poll_ms: 0,
             toasts_seen: 0,
             notifier: None,
@@ -307,20 +310,19 @@ impl HutchApp {
         let now = self.clock.now_ms();
         while let Some(update) = self.link.try_recv() {
             self.last_update = Some(Instant::now());
-            if let super::link::Update::Started { id, title, .. } = &update
-                && let Some(i) = self.pending_runs.iter().position(|(_, t)| t == title)
+            let answered = match &update {
+                super::link::Update::Started { ticket, .. }
+                | super::link::Update::Failed { ticket, .. } => *ticket,
+                _ => None,
+            };
+            if let Some(i) = answered
+                .and_then(|ticket| self.pending_runs.iter().position(|(t, ..)| *t == ticket))
             {
-                let (request, title) = self.pending_runs.remove(i);
-                self.launched.insert(id.clone(), (request, title));
-                self.selected = Some(id.clone());
-            }
-            if let super::link::Update::Failed { what, .. } = &update
-                && let Some(i) = self
-                    .pending_runs
-                    .iter()
-                    .position(|(_, t)| what == &format!("start {t}"))
-            {
-                self.pending_runs.remove(i);
+                let (_, request, title) = self.pending_runs.remove(i);
+                if let super::link::Update::Started { id, .. } = &update {
+                    self.launched.insert(id.clone(), (request, title));
+                    self.selected = Some(id.clone());
+                }
             }
             let added = self.model.apply(update, now);
             let notices: Vec<Notice> =
@@ -386,10 +388,14 @@ impl HutchApp {
 
     /// Sends a run request and remembers it for "Run again".
     pub fn start(&mut self, request: RunRequest, title: String) {
-        self.pending_runs.push((request.clone(), title.clone()));
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.pending_runs
+            .push((ticket, request.clone(), title.clone()));
         self.link.send(Command::Run {
             request: Box::new(request),
             title,
+            ticket,
         });
     }
 

@@ -20,6 +20,8 @@ pub enum Command {
         request: Box<RunRequest>,
         /// What the user launched, for messages ("Text Editor").
         title: String,
+        /// The window's number for this request, given back with its answer.
+        ticket: u64,
     },
     Stop {
         id: String,
@@ -73,6 +75,8 @@ pub enum Update {
         id: String,
         title: String,
         warnings: Vec<String>,
+        /// The run request's ticket.
+        ticket: Option<u64>,
     },
     Logs {
         id: String,
@@ -91,6 +95,8 @@ pub enum Update {
     Failed {
         what: String,
         message: String,
+        /// The run request's ticket, when a run failed.
+        ticket: Option<u64>,
     },
 }
 
@@ -251,6 +257,7 @@ fn requests(commands: &mpsc::Receiver<Command>, up: &mpsc::Sender<Update>, wake:
                         let _ = up.send(Update::Failed {
                             what,
                             message: helper_said(&e),
+                            ticket: None,
                         });
                     }
                     wake();
@@ -266,6 +273,7 @@ fn requests(commands: &mpsc::Receiver<Command>, up: &mpsc::Sender<Update>, wake:
                 Update::Failed {
                     what,
                     message: helper_said(&e),
+                    ticket: ticket_of(&command),
                 }
             }
         };
@@ -276,6 +284,13 @@ fn requests(commands: &mpsc::Receiver<Command>, up: &mpsc::Sender<Update>, wake:
     }
 }
 
+/// The ticket of a run request.
+fn ticket_of(command: &Command) -> Option<u64> {
+    match command {
+        Command::Run { ticket, .. } => Some(*ticket),
+        _ => None,
+    }
+}
 fn describe(command: &Command) -> String {
     match command {
         Command::Run { title, .. } => format!("start {title}"),
@@ -324,6 +339,7 @@ fn perform(client: &mut Option<Client>, command: &Command) -> Result<Option<Upda
                 _ => String::new(),
             },
             warnings,
+            ticket: ticket_of(command),
         },
         Response::Logs {
             id,
@@ -341,7 +357,11 @@ fn perform(client: &mut Option<Client>, command: &Command) -> Result<Option<Upda
         Response::Processes { id, processes } => Update::Processes { id, processes },
         Response::Anatomy { anatomy } => Update::Anatomy(anatomy),
         Response::Doctor { report } => Update::Doctor(report),
-        Response::Error { message, .. } => Update::Failed { what, message },
+        Response::Error { message, .. } => Update::Failed {
+            what,
+            message,
+            ticket: ticket_of(command),
+        },
         _ => return Ok(None),
     }))
 }

@@ -190,6 +190,7 @@ impl Model {
                 id,
                 title,
                 warnings,
+                ..
             } => {
                 for w in warnings {
                     self.notify(
@@ -231,7 +232,7 @@ impl Model {
                 self.anatomy.insert(anatomy.id.clone(), *anatomy);
             }
             Update::Doctor(report) => self.doctor = Some(report),
-            Update::Failed { what, message } => {
+            Update::Failed { what, message, .. } => {
                 self.notify(
                     now_ms,
                     Level::Error,
@@ -375,6 +376,7 @@ mod tests {
             Update::Failed {
                 what: "start x".into(),
                 message: "no".into(),
+                ticket: None,
             },
             2,
         );
