@@ -291,6 +291,8 @@ fn ticket_of(command: &Command) -> Option<u64> {
         _ => None,
     }
 }
+
+/// What a command does, in words for a failure message ("start Text Editor").
 fn describe(command: &Command) -> String {
     match command {
         Command::Run { title, .. } => format!("start {title}"),
