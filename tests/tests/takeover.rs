@@ -246,3 +246,41 @@ fn a_supervisor_without_a_helper_waits_quietly_when_the_app_closes_its_output() 
     assert_eq!(log, "after\n", "output written while no helper ran is kept");
     ok(&env.hutch(&["stop", "--grace", "0", &id]));
 }
+
+#[test]
+fn hutch_logs_follow_goes_on_through_the_next_helper() {
+    use std::io::BufRead;
+    let mut env = env_or_skip!();
+    let id = ok(&env.sh(&["--detach"], TICKER)).trim().to_owned();
+    let mut follower = env
+        .hutch_command(&["logs", "--follow", &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(follower.stdout.take().unwrap()).lines();
+    let mut next_tick = || -> u64 {
+        let line = lines.next().expect("the follower ended").unwrap();
+        line.strip_prefix("tick ").unwrap().parse().unwrap()
+    };
+    for _ in 0..3 {
+        next_tick();
+    }
+    env.kill_helper();
+    // `hutch logs -f` starts a new helper itself and reads on from its log.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let before = next_tick();
+    let mut after = before;
+    while after < before + 10 {
+        assert!(Instant::now() < deadline, "ticks stopped at {after}");
+        after = next_tick();
+    }
+    ok(&env.hutch(&["stop", "--grace", "0", &id]));
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let mut err = String::new();
+    std::io::Read::read_to_string(follower.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains("lost the helper"), "{err}");
+    env.kill_serving_helper();
+}

@@ -18,7 +18,22 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
             id: args.id.clone(),
             since,
         };
-        let (start, end, text, finished) = match client.request(&request, &[])? {
+        let answer = match client.request(&request, &[]) {
+            // Following, and the helper went away: the next one takes the sandbox over, with
+            // a log that starts anew.
+            Err(hutch_helper::client::ClientError::Channel(e)) if args.follow && e.is_closed() => {
+                eprintln!(
+                    "hutch: lost the helper; following the output of {} through a new one",
+                    args.id
+                );
+                std::thread::sleep(Duration::from_millis(200));
+                client = connect()?;
+                since = None;
+                continue;
+            }
+            other => other?,
+        };
+        let (start, end, text, finished) = match answer {
             Response::Logs {
                 start,
                 end,
@@ -29,6 +44,12 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
             Response::Error { message, .. } => bail!("{message}"),
             other => bail!("unexpected answer from the helper: {other:?}"),
         };
+        if since.is_some_and(|asked| end < asked) {
+            // A new helper's log (after a restart) starts at 0 again: read it from there.
+            eprintln!("hutch: the helper was restarted; output from just before may be missing");
+            since = None;
+            continue;
+        }
         if let Some(asked) = since
             && start > asked
         {

@@ -66,6 +66,8 @@ const OUTPUT_CAP: usize = 256 * 1024;
 #[derive(Debug, Default)]
 pub struct Model {
     pub connection: Option<Connection>,
+    /// The pid of the helper last connected to: another one means the helper was restarted.
+    last_helper_pid: Option<u32>,
     /// Running sandboxes first, then recently exited ones (the helper's order).
     pub sandboxes: Vec<SandboxInfo>,
     pub history: HashMap<String, History>,
@@ -138,6 +140,17 @@ impl Model {
                 cgroups,
             } => {
                 self.seen_table = false;
+                if self.last_helper_pid.is_some_and(|pid| pid != helper_pid) {
+                    // A new helper took the sandboxes over: its logs start anew (from what
+                    // their supervisors kept while no helper ran).
+                    for out in self.outputs.values_mut().filter(|o| !o.finished) {
+                        out.text.push_str(
+                            "\n[the helper was restarted: output from just before may be missing]\n",
+                        );
+                        out.end = 0;
+                    }
+                }
+                self.last_helper_pid = Some(helper_pid);
                 self.connection = Some(Connection::Connected {
                     helper_version,
                     helper_pid,
@@ -399,6 +412,25 @@ mod tests {
         m.apply(logs(20, 23, "new"), 0);
         assert_eq!(m.outputs["a"].dropped, 9);
         assert_eq!(m.outputs["a"].end, 23);
+        // Another helper took over: its log of the sandbox starts at 0 again.
+        let connected = |pid| Update::Connected {
+            helper_version: "0.1.0".into(),
+            helper_pid: pid,
+            limits: false,
+            cgroups: String::new(),
+        };
+        m.apply(connected(10), 0);
+        assert_eq!(m.outputs["a"].end, 23, "a first connection changes nothing");
+        m.apply(connected(10), 0);
+        assert_eq!(
+            m.outputs["a"].end, 23,
+            "the same helper again changes nothing"
+        );
+        m.apply(connected(11), 0);
+        assert_eq!(m.outputs["a"].end, 0);
+        assert!(m.outputs["a"].text.ends_with("may be missing]\n"));
+        m.apply(logs(0, 5, "again"), 0);
+        assert!(m.outputs["a"].text.ends_with("missing]\nagain"));
     }
 
     #[test]
