@@ -82,6 +82,15 @@ fn harness(profiles: &Path, link: &RecordingLink) -> Harness<'static, HutchApp> 
 
 /// Compares with (or, with UPDATE_SNAPSHOTS=1, writes) `app/tests/snapshots/NAME.png`,
 /// wherever the test runs from.
+/// A window connected to a helper (limits available) that runs no sandbox yet.
+fn empty_window(profiles: &Path) -> (RecordingLink, Harness<'static, HutchApp>) {
+    let link = RecordingLink::default();
+    link.push([connected(true), Update::Sandboxes(vec![])]);
+    let mut h = harness(profiles, &link);
+    h.run_steps(2);
+    (link, h)
+}
+
 fn snapshot(h: &mut Harness<'static, HutchApp>, name: &str) {
     let options = egui_kittest::SnapshotOptions::new()
         .output_path(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots"));
@@ -125,10 +134,7 @@ fn save(dir: &Path, name: &str, f: impl FnOnce(&mut Profile)) {
 fn dropping_a_program_makes_its_profile_then_sends_the_launch() {
     let tmp = tempfile::tempdir().unwrap();
     let profiles = tmp.path().join("profiles");
-    let link = RecordingLink::default();
-    link.push([connected(true), Update::Sandboxes(vec![])]);
-    let mut h = harness(&profiles, &link);
-    h.run_steps(2);
+    let (link, mut h) = empty_window(&profiles);
     let tool = program(tmp.path(), "mytool");
     drop_file(&mut h, &tool);
     // First launch: the profile dialog, nothing started yet.
@@ -164,10 +170,7 @@ fn dropping_a_program_makes_its_profile_then_sends_the_launch() {
 fn the_launch_button_chooses_a_file_and_launches_it_like_a_drop() {
     let tmp = tempfile::tempdir().unwrap();
     let profiles = tmp.path().join("profiles");
-    let link = RecordingLink::default();
-    link.push([connected(true), Update::Sandboxes(vec![])]);
-    let mut h = harness(&profiles, &link);
-    h.run_steps(2);
+    let (link, mut h) = empty_window(&profiles);
     let tool = program(tmp.path(), "chosen-tool");
     // The top bar's button (the empty list offers another).
     h.get_all_by_label("Launch…").next().unwrap().click();
@@ -197,10 +200,7 @@ fn dropping_a_data_file_offers_to_open_it_with_an_app() {
     let tmp = tempfile::tempdir().unwrap();
     let profiles = tmp.path().join("profiles");
     save(&profiles, "viewer", |p| p.command = vec!["cat".into()]);
-    let link = RecordingLink::default();
-    link.push([connected(true), Update::Sandboxes(vec![])]);
-    let mut h = harness(&profiles, &link);
-    h.run_steps(2);
+    let (link, mut h) = empty_window(&profiles);
     let notes = tmp.path().join("notes.txt");
     std::fs::write(&notes, "hello").unwrap();
     drop_file(&mut h, &notes);
@@ -318,10 +318,7 @@ fn an_invalid_value_is_flagged_and_nothing_is_written() {
     save(&profiles, "editor", |_| {});
     let file = profiles.join("editor.toml");
     let before = std::fs::read(&file).unwrap();
-    let link = RecordingLink::default();
-    link.push([connected(true), Update::Sandboxes(vec![])]);
-    let mut h = harness(&profiles, &link);
-    h.run_steps(2);
+    let (_link, mut h) = empty_window(&profiles);
     open_settings(&mut h, "editor");
     type_into(&mut h, "Memory", "lots");
     h.run_steps(2);
@@ -603,10 +600,7 @@ fn the_process_tree_nests_children_under_parents() {
 fn answers_find_their_launch_by_ticket_even_out_of_order() {
     let tmp = tempfile::tempdir().unwrap();
     let profiles = tmp.path().join("profiles");
-    let link = RecordingLink::default();
-    link.push([connected(true), Update::Sandboxes(vec![])]);
-    let mut h = harness(&profiles, &link);
-    h.run_steps(2);
+    let (link, mut h) = empty_window(&profiles);
     let request = |name: &str| -> hutch_core::protocol::RunRequest {
         serde_json::from_value(serde_json::json!({"command": [name], "stdio": Stdio::Log})).unwrap()
     };
