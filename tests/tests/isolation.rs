@@ -446,7 +446,8 @@ fn landlock_fences_what_the_mounts_alone_would_allow() {
         "grep -E ' /(dev|run) ' /proc/self/mountinfo | cut -d' ' -f5,6; \
          for f in /dev/planted /run/planted /tmp/fine /dev/shm/fine; do \
            if ( : > $f ) 2>/dev/null; then echo \"$f written\"; else echo \"$f refused\"; fi; \
-         done; echo x > /dev/null && echo 'null works'",
+         done; echo x > /dev/null && echo 'null works'; \
+         echo 0 > /proc/self/oom_score_adj && echo 'proc writes work'",
     ));
     assert!(out.contains("/dev rw,"), "{out}");
     assert!(out.contains("/run rw,"), "{out}");
@@ -456,6 +457,7 @@ fn landlock_fences_what_the_mounts_alone_would_allow() {
         "/tmp/fine written",
         "/dev/shm/fine written",
         "null works",
+        "proc writes work",
     ] {
         assert!(out.contains(line), "{line:?} missing from:\n{out}");
     }

@@ -284,3 +284,48 @@ fn hutch_logs_follow_goes_on_through_the_next_helper() {
     assert!(err.contains("lost the helper"), "{err}");
     env.kill_serving_helper();
 }
+
+#[test]
+fn a_second_helper_on_another_socket_takes_nothing_from_a_live_one() {
+    let env = env_or_skip!();
+    let id = ok(&env.sh(&["--detach"], "exec sleep 1000"))
+        .trim()
+        .to_owned();
+    let pid = entry(&ps_all(&env), &id)["pid"].as_i64().unwrap();
+    // Another helper of the same user, on a socket of its own (a debug run, say): it looks at
+    // the same sandbox folders when it starts.
+    let other = env.runtime.join("other.sock");
+    let log = std::fs::File::create(env.dir.path().join("other.log")).unwrap();
+    let mut second = env
+        .helper_command()
+        .args(["--foreground", "--socket"])
+        .arg(&other)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    assert!(hutch_helper::client::wait_ready(
+        &other,
+        Duration::from_secs(10)
+    ));
+    std::thread::sleep(Duration::from_secs(4));
+    let other_log = std::fs::read_to_string(env.dir.path().join("other.log")).unwrap();
+    let _ = second.kill();
+    let _ = second.wait();
+    assert!(
+        !other_log.contains("took over"),
+        "the second helper took a sandbox of the live one:\n{other_log}"
+    );
+    // The first helper still has it, and its folder.
+    let listed = entry(&ps_all(&env), &id);
+    assert_eq!(listed["state"], "running", "{listed}\n{other_log}");
+    assert!(alive(pid));
+    let folder = env.runtime.join("hutch").join("sandboxes").join(&id);
+    assert!(
+        folder.join("supervisor.sock").exists(),
+        "its folder was removed:\n{other_log}"
+    );
+    ok(&env.hutch(&["stop", "--grace", "0", &id]));
+    let listed = entry(&ps_all(&env), &id);
+    assert_eq!(listed["state"], "exited", "{listed}");
+}

@@ -9,6 +9,19 @@ use hutch_core::protocol::{Request, Response};
 
 use super::{LogsArgs, connect};
 
+/// A connection to the next helper, which may take a moment to come up.
+fn reconnect() -> anyhow::Result<hutch_helper::client::Client> {
+    let mut tries = 0;
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        match connect() {
+            Ok(client) => return Ok(client),
+            Err(_) if tries < 20 => tries += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let mut client = connect()?;
     let mut since = None;
@@ -26,8 +39,7 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
                     "hutch: lost the helper; following the output of {} through a new one",
                     args.id
                 );
-                std::thread::sleep(Duration::from_millis(200));
-                client = connect()?;
+                client = reconnect()?;
                 since = None;
                 continue;
             }

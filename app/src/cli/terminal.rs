@@ -69,10 +69,11 @@ pub fn relay(client: &mut Client, master: OwnedFd, id: &str) -> anyhow::Result<E
             break;
         }
         let (pty_ready, sock_ready) = {
-            let mut fds = [
-                PollFd::new(pty.as_fd(), PollFlags::POLLIN),
-                PollFd::new(client.stream().as_fd(), PollFlags::POLLIN),
-            ];
+            let mut fds = vec![PollFd::new(pty.as_fd(), PollFlags::POLLIN)];
+            // A lost helper's socket would read as ready forever: watch it only while it lives.
+            if !helper_lost {
+                fds.push(PollFd::new(client.stream().as_fd(), PollFlags::POLLIN));
+            }
             let timeout = if status.is_some() { 50u16 } else { 1000 };
             match poll(&mut fds, PollTimeout::from(timeout)) {
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -82,7 +83,7 @@ pub fn relay(client: &mut Client, master: OwnedFd, id: &str) -> anyhow::Result<E
             let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
             (
                 ready(&fds[0]),
-                status.is_none() && !helper_lost && ready(&fds[1]),
+                status.is_none() && fds.get(1).is_some_and(ready),
             )
         };
         if pty_ready {

@@ -22,7 +22,22 @@ use crate::channel::Receiver;
 use crate::sandbox::{ExitRecord, SupervisorEvent, files};
 
 /// How long a supervisor may take to answer a new daemon.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a leftover folder's supervisor (a prepared sandbox of the dead daemon) may take
+/// to end before its folder is left for a later daemon.
+const LEFTOVER_WAIT: Duration = Duration::from_secs(3);
+
+/// Whether a live supervisor holds the folder's lock.
+fn supervisor_alive(dir: &Path) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join(files::LOCK))
+    else {
+        return false;
+    };
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err()
+}
 
 /// The exit a supervisor left in `dir`, if any.
 pub fn read_exit(dir: &Path) -> Option<ExitRecord> {
@@ -38,7 +53,7 @@ pub fn take_over_all(state: &Arc<State>) -> usize {
     };
     let mut running = 0;
     let mut ended = Vec::new();
-    let mut leftovers = Vec::new();
+    let mut leftovers: Vec<(String, PathBuf)> = Vec::new();
     for entry in entries.flatten() {
         let dir = entry.path();
         if !entry.file_type().is_ok_and(|t| t.is_dir()) {
@@ -47,7 +62,12 @@ pub fn take_over_all(state: &Arc<State>) -> usize {
         let Some(id) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        match take_over(state, &id, &dir) {
+        let attempt = if supervisor_alive(&dir) {
+            take_over(state, &id, &dir)
+        } else {
+            Err("no supervisor holds its folder".to_owned())
+        };
+        match attempt {
             Ok(()) => {
                 tracing::info!(%id, "took over a running sandbox");
                 running += 1;
@@ -60,8 +80,8 @@ pub fn take_over_all(state: &Arc<State>) -> usize {
                     ended.push((when, id, dir, exit));
                 }
                 None => {
-                    tracing::debug!(%id, %why, "removing a leftover sandbox folder");
-                    leftovers.push((dir, state.cgroups.sandbox_dir(&id)));
+                    tracing::debug!(%id, %why, "a leftover sandbox folder");
+                    leftovers.push((id, dir));
                 }
             },
         }
@@ -69,33 +89,59 @@ pub fn take_over_all(state: &Arc<State>) -> usize {
     // Oldest first: the list shows the latest exit on top.
     ended.sort_by_key(|(when, ..)| *when);
     for (_, id, dir, exit) in ended {
-        tracing::info!(%id, status = %exit.status, "a sandbox ended while no helper ran");
-        let ExitRecord {
-            record,
-            status,
-            lost_output,
-        } = exit;
-        let mut info = record.info;
-        info.id = id.clone();
-        state.registry.insert(info);
-        if let Some(log) = saved_output(&dir, lost_output) {
-            state.registry.set_log(&id, log);
-        }
-        state.registry.finish(&id, status);
-        cleanup(&dir, record.cgroup.as_deref());
+        record_ended(state, &id, &dir, exit);
     }
-    // A prepared sandbox of the dead daemon ends by itself (its daemon's socket closed); its
-    // cgroup can be removed once it has, which may take a moment.
+    // A prepared sandbox of the dead daemon ends by itself (its daemon's socket closed): once
+    // its supervisor has let go of the folder, the folder and its cgroup go. A supervisor that
+    // holds on (a sandbox of another live helper, one that did not answer in time) keeps its
+    // folder.
     if !leftovers.is_empty() {
+        let state = Arc::clone(state);
         let _ = std::thread::Builder::new()
             .name("leftovers".into())
             .spawn(move || {
-                for (dir, cgroup) in leftovers {
-                    cleanup(&dir, cgroup.as_deref());
+                let deadline = std::time::Instant::now() + LEFTOVER_WAIT;
+                while !leftovers.is_empty() {
+                    leftovers.retain(|(id, dir)| {
+                        if supervisor_alive(dir) {
+                            return true;
+                        }
+                        match read_exit(dir) {
+                            // It ended while this daemon looked.
+                            Some(exit) => record_ended(&state, id, dir, exit),
+                            None => cleanup(dir, state.cgroups.sandbox_dir(id).as_deref()),
+                        }
+                        false
+                    });
+                    if std::time::Instant::now() >= deadline {
+                        for (id, _) in &leftovers {
+                            tracing::warn!(%id, "a sandbox supervisor neither hands over nor ends; leaving its folder");
+                        }
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
                 }
             });
     }
     running
+}
+
+/// Lists a sandbox that ended while no daemon ran, and removes its folder.
+fn record_ended(state: &State, id: &str, dir: &Path, exit: ExitRecord) {
+    tracing::info!(%id, status = %exit.status, "a sandbox ended while no helper ran");
+    let ExitRecord {
+        record,
+        status,
+        lost_output,
+    } = exit;
+    let mut info = record.info;
+    info.id = id.to_owned();
+    state.registry.insert(info);
+    if let Some(log) = saved_output(dir, lost_output) {
+        state.registry.set_log(id, log);
+    }
+    state.registry.finish(id, status);
+    cleanup(dir, record.cgroup.as_deref());
 }
 
 /// Output a supervisor saved while no daemon drained it, as the start of a log.

@@ -308,14 +308,10 @@ pub fn build(
     }
     let base = base_mounts(host, fs);
     for share in &shares {
-        // A read-only share of something every sandbox sees read-only already (a program in
-        // /usr named by its path) needs no mount of its own.
-        let canonical = fs
-            .canonical(&share.path)
-            .unwrap_or_else(|| share.path.clone());
-        if share.access == Access::ReadOnly
-            && (covered_read_only(&share.path, &base) || covered_read_only(&canonical, &base))
-        {
+        // A read-only share of something every sandbox sees read-only already, at the same
+        // path (a program in /usr named by its path), needs no mount of its own. A symlink
+        // elsewhere to such a thing is still shared: its path must exist inside.
+        if share.access == Access::ReadOnly && covered_read_only(&share.path, &base) {
             continue;
         }
         placed.push((

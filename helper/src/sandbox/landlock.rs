@@ -17,7 +17,9 @@ fn rights(access: FsAccess) -> BitFlags<AccessFs> {
     let all = AccessFs::from_all(ABI_WANTED);
     match access {
         FsAccess::List => AccessFs::ReadDir.into(),
-        FsAccess::Read => AccessFs::from_read(ABI_WANTED),
+        // Connecting to a Unix socket by path is a "write" right to Landlock (ABI 9); a
+        // read-only mount allows it, so the rule does too.
+        FsAccess::Read => AccessFs::from_read(ABI_WANTED) | AccessFs::ResolveUnix,
         FsAccess::ReadWrite => all,
         FsAccess::Device => {
             AccessFs::ReadFile
@@ -26,7 +28,10 @@ fn rights(access: FsAccess) -> BitFlags<AccessFs> {
                 | AccessFs::IoctlDev
                 | AccessFs::Truncate
         }
-        FsAccess::Proc => AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::ReadDir,
+        // Writes to /proc files open them with O_TRUNC (`echo 500 > /proc/self/oom_score_adj`).
+        FsAccess::Proc => {
+            AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::ReadDir | AccessFs::Truncate
+        }
     }
 }
 

@@ -128,6 +128,8 @@ pub struct SandboxRecord {
 pub mod files {
     /// The supervisor listens here for the next daemon once the app runs.
     pub const SOCKET: &str = "supervisor.sock";
+    /// Locked by the supervisor for its whole life: a folder whose lock is free has none.
+    pub const LOCK: &str = "supervisor.lock";
     /// The record and the exit status of a sandbox that ended while no daemon listened.
     pub const EXIT: &str = "exit.json";
     /// Output of a [`Stdio::Log`] app while no daemon drained its pipe.
@@ -137,6 +139,7 @@ pub mod files {
     /// Everything a sandbox's folder may hold, its root folder last.
     pub const ALL: &[&str] = &[
         SOCKET,
+        LOCK,
         EXIT,
         OUTPUT,
         "exit.json.new",

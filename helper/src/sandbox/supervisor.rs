@@ -41,6 +41,23 @@ fn tell_with(control: &UnixStream, event: &SupervisorEvent, fds: &[BorrowedFd<'_
     let _ = channel::send(control, event, fds);
 }
 
+/// The lock on a sandbox folder, held until this process exits.
+static FOLDER_LOCK: std::sync::OnceLock<nix::fcntl::Flock<std::fs::File>> =
+    std::sync::OnceLock::new();
+
+fn hold_folder_lock(dir: &std::path::Path) {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(files::LOCK));
+    if let Ok(file) = file
+        && let Ok(lock) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+    {
+        let _ = FOLDER_LOCK.set(lock);
+    }
+}
+
 /// Whether process `pid` (as this process sees it) is in this process's pid namespace.
 fn same_pid_namespace(pid: i32) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -88,7 +105,14 @@ fn prepare(
             let _ = nix::unistd::close(control.as_raw_fd());
             init::run(go_child, report_w)
         }
-        Ok(sys::CloneResult::Parent { child }) => child,
+        Ok(sys::CloneResult::Parent { child }) => {
+            // Held for the supervisor's whole life (not inherited by pid 1, cloned above): a
+            // daemon finding it locked knows a live supervisor owns the folder.
+            if let Some(dir) = root.parent() {
+                hold_folder_lock(dir);
+            }
+            child
+        }
         Err(e) => {
             return Err(format!(
                 "cannot create the sandbox's namespaces: {e} (check `hutch doctor`: user \
@@ -300,12 +324,21 @@ impl Relay {
                 .is_ok_and(|c| {
                     c.uid() == nix::unistd::getuid().as_raw() && same_pid_namespace(c.pid())
                 });
-        let Ok(pidfd) = sys::pidfd_open(self.init) else {
-            return;
-        };
         if !ours {
             return;
         }
+        // A daemon is connected and alive: the newcomer is not the one to take over (a second
+        // helper on another socket, say). Its closed end would read as readable.
+        if let Some(control) = &self.control {
+            let mut fds = [PollFd::new(control.as_fd(), PollFlags::POLLIN)];
+            if matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0)) {
+                return;
+            }
+            self.control = None;
+        }
+        let Ok(pidfd) = sys::pidfd_open(self.init) else {
+            return;
+        };
         let event = SupervisorEvent::Adopted {
             record: Box::new(self.record.clone()),
             init_pid: self.init.as_raw(),
@@ -327,15 +360,17 @@ impl Relay {
     fn save_output(&mut self, wait: bool) {
         let Some(log) = &self.log else { return };
         let path = self.dir.join(files::OUTPUT);
-        let mut file = match std::fs::OpenOptions::new()
+        // A file that cannot be opened keeps nothing: the bytes are read (the app must not
+        // block on a full pipe) and counted as lost.
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
-        {
-            Ok(f) => f,
-            Err(_) => return,
+            .ok();
+        let mut kept = match &file {
+            Some(f) => f.metadata().map(|m| m.len()).unwrap_or(0),
+            None => LOG_CAPACITY as u64,
         };
-        let mut kept = file.metadata().map(|m| m.len()).unwrap_or(0);
         let mut chunk = [0u8; 16 * 1024];
         let mut first = wait;
         loop {
@@ -359,9 +394,15 @@ impl Relay {
                 Ok(n) => n,
             };
             let room = (LOG_CAPACITY as u64).saturating_sub(kept) as usize;
-            let keep = n.min(room);
-            if keep > 0 && std::io::Write::write_all(&mut file, &chunk[..keep]).is_ok() {
-                kept += keep as u64;
+            let mut keep = n.min(room);
+            if keep > 0 {
+                match file
+                    .as_mut()
+                    .map(|f| std::io::Write::write_all(f, &chunk[..keep]))
+                {
+                    Some(Ok(())) => kept += keep as u64,
+                    _ => keep = 0,
+                }
             }
             self.lost_output += (n - keep) as u64;
         }
@@ -497,13 +538,11 @@ impl Relay {
                     // Tell at once: tearing down the namespaces after pid 1 exits takes a few
                     // milliseconds nobody needs to wait for.
                     final_status = Some(status);
+                    // Kept for a daemon that starts before this process ends.
+                    self.record_exit(status);
                     self.tell(&SupervisorEvent::Exited { status });
                 }
             }
-        }
-        // No daemon takes over a sandbox that has ended.
-        if self.listener.take().is_some() {
-            let _ = std::fs::remove_file(self.dir.join(files::SOCKET));
         }
         // The network ends with the sandbox.
         if let Some(stack) = stack {
@@ -534,6 +573,11 @@ impl Relay {
                 self.save_output(false);
             }
             self.record_exit(status);
+        }
+        // Only now, with the exit written down, does the socket go: a daemon that connected
+        // meanwhile is refused and finds the exit in its stead.
+        if self.listener.take().is_some() {
+            let _ = std::fs::remove_file(self.dir.join(files::SOCKET));
         }
         0
     }
