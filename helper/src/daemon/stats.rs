@@ -276,6 +276,16 @@ mod tests {
             .spawn()
             .unwrap();
         let me = std::process::id() as i32;
+        // Sampled mid-exec, the child has no memory to show yet: wait until it sleeps.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+            .ok()
+            .and_then(|s| super::super::processes::StatFields::parse(&s))
+            .is_none_or(|f| f.state != "S" || f.rss_pages == 0)
+        {
+            assert!(std::time::Instant::now() < deadline, "sleep never started");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let stats = sample("x", me, None).unwrap();
         assert!(descendants(me).contains(&child.id()));
         assert!(stats.memory_bytes > 0 && stats.pids > 0, "{stats:?}");
