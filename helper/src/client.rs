@@ -36,6 +36,14 @@ pub enum ClientError {
     Unexpected(String),
 }
 
+impl ClientError {
+    /// The helper went away in the middle of the conversation (it stopped, crashed or was
+    /// killed): a new one may take its sandboxes over.
+    pub fn is_lost(&self) -> bool {
+        matches!(self, Self::Channel(e) if e.is_closed())
+    }
+}
+
 impl From<ChannelError> for ClientError {
     fn from(e: ChannelError) -> Self {
         Self::Channel(e)

@@ -34,7 +34,7 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
         let answer = match client.request(&request, &[]) {
             // Following, and the helper went away: the next one takes the sandbox over, with
             // a log that starts anew.
-            Err(hutch_helper::client::ClientError::Channel(e)) if args.follow && e.is_closed() => {
+            Err(e) if args.follow && e.is_lost() => {
                 eprintln!(
                     "hutch: lost the helper; following the output of {} through a new one",
                     args.id

@@ -196,9 +196,7 @@ fn wait_exit(client: &mut Client, id: &str) -> anyhow::Result<hutch_core::protoc
     loop {
         let event = match client.next_event() {
             Ok(event) => event,
-            Err(hutch_helper::client::ClientError::Channel(e)) if e.is_closed() => {
-                return exit_through_new_helper(id);
-            }
+            Err(e) if e.is_lost() => return exit_through_new_helper(id),
             Err(e) => return Err(e.into()),
         };
         match event {
@@ -230,12 +228,11 @@ pub(super) fn exit_through_new_helper(
     eprintln!("hutch: lost the helper; waiting for sandbox {id} through a new one");
     // A helper that is itself going away (stopping, crashing again) closes the connection:
     // try again for a while.
-    let lost = |e: &ClientError| matches!(e, ClientError::Channel(c) if c.is_closed());
     let mut tries = 0;
     loop {
         tries += 1;
         let retry = |e: ClientError| -> anyhow::Result<()> {
-            if lost(&e) && tries < 20 {
+            if e.is_lost() && tries < 20 {
                 std::thread::sleep(std::time::Duration::from_millis(250));
                 Ok(())
             } else {

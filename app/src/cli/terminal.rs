@@ -105,7 +105,7 @@ pub fn relay(client: &mut Client, master: OwnedFd, id: &str) -> anyhow::Result<E
         if sock_ready {
             let event = match client.next_event() {
                 Ok(event) => event,
-                Err(hutch_helper::client::ClientError::Channel(e)) if e.is_closed() => {
+                Err(e) if e.is_lost() => {
                     helper_lost = true;
                     continue;
                 }
