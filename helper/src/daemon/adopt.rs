@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use hutch_core::protocol::{ExitStatus, SandboxState};
 
 use super::State;
-use super::launch::{cleanup, monitor};
+use super::launch::{cleanup, spawn_monitor};
 use super::logs::{self, SharedLog};
 use crate::channel::Receiver;
 use crate::sandbox::{ExitRecord, SupervisorEvent, files};
@@ -220,11 +220,6 @@ fn take_over(state: &Arc<State>, id: &str, dir: &Path) -> Result<(), String> {
         log.lock().unwrap_or_else(|p| p.into_inner()).close();
         state.registry.set_log(id, log);
     }
-    let monitor_state = Arc::clone(state);
-    let (monitor_id, monitor_dir) = (id.to_owned(), dir.to_owned());
-    std::thread::Builder::new()
-        .name(format!("sandbox-{id}"))
-        .spawn(move || monitor(monitor_state, monitor_id, rx, None, monitor_dir, cgroup))
-        .map_err(|e| format!("cannot start a monitor thread: {e}"))?;
-    Ok(())
+    spawn_monitor(state, id, rx, None, dir.to_owned(), cgroup)
+        .map_err(|e| format!("cannot start a monitor thread: {e}"))
 }

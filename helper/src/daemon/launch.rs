@@ -568,26 +568,12 @@ pub fn launch(
     state.registry.started(&id, init_pid, app_pid, landlock);
     tracing::info!(%id, profile = %profile.name, init_pid, ?app_pid, argv = ?plan.argv, "sandbox started");
 
-    let monitor_state = Arc::clone(state);
-    let monitor_id = id.clone();
-    std::thread::Builder::new()
-        .name(format!("sandbox-{id}"))
-        .spawn(move || {
-            monitor(
-                monitor_state,
-                monitor_id,
-                rx,
-                Some(child),
-                sandbox_dir,
-                sandbox_cgroup,
-            )
-        })
-        .map_err(|e| {
-            (
-                ErrorCode::Internal,
-                format!("cannot start monitor thread: {e}"),
-            )
-        })?;
+    spawn_monitor(state, &id, rx, Some(child), sandbox_dir, sandbox_cgroup).map_err(|e| {
+        (
+            ErrorCode::Internal,
+            format!("cannot start monitor thread: {e}"),
+        )
+    })?;
 
     Ok(Started {
         id,
@@ -599,9 +585,25 @@ pub fn launch(
     })
 }
 
+/// Starts the thread that follows sandbox `id` through its supervisor's events ([`monitor`]).
+pub(super) fn spawn_monitor(
+    state: &Arc<State>,
+    id: &str,
+    rx: Receiver,
+    child: Option<Child>,
+    dir: PathBuf,
+    cgroup: Option<PathBuf>,
+) -> std::io::Result<()> {
+    let (state, id) = (Arc::clone(state), id.to_owned());
+    std::thread::Builder::new()
+        .name(format!("sandbox-{id}"))
+        .spawn(move || monitor(state, id, rx, child, dir, cgroup))
+        .map(drop)
+}
+
 /// Records the sandbox's exit as soon as the supervisor reports it, then waits for the
 /// supervisor itself (`child`, when this daemon started it) and cleans up.
-pub(super) fn monitor(
+fn monitor(
     state: Arc<State>,
     id: String,
     mut rx: Receiver,
