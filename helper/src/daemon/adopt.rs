@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use hutch_core::protocol::{ExitStatus, SandboxState};
+use hutch_core::protocol::SandboxState;
 
 use super::State;
 use super::launch::{cleanup, spawn_monitor};
 use super::logs::{self, SharedLog};
 use crate::channel::Receiver;
-use crate::sandbox::{ExitRecord, SupervisorEvent, files};
+use crate::sandbox::{ExitRecord, SandboxRecord, SupervisorEvent, files};
 
 /// How long a supervisor may take to answer a new daemon.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -137,15 +137,13 @@ fn record_ended(state: &State, id: &str, dir: &Path, exit: ExitRecord) {
     let mut info = record.info;
     info.id = id.to_owned();
     state.registry.insert(info);
-    if let Some(log) = saved_output(dir, lost_output) {
-        state.registry.set_log(id, log);
-    }
+    state.registry.set_log(id, saved_output(dir, lost_output));
     state.registry.finish(id, status);
     cleanup(dir, record.cgroup.as_deref());
 }
 
 /// Output a supervisor saved while no daemon drained it, as the start of a log.
-fn saved_output(dir: &Path, lost: u64) -> Option<SharedLog> {
+fn saved_output(dir: &Path, lost: u64) -> SharedLog {
     let path = dir.join(files::OUTPUT);
     let saved = std::fs::read(&path).ok();
     let _ = std::fs::remove_file(&path);
@@ -162,7 +160,7 @@ fn saved_output(dir: &Path, lost: u64) -> Option<SharedLog> {
             );
         }
     }
-    Some(log)
+    log
 }
 
 /// Asks the supervisor listening in `dir` for its sandbox.
@@ -190,11 +188,14 @@ fn take_over(state: &Arc<State>, id: &str, dir: &Path) -> Result<(), String> {
     let log_fd = if log { fds.next() } else { None };
     let _ = rx.stream().set_read_timeout(None);
 
-    let cgroup: Option<PathBuf> = record.cgroup.clone();
+    let SandboxRecord {
+        mut info,
+        cgroup,
+        landlock,
+    } = *record;
     let paused = cgroup.as_ref().is_some_and(|cg| {
         std::fs::read_to_string(cg.join("cgroup.freeze")).is_ok_and(|v| v.trim() == "1")
     });
-    let mut info = record.info.clone();
     info.id = id.to_owned();
     info.state = if paused {
         SandboxState::Paused
@@ -202,21 +203,18 @@ fn take_over(state: &Arc<State>, id: &str, dir: &Path) -> Result<(), String> {
         SandboxState::Running
     };
     info.pid = Some(app_pid.unwrap_or(init_pid) as u32);
-    info.exit = None::<ExitStatus>;
+    info.exit = None;
     info.network.up = network_down.is_none();
-    let landlock = record.landlock.clone();
     state
         .registry
         .adopt(info, cgroup.clone(), landlock, (pidfd, init_pid));
-    if let Some(fd) = log_fd
-        && let Some(log) = saved_output(dir, lost_output)
-    {
+    if let Some(fd) = log_fd {
+        let log = saved_output(dir, lost_output);
         state.registry.set_log(id, SharedLog::clone(&log));
         logs::drain(id.to_owned(), std::fs::File::from(fd), log);
-    } else if dir.join(files::OUTPUT).exists()
-        && let Some(log) = saved_output(dir, lost_output)
-    {
+    } else if dir.join(files::OUTPUT).exists() {
         // The app closed its output while no helper ran: what it wrote is all there is.
+        let log = saved_output(dir, lost_output);
         log.lock().unwrap_or_else(|p| p.into_inner()).close();
         state.registry.set_log(id, log);
     }
