@@ -50,12 +50,15 @@ impl From<ChannelError> for ClientError {
     }
 }
 
-/// A connection that has completed the handshake.
+/// A connection to the helper. Its hello goes out first; the helper's answer is read before
+/// anything else (at once by [`Client::connect`], with the first answer by [`Client::open`]).
 #[derive(Debug)]
 pub struct Client {
     stream: UnixStream,
     rx: Receiver,
     events: VecDeque<Event>,
+    /// The hello was sent and its answer not read yet.
+    hello_pending: bool,
     /// The helper's pid, from its hello.
     pub helper_pid: u32,
     /// Whether the helper can set limits (cgroup v2 delegation), from its hello.
@@ -67,51 +70,76 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to the helper at `socket` and says hello.
+    /// Connects to the helper at `socket`, says hello and waits for its answer.
     pub fn connect(socket: &Path, name: &str) -> Result<Self, ClientError> {
+        let mut client = Self::open(socket, name)?;
+        client.finish_hello()?;
+        Ok(client)
+    }
+
+    /// Connects to the helper at `socket` and says hello without waiting for the answer: the
+    /// first request goes out right behind it, and its answer is read after the hello's (a
+    /// launch saves a round trip). The hello fields are known after that first request.
+    pub fn open(socket: &Path, name: &str) -> Result<Self, ClientError> {
         let stream = UnixStream::connect(socket).map_err(|err| ClientError::NoHelper {
             socket: socket.to_owned(),
             err,
         })?;
         let rx = Receiver::new(stream.try_clone().map_err(ChannelError::from)?);
-        let mut client = Self {
+        let hello = Request::Hello {
+            protocol: PROTOCOL_VERSION,
+            client: name.into(),
+        };
+        channel::send(&stream, &hello, &[])?;
+        Ok(Self {
             stream,
             rx,
             events: VecDeque::new(),
+            hello_pending: true,
             helper_pid: 0,
             limits: false,
             cgroups: String::new(),
             helper_version: String::new(),
-        };
-        match client.request(
-            &Request::Hello {
-                protocol: PROTOCOL_VERSION,
-                client: name.into(),
-            },
-            &[],
-        )? {
-            Response::Hello {
+        })
+    }
+
+    /// Reads the helper's answer to the hello, if not read yet.
+    fn finish_hello(&mut self) -> Result<(), ClientError> {
+        if !std::mem::take(&mut self.hello_pending) {
+            return Ok(());
+        }
+        match self.rx.recv::<ServerMessage>()? {
+            ServerMessage::Response(Response::Hello {
                 helper_pid,
                 limits,
                 cgroups,
                 helper_version,
                 ..
-            } => {
-                client.helper_version = helper_version;
-                client.helper_pid = helper_pid;
-                client.limits = limits;
-                client.cgroups = cgroups;
+            }) => {
+                self.helper_version = helper_version;
+                self.helper_pid = helper_pid;
+                self.limits = limits;
+                self.cgroups = cgroups;
+                Ok(())
             }
-            Response::Error { message, .. } => return Err(ClientError::Refused(message)),
-            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            ServerMessage::Response(Response::Error { message, .. }) => {
+                Err(ClientError::Refused(message))
+            }
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
-        Ok(client)
     }
 
     /// Connects to the default socket, starting the helper when none answers.
     pub fn connect_or_start(name: &str) -> Result<Self, ClientError> {
+        let mut client = Self::open_or_start(name)?;
+        client.finish_hello()?;
+        Ok(client)
+    }
+
+    /// [`Client::open`] on the default socket, starting the helper when none answers.
+    pub fn open_or_start(name: &str) -> Result<Self, ClientError> {
         let socket = paths::socket_path()?;
-        match Self::connect(&socket, name) {
+        match Self::open(&socket, name) {
             Ok(client) => Ok(client),
             Err(ClientError::NoHelper { err, .. })
                 if matches!(
@@ -120,7 +148,7 @@ impl Client {
                 ) =>
             {
                 start_helper()?;
-                Self::connect(&socket, name)
+                Self::open(&socket, name)
             }
             Err(e) => Err(e),
         }
@@ -134,13 +162,15 @@ impl Client {
         fds: &[BorrowedFd<'_>],
     ) -> Result<Response, ClientError> {
         if let Err(e) = channel::send(&self.stream, request, fds) {
-            // The helper may have answered and closed before reading us (a refusal): its
-            // answer is still waiting in our receive buffer.
+            // The helper may have answered and closed before reading us (a refusal of the
+            // hello, or of this request): its answer is still waiting in our receive buffer.
+            self.finish_hello()?;
             return match self.rx.recv::<ServerMessage>() {
                 Ok(ServerMessage::Response(response)) => Ok(response),
                 _ => Err(e.into()),
             };
         }
+        self.finish_hello()?;
         loop {
             match self.rx.recv::<ServerMessage>()? {
                 ServerMessage::Response(response) => return Ok(response),
@@ -159,6 +189,7 @@ impl Client {
         if let Some(event) = self.events.pop_front() {
             return Ok(event);
         }
+        self.finish_hello()?;
         match self.rx.recv::<ServerMessage>()? {
             ServerMessage::Event(event) => Ok(event),
             ServerMessage::Response(r) => Err(ClientError::Unexpected(format!(

@@ -13,7 +13,7 @@ use nix::sys::signal::{SigSet, Signal};
 use crate::launchable::{Dropped, Kind};
 use hutch_core::protocol::ShareSpec;
 
-use super::{HUTCH_ERROR, RunArgs, connect, terminal};
+use super::{HUTCH_ERROR, RunArgs, terminal};
 
 /// Signals the CLI passes on to the sandboxed app instead of dying of them.
 pub const FORWARDED: &[Signal] = &[
@@ -64,7 +64,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         audio: args.audio,
         gpu: args.gpu,
     };
-    let mut client = connect()?;
+    // The run request follows the hello without waiting for its answer: one round trip less.
+    let mut client = Client::open_or_start("hutch-cli")?;
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
