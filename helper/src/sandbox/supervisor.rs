@@ -538,9 +538,10 @@ impl Relay {
                     // Tell at once: tearing down the namespaces after pid 1 exits takes a few
                     // milliseconds nobody needs to wait for.
                     final_status = Some(status);
-                    // Kept for a daemon that starts before this process ends.
-                    self.record_exit(status);
                     self.tell(&SupervisorEvent::Exited { status });
+                    // Kept for a daemon that starts before this process ends (after telling:
+                    // the socket a newcomer would ask stays until the end).
+                    self.record_exit(status);
                 }
             }
         }
