@@ -440,7 +440,7 @@ fn handle_run(
     state: &Arc<State>,
 ) -> bool {
     match launch::launch(state, run, fds) {
-        Ok(started) => {
+        Ok((started, follow)) => {
             let response = ServerMessage::Response(Response::Started {
                 id: started.id.clone(),
                 pid: started.pid,
@@ -448,15 +448,19 @@ fn handle_run(
                 warnings: started.warnings,
             });
             let fds: Vec<BorrowedFd<'_>> = started.tty.iter().map(|fd| fd.as_fd()).collect();
-            if !send(writer, &response, &fds) {
+            let answered = send(writer, &response, &fds);
+            drop(fds);
+            drop(started.tty);
+            // Followed even when the client is gone: the sandbox runs on.
+            follow.start(state);
+            if !answered {
                 return false;
             }
-            drop(started.tty);
             {
-                let events = started.events;
+                let (id, events) = (started.id, started.events);
                 let writer = Arc::clone(writer);
                 let _ = std::thread::Builder::new()
-                    .name(format!("events-{}", started.id))
+                    .name(format!("events-{id}"))
                     .spawn(move || {
                         // Until the exit, which ends the sandbox's events.
                         while let Ok(event) = events.recv() {

@@ -49,6 +49,55 @@ pub struct Started {
     pub events: std::sync::mpsc::Receiver<hutch_core::protocol::Event>,
 }
 
+/// What is left to do for a started sandbox once the client has its answer: the client need
+/// not wait for a log line and two threads to start.
+#[derive(Debug)]
+pub struct Follow {
+    id: String,
+    rx: Receiver,
+    child: Child,
+    dir: PathBuf,
+    cgroup: Option<PathBuf>,
+    /// For the log line.
+    profile: String,
+    argv: Vec<String>,
+    init_pid: i32,
+    app_pid: Option<i32>,
+}
+
+impl Follow {
+    /// Follows the sandbox through its supervisor's events (a thread of its own), and
+    /// prepares the next sandbox.
+    pub fn start(self, state: &Arc<State>) {
+        let Self {
+            id,
+            rx,
+            child,
+            dir,
+            cgroup,
+            profile,
+            argv,
+            init_pid,
+            app_pid,
+        } = self;
+        tracing::info!(%id, %profile, init_pid, ?app_pid, ?argv, "sandbox started");
+        let supervisor = child.id();
+        if let Err(e) = spawn_monitor(state, &id, rx, Some(child), dir, cgroup) {
+            // Nothing would learn of its exit: end it rather than leave it unwatched.
+            tracing::error!(%id, "cannot start the monitor thread, stopping the sandbox: {e}");
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(supervisor as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            state
+                .registry
+                .finish(&id, ExitStatus::Signal(libc::SIGKILL));
+        }
+        // The next launch finds a sandbox prepared.
+        prewarm(state);
+    }
+}
+
 fn refuse(code: ErrorCode) -> impl FnOnce(String) -> Refusal {
     move |msg| (code, msg)
 }
@@ -286,7 +335,7 @@ pub fn prewarm(state: &Arc<State>) {
         .name("prewarm".into())
         .spawn(move || {
             std::thread::sleep(PREWARM_DELAY);
-            let host = host::gather(state.private_dirs.clone(), state.homes_dir.clone());
+            let host = state.host.get();
             let key = PrepareKey::current(&host);
             match spawn_prepared(&state, &key) {
                 Ok(prepared) => stash(&state, prepared),
@@ -390,12 +439,13 @@ fn check_published_ports(plan: &NetworkPlan) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Starts a sandbox; returns once its app runs, or why it could not.
+/// Starts a sandbox; returns once its app runs (with what is left to do after answering the
+/// client), or why it could not.
 pub fn launch(
     state: &Arc<State>,
     request: RunRequest,
     fds: Vec<OwnedFd>,
-) -> Result<Started, Refusal> {
+) -> Result<(Started, Follow), Refusal> {
     let running = state.registry.live_count();
     if running >= state.bounds.max_sandboxes {
         return Err((
@@ -409,7 +459,7 @@ pub fn launch(
     }
     let profile = profiles::load(&state.profiles_dir, request.profile.as_deref())
         .map_err(|e| refuse(ErrorCode::Profile)(e.to_string()))?;
-    let host = host::gather(state.private_dirs.clone(), state.homes_dir.clone());
+    let host = state.host.get();
     let (stdio, log_reader) = stdio_for(&request, fds)?;
     // The supervisor keeps a copy of the output pipe's read end: the pipe outlives this daemon.
     let log_copy = log_reader
@@ -422,13 +472,16 @@ pub fn launch(
                 format!("cannot copy the output pipe: {e}"),
             )
         })?;
-    let prepared = take_prepared(state, &PrepareKey::current(&host))?;
+    let key = PrepareKey::current(&host);
+    let base = key.base_mounts.clone();
+    let prepared = take_prepared(state, &key)?;
     let built = plan::build(
         &prepared.id,
         prepared.dir.join("root"),
         &profile,
         &request,
         &host,
+        base,
         &host::RealFs,
     );
     let plan = match built {
@@ -561,28 +614,30 @@ pub fn launch(
             }
         }
     };
-    // The next launch finds a sandbox prepared.
-    prewarm(state);
     let tty = plan.tty.and_then(|_| rx.take_fds(1).pop());
     let _ = rx.stream().set_read_timeout(None);
     state.registry.started(&id, init_pid, app_pid, landlock);
-    tracing::info!(%id, profile = %profile.name, init_pid, ?app_pid, argv = ?plan.argv, "sandbox started");
 
-    spawn_monitor(state, &id, rx, Some(child), sandbox_dir, sandbox_cgroup).map_err(|e| {
-        (
-            ErrorCode::Internal,
-            format!("cannot start monitor thread: {e}"),
-        )
-    })?;
-
-    Ok(Started {
+    let follow = Follow {
+        id: id.clone(),
+        rx,
+        child,
+        dir: sandbox_dir,
+        cgroup: sandbox_cgroup,
+        profile: profile.name,
+        argv: plan.argv,
+        init_pid,
+        app_pid,
+    };
+    let started = Started {
         id,
         pid: app_pid.unwrap_or(init_pid) as u32,
         id_map: plan.id_map.kind,
         warnings: plan.warnings,
         tty,
         events,
-    })
+    };
+    Ok((started, follow))
 }
 
 /// Starts the thread that follows sandbox `id` through its supervisor's events ([`monitor`]).

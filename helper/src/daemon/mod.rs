@@ -28,9 +28,9 @@ pub struct State {
     pub runtime_dir: PathBuf,
     pub socket: PathBuf,
     pub profiles_dir: PathBuf,
-    pub homes_dir: PathBuf,
-    /// Folders a sandbox may never see.
-    pub private_dirs: Vec<PathBuf>,
+    /// The facts about the user and the host that plans are built from (with the folders a
+    /// sandbox may never see, and where persistent homes live).
+    pub host: crate::plan::host::FactsCache,
     /// The socket came from systemd (socket activation): it is systemd's to remove.
     pub socket_activated: bool,
     /// cgroup v2 delegation (or the degraded mode).
@@ -218,16 +218,18 @@ pub fn bind(socket: PathBuf) -> Result<Listening, DaemonError> {
     let state = State {
         uid,
         registry: registry::Registry::default(),
-        private_dirs: vec![
-            config_dir,
-            data_dir.clone(),
-            runtime_dir.clone(),
-            socket.clone(),
-        ],
+        host: crate::plan::host::FactsCache::new(
+            vec![
+                config_dir,
+                data_dir.clone(),
+                runtime_dir.clone(),
+                socket.clone(),
+            ],
+            paths::homes_dir()?,
+        ),
         runtime_dir,
         socket,
         profiles_dir: paths::profiles_dir()?,
-        homes_dir: paths::homes_dir()?,
         prepared: std::sync::Mutex::new(None),
         cgroups: crate::cgroup::Cgroups::set_up(),
         socket_activated: activated,

@@ -1,9 +1,12 @@
-//! Facts about the host the plan is built from, gathered once per launch.
+//! Facts about the host the plan is built from: gathered when the daemon first needs them,
+//! and again whenever what they were read from changes ([`FactsCache`]).
 //!
 //! Everything the plan builder needs to know about the machine comes through [`HostFacts`] and
 //! the [`HostFs`] trait, so plans are unit tested against a made-up host.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use nix::unistd::{Gid, Group, Uid, User};
 
@@ -111,9 +114,12 @@ pub fn parse_subid(text: &str, user: &str, id: u32) -> Vec<SubRange> {
         .collect()
 }
 
+/// The folders [`find_tool`] looks in.
+const TOOL_DIRS: [&str; 5] = ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"];
+
 /// Finds an executable named `name` in the usual system folders.
 pub fn find_tool(name: &str) -> Option<PathBuf> {
-    ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"]
+    TOOL_DIRS
         .iter()
         .map(|dir| Path::new(dir).join(name))
         .find(|p| p.is_file())
@@ -165,6 +171,103 @@ pub fn gather(private_dirs: Vec<PathBuf>, homes_dir: PathBuf) -> HostFacts {
     }
 }
 
+/// What [`gather`] reads: the account databases, the subordinate id files and the folders the
+/// tools are found in (a folder's modification time changes when a tool is installed).
+const SOURCES: [&str; 10] = [
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/subuid",
+    "/etc/subgid",
+    TOOL_DIRS[0],
+    TOOL_DIRS[1],
+    TOOL_DIRS[2],
+    TOOL_DIRS[3],
+    TOOL_DIRS[4],
+];
+
+/// Identity and version of a file or folder: (device, inode, size, modification time in ns).
+type Stamp = Option<(u64, u64, u64, i128)>;
+
+fn stamp(path: &Path) -> Stamp {
+    std::fs::metadata(path).ok().map(|m| {
+        let mtime = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+        (m.dev(), m.ino(), m.size(), mtime)
+    })
+}
+
+/// How old a modification time must be to be trusted: file systems stamp with a coarse clock,
+/// so a file changed twice within one tick keeps its time. Facts read from a file changed less
+/// than this ago are not kept (as git treats "racily clean" index entries).
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether every stamped modification time is older than [`SETTLE`].
+fn settled(stamps: &[Stamp]) -> bool {
+    let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) else {
+        return false;
+    };
+    let limit = now.saturating_sub(SETTLE).as_nanos() as i128;
+    stamps
+        .iter()
+        .flatten()
+        .all(|&(_, _, _, mtime)| mtime < limit)
+}
+
+/// The host facts of the last [`gather`], kept with the stamps of what they were read from.
+/// A launch checks ten `stat`s instead of reading and parsing the account and subordinate id
+/// files and searching for four tools (about 0.15 ms of each launch on a small VM). Account
+/// data that comes from a network directory (NSS other than files) is re-read only when one of
+/// these files changes; a user's own name, home and shell do not change while they are logged in.
+#[derive(Debug)]
+pub struct FactsCache {
+    private_dirs: Vec<PathBuf>,
+    homes_dir: PathBuf,
+    sources: Vec<PathBuf>,
+    last: Mutex<Option<(Vec<Stamp>, HostFacts)>>,
+}
+
+impl FactsCache {
+    pub fn new(private_dirs: Vec<PathBuf>, homes_dir: PathBuf) -> Self {
+        Self::watching(
+            private_dirs,
+            homes_dir,
+            SOURCES.iter().map(PathBuf::from).collect(),
+        )
+    }
+
+    /// A cache that gathers again when one of `sources` changes (tests watch their own files).
+    fn watching(private_dirs: Vec<PathBuf>, homes_dir: PathBuf, sources: Vec<PathBuf>) -> Self {
+        Self {
+            private_dirs,
+            homes_dir,
+            sources,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The facts as they are now.
+    pub fn get(&self) -> HostFacts {
+        let stamps: Vec<Stamp> = self.sources.iter().map(|p| stamp(p)).collect();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match &*last {
+            Some((seen, facts)) if *seen == stamps => facts.clone(),
+            _ => {
+                let facts = gather(self.private_dirs.clone(), self.homes_dir.clone());
+                *last = settled(&stamps).then(|| (stamps, facts.clone()));
+                facts
+            }
+        }
+    }
+
+    /// Whether the next [`FactsCache::get`] gathers again.
+    #[cfg(test)]
+    fn is_stale(&self) -> bool {
+        let stamps: Vec<Stamp> = self.sources.iter().map(|p| stamp(p)).collect();
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        !matches!(&*last, Some((seen, _)) if *seen == stamps)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,5 +290,59 @@ mod tests {
         );
         assert!(parse_subid(text, "carol", 1001).is_empty());
         assert!(parse_subid("alice:1:0\n", "alice", 5).is_empty());
+    }
+
+    #[test]
+    fn cached_facts_are_gathered_again_when_a_source_changes() {
+        let dir = std::env::temp_dir().join(format!("hutch-facts-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        let subuid = dir.join("subuid");
+        std::fs::write(&subuid, "alice:100000:65536\n").unwrap();
+        let sources = [subuid.clone(), dir.join("bin"), dir.join("not-there")];
+        let cache = FactsCache::watching(
+            vec![dir.join("private")],
+            dir.join("homes"),
+            sources.to_vec(),
+        );
+        // Gets the facts with every source dated long ago (stamps are trusted once a few
+        // seconds old), then checks they are kept.
+        let settle = || {
+            let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+            for path in sources.iter().filter(|p| p.exists()) {
+                std::fs::File::open(path)
+                    .unwrap()
+                    .set_modified(long_ago)
+                    .unwrap();
+            }
+            let facts = cache.get();
+            assert!(!cache.is_stale(), "nothing changed since");
+            facts
+        };
+        assert!(cache.is_stale(), "nothing gathered yet");
+        let facts = settle();
+        assert_eq!(facts.homes_dir, dir.join("homes"));
+        assert_eq!(facts.private_dirs, [dir.join("private")]);
+        // Edited in place (same inode), replaced by a rename (new inode), a tool installed in
+        // a folder, a missing file appearing: each means gathering again.
+        std::fs::write(&subuid, "alice:100000:65536\nbob:165536:65536\n").unwrap();
+        assert!(cache.is_stale(), "an edited file");
+        settle();
+        let tmp = dir.join("subuid.new");
+        std::fs::write(&tmp, "alice:200000:65536\nbob:165536:65536\n").unwrap();
+        std::fs::rename(&tmp, &subuid).unwrap();
+        assert!(cache.is_stale(), "a replaced file");
+        settle();
+        std::fs::write(dir.join("bin").join("slirp4netns"), "").unwrap();
+        assert!(cache.is_stale(), "a tool installed");
+        settle();
+        std::fs::write(dir.join("not-there"), "").unwrap();
+        assert!(cache.is_stale(), "a file that appeared");
+        cache.get();
+        assert!(
+            cache.is_stale(),
+            "facts read from a file changed just now are not kept"
+        );
+        settle();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -239,13 +239,15 @@ struct ResolvedShare {
     dir: bool,
 }
 
-/// Builds the plan for sandbox `id` on the host `root` folder.
+/// Builds the plan for sandbox `id` on the host `root` folder. `base` is [`base_mounts`] of
+/// this host, as the prepared sandbox was built with (the caller has it already).
 pub fn build(
     id: &str,
     root: PathBuf,
     profile: &Profile,
     request: &RunRequest,
     host: &HostFacts,
+    base: Vec<MountOp>,
     fs: &dyn HostFs,
 ) -> Result<SandboxPlan, PlanError> {
     let argv = if request.command.is_empty() {
@@ -306,7 +308,6 @@ pub fn build(
             placed.push((depth(path), op.clone()));
         }
     }
-    let base = base_mounts(host, fs);
     for share in &shares {
         // A read-only share of something every sandbox sees read-only already, at the same
         // path (a program in /usr named by its path), needs no mount of its own. A symlink

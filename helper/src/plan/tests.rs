@@ -134,6 +134,7 @@ fn plan(profile: &Profile, req: &RunRequest) -> Result<SandboxPlan, PlanError> {
         profile,
         req,
         &alice(),
+        base_mounts(&alice(), &FakeFs::debian()),
         &FakeFs::debian(),
     )
 }
@@ -144,7 +145,16 @@ fn plan_on(
     profile: &Profile,
     req: &RunRequest,
 ) -> Result<SandboxPlan, PlanError> {
-    build("x", "/r".into(), profile, req, host, &FakeFs::debian())
+    let fs = FakeFs::debian();
+    build(
+        "x",
+        "/r".into(),
+        profile,
+        req,
+        host,
+        base_mounts(host, &fs),
+        &fs,
+    )
 }
 
 fn find<'a>(plan: &'a SandboxPlan, path: &str) -> Vec<&'a MountOp> {
@@ -659,7 +669,9 @@ fn desktop_plan(
     req: &RunRequest,
     fs: &FakeFs,
 ) -> Result<SandboxPlan, PlanError> {
-    build("ab12cd34", "/r".into(), profile, req, &alice(), fs)
+    let host = alice();
+    let base = base_mounts(&host, fs);
+    build("ab12cd34", "/r".into(), profile, req, &host, base, fs)
 }
 
 fn env_of<'a>(plan: &'a SandboxPlan, key: &str) -> Option<&'a str> {
