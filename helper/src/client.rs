@@ -90,8 +90,8 @@ impl Client {
             protocol: PROTOCOL_VERSION,
             client: name.into(),
         };
-        channel::send(&stream, &hello, &[])?;
-        Ok(Self {
+        let sent = channel::send(&stream, &hello, &[]);
+        let mut client = Self {
             stream,
             rx,
             events: VecDeque::new(),
@@ -100,7 +100,16 @@ impl Client {
             limits: false,
             cgroups: String::new(),
             helper_version: String::new(),
-        })
+        };
+        if let Err(e) = sent {
+            // A helper that refuses us at once (another uid) answers and closes before our
+            // hello is read: the answer is waiting in our receive buffer.
+            return match client.finish_hello() {
+                Err(refused @ ClientError::Refused(_)) => Err(refused),
+                _ => Err(e.into()),
+            };
+        }
+        Ok(client)
     }
 
     /// Reads the helper's answer to the hello, if not read yet.
