@@ -466,3 +466,73 @@ fn the_helper_accepts_a_socket_passed_by_systemd() {
         "{text}"
     );
 }
+
+/// The parent pid of `pid`, from /proc.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid ...": the command may hold spaces and parentheses.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The app's process of the sandbox the helper keeps prepared: the great-grandchild of the
+/// helper (helper → supervisor → pid 1 → app), found once the helper has prepared it.
+fn waiting_app(helper: i32) -> i32 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .find(|&pid| {
+                let up = |p: Option<i32>| p.and_then(parent_of);
+                up(up(up(Some(pid)))) == Some(helper)
+            });
+        if let Some(pid) = found {
+            return pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the helper prepared no sandbox"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_prepared_apps_process_waits_confined_and_its_death_fails_only_that_launch() {
+    let env = hutch_tests::env_or_skip!();
+    let app = waiting_app(env.helper_pid() as i32);
+    // Before any plan arrived it holds no capability, cannot gain one, and is filtered.
+    let status = std::fs::read_to_string(format!("/proc/{app}/status")).unwrap();
+    for line in [
+        "CapPrm:\t0000000000000000",
+        "CapEff:\t0000000000000000",
+        "CapBnd:\t0000000000000000",
+        "NoNewPrivs:\t1",
+        "Seccomp:\t2",
+    ] {
+        assert!(status.contains(line), "{line} in\n{status}");
+    }
+    // Killed while it waits: the launch that would have used it fails and says why...
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(app),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let out = env.hutch(&["run", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the app's process was killed by SIGKILL before the launch"),
+        "{}",
+        stderr(&out)
+    );
+    // ...and the next one gets a sandbox of its own.
+    assert_eq!(
+        ok(&env.hutch(&["run", "--", "sh", "-c", "echo fine"])),
+        "fine\n"
+    );
+}

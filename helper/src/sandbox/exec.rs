@@ -1,22 +1,31 @@
-//! The last steps in the app's own process, just before `execve`.
+//! The app's own process: forked by pid 1 while the sandbox is prepared, it does everything
+//! that does not depend on the plan, then waits for its part of the plan ([`AppLaunch`]).
 //!
-//! Order matters: a new session first (no controlling terminal to inject input into), then
-//! no_new_privs (needed for an unprivileged seccomp filter, and setuid binaries gain nothing),
-//! then every capability dropped, the working folder, fds above 2 marked close-on-exec, and the
-//! seccomp filter last, so that nothing after it needs a denied call.
+//! Order matters. Before the launch: every signal back to default, a new session (no
+//! controlling terminal to inject input into), no_new_privs (needed for an unprivileged seccomp
+//! filter, and setuid binaries gain nothing), every capability dropped, the seccomp filters
+//! every sandbox gets. At the launch (pid 1 has pivoted into the finished root meanwhile, which
+//! moves this process's root with it): the stdio or the terminal, the working folder, fds above
+//! 2 marked close-on-exec, Landlock, the profile's seccomp filter last (so that nothing after
+//! it needs a denied call), `execve`.
 
 use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use caps::CapSet;
 use nix::errno::Errno;
 use seccompiler::BpfProgram;
 
+use serde::{Deserialize, Serialize};
+
 use super::{InitReport, SETUP_FAILED_CODE, SetupError, seccomp};
+use crate::channel::Receiver;
 use crate::plan::SandboxPlan;
+use crate::plan::landlock::FsRule;
 use crate::sys;
 
 /// Exit code when the command is not found (as shells do).
@@ -53,13 +62,39 @@ pub fn resolve_command(name: &str, path_var: &str) -> Option<PathBuf> {
         })
 }
 
+/// pid 1 to the waiting app: its part of the plan. The caller's stdio fds come attached
+/// unless the app gets a terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppLaunch {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    pub landlock: Vec<FsRule>,
+    pub allow_user_namespaces: bool,
+    /// The follower side of a terminal made inside the sandbox.
+    pub terminal: Option<PathBuf>,
+}
+
+impl AppLaunch {
+    pub fn new(plan: &SandboxPlan, terminal: Option<PathBuf>) -> Self {
+        Self {
+            argv: plan.argv.clone(),
+            env: plan.env.clone(),
+            cwd: plan.cwd.clone(),
+            landlock: plan.landlock.clone(),
+            allow_user_namespaces: plan.allow_user_namespaces,
+            terminal,
+        }
+    }
+}
+
 fn cstring(s: &str) -> Result<CString, SetupError> {
     CString::new(s).map_err(|_| SetupError::new("prepare exec", format!("{s:?} contains a NUL")))
 }
 
 /// Where the app's stdin, stdout and stderr come from.
 #[derive(Debug, Clone, Copy)]
-pub enum AppStdio<'a> {
+enum AppStdio<'a> {
     /// The follower side of a terminal made inside the sandbox.
     Terminal(&'a Path),
     /// The caller's three fds (fewer leave the rest as pid 1 had them: /dev/null).
@@ -99,15 +134,26 @@ fn attach_stdio(stdio: AppStdio<'_>) -> Result<(), SetupError> {
     }
 }
 
-fn prepare(plan: &SandboxPlan, stdio: AppStdio<'_>) -> Result<(), SetupError> {
+/// What the app's process does before the plan is known.
+fn ready(base_filters: &[BpfProgram]) -> Result<(), SetupError> {
     // Whatever pid 1 blocked or ignored, the app starts with every signal default and unblocked.
     sys::reset_signals().map_err(|e| SetupError::new("reset signals", e))?;
     nix::unistd::setsid().map_err(|e| SetupError::new("setsid", e))?;
-    attach_stdio(stdio)?;
+    // Like pid 1: while it runs Hutch's code, the app's process is not to be inspected.
+    nix::sys::prctl::set_dumpable(false).map_err(|e| SetupError::new("set non-dumpable", e))?;
     nix::sys::prctl::set_no_new_privs().map_err(|e| SetupError::new("set no_new_privs", e))?;
     drop_all_capabilities()?;
-    std::env::set_current_dir(&plan.cwd)
-        .map_err(|e| SetupError::new(format!("chdir {}", plan.cwd.display()), e))?;
+    seccomp::install(base_filters).map_err(|e| SetupError::new("install seccomp filter", e))
+}
+
+/// What the app's process does once its part of the plan came, before Landlock.
+fn attach(launch: &AppLaunch, stdio: &[OwnedFd]) -> Result<(), SetupError> {
+    attach_stdio(match &launch.terminal {
+        Some(follower) => AppStdio::Terminal(follower),
+        None => AppStdio::Fds(stdio),
+    })?;
+    std::env::set_current_dir(&launch.cwd)
+        .map_err(|e| SetupError::new(format!("chdir {}", launch.cwd.display()), e))?;
     sys::cloexec_from(3).map_err(|e| SetupError::new("mark fds close-on-exec", e))?;
     Ok(())
 }
@@ -129,16 +175,33 @@ fn fail(fd: &OwnedFd, err: SetupError) -> ! {
     std::process::exit(SETUP_FAILED_CODE)
 }
 
-/// Runs in the freshly forked app process; never returns.
-pub fn run_app(
-    plan: &SandboxPlan,
-    report_fd: OwnedFd,
-    programs: &[BpfProgram],
-    stdio: AppStdio<'_>,
-) -> ! {
-    if let Err(e) = prepare(plan, stdio) {
+/// Runs in the app's process, forked by pid 1 while the sandbox is prepared; never returns.
+///
+/// Readies itself, waits on `go` for [`AppLaunch`] (and the stdio fds), then execs the app.
+/// Reports to pid 1 on `report_fd` (closed by the exec): [`InitReport::Confined`] once
+/// confined, or why it failed. Ends quietly if pid 1 goes away first.
+pub fn wait_and_run(go: UnixStream, report_fd: OwnedFd, base_filters: &[BpfProgram]) -> ! {
+    if let Err(e) = ready(base_filters) {
         fail(&report_fd, e);
     }
+    let mut go = Receiver::new(go);
+    let Ok(launch) = go.recv::<AppLaunch>() else {
+        std::process::exit(SETUP_FAILED_CODE)
+    };
+    let stdio = go.take_fds(3);
+    drop(go);
+    if let Err(e) = attach(&launch, &stdio) {
+        fail(&report_fd, e);
+    }
+    drop(stdio);
+    let policy = seccomp::Policy {
+        allow_user_namespaces: launch.allow_user_namespaces,
+    };
+    let filters = match seccomp::for_policy(policy) {
+        Ok(f) => f,
+        Err(e) => fail(&report_fd, SetupError::new("build seccomp filter", e)),
+    };
+    let plan = &launch;
     let name = &plan.argv[0];
     let path_var = plan
         .env
@@ -172,7 +235,7 @@ pub fn run_app(
         Ok(landlock) => report(&report_fd, &InitReport::Confined { landlock }),
         Err(e) => fail(&report_fd, e),
     }
-    if let Err(e) = seccomp::install(programs) {
+    if let Err(e) = seccomp::install(&filters) {
         fail(&report_fd, SetupError::new("install seccomp filter", e));
     }
     let err = match nix::unistd::execve(&c_program, &argv, &env) {

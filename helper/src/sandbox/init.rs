@@ -2,7 +2,7 @@
 //! reports the app's exit. When it exits, the kernel kills whatever is left in the sandbox.
 
 use std::io::Read;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use hutch_core::protocol::ExitStatus;
@@ -69,12 +69,54 @@ fn setup(plan: &SandboxPlan) -> Result<(), SetupError> {
     Ok(())
 }
 
+/// The app's process, forked while the sandbox is prepared and waiting for its launch.
+struct WaitingApp {
+    pid: Pid,
+    /// Where its [`exec::AppLaunch`] goes.
+    go: UnixStream,
+    /// Its reports; end of file once it has exec'd (or died).
+    reports: OwnedFd,
+}
+
+/// Forks the app's process (see [`exec::wait_and_run`]).
+fn fork_app(
+    control: &Receiver,
+    report: &UnixStream,
+    base_filters: &[seccompiler::BpfProgram],
+) -> Result<WaitingApp, SetupError> {
+    let (go, app_go) = UnixStream::pair().map_err(|e| SetupError::new("create app socket", e))?;
+    let (exec_r, exec_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| SetupError::new("create exec pipe", e))?;
+    match sys::clone_process(nix::sched::CloneFlags::empty()) {
+        Ok(sys::CloneResult::Child) => {
+            // The app holds none of pid 1's channels to the supervisor, nor pid 1's end of its
+            // own. (This forked copy never returns, so their owners never close them again.)
+            for fd in [
+                control.stream().as_raw_fd(),
+                report.as_raw_fd(),
+                go.as_raw_fd(),
+            ] {
+                let _ = nix::unistd::close(fd);
+            }
+            drop(exec_r);
+            exec::wait_and_run(app_go, exec_w, base_filters)
+        }
+        Ok(sys::CloneResult::Parent { child }) => Ok(WaitingApp {
+            pid: child,
+            go,
+            reports: exec_r,
+        }),
+        Err(e) => Err(SetupError::new("fork the app", e)),
+    }
+}
+
 /// Runs as pid 1 of the new pid namespace; never returns.
 ///
 /// Commands arrive on `go`: first [`InitCommand::Prepare`] (once the id maps are written),
-/// which builds the base of the root; then [`InitCommand::Launch`] with the plan and the app's
-/// stdin, stdout and stderr (none for a terminal run). In between it is an idle, pre-made
-/// sandbox.
+/// which builds the base of the root and forks the app's process, which readies itself and
+/// waits; then [`InitCommand::Launch`] with the plan and the app's stdin, stdout and stderr
+/// (none for a terminal run), which finishes the root and lets the app go. In between it is an
+/// idle, pre-made sandbox.
 pub fn run(go: UnixStream, report: UnixStream) -> ! {
     // Die with the supervisor, whatever way it dies.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
@@ -109,6 +151,23 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
     if let Err(e) = rootfs::prepare(&root, &base_mounts) {
         fail(&report, e);
     }
+    let base_filters = match seccomp::base() {
+        Ok(p) => p,
+        Err(e) => fail(&report, SetupError::new("build seccomp filter", e)),
+    };
+    // Block the signals we handle before forking, so none is lost in between.
+    let mut handled = SigSet::empty();
+    handled.add(Signal::SIGCHLD);
+    for &sig in FORWARDED {
+        handled.add(sig);
+    }
+    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled), None) {
+        fail(&report, SetupError::new("block signals", e));
+    }
+    let app = match fork_app(&go, &report, &base_filters) {
+        Ok(app) => app,
+        Err(e) => fail(&report, e),
+    };
     send(&report, &InitReport::Prepared, &[]);
     let plan = match go.recv() {
         Ok(InitCommand::Launch(plan)) => plan,
@@ -132,45 +191,45 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
         Ok(t) => t,
         Err(e) => fail(&report, e),
     };
-    let programs = match seccomp::build(seccomp::Policy {
-        allow_user_namespaces: plan.allow_user_namespaces,
-    }) {
-        Ok(p) => p,
-        Err(e) => fail(&report, SetupError::new("build seccomp filter", e)),
-    };
-
-    // Block the signals we handle before forking, so none is lost in between.
-    let mut handled = SigSet::empty();
-    handled.add(Signal::SIGCHLD);
-    for &sig in FORWARDED {
-        handled.add(sig);
-    }
-    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled), None) {
-        fail(&report, SetupError::new("block signals", e));
-    }
-    let (exec_r, exec_w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
-        Ok(p) => p,
-        Err(e) => fail(&report, SetupError::new("create exec pipe", e)),
-    };
-    let app = match sys::clone_process(nix::sched::CloneFlags::empty()) {
-        Ok(sys::CloneResult::Child) => {
-            drop(exec_r);
-            drop(report);
-            let app_stdio = match terminal.as_ref() {
-                Some(t) => exec::AppStdio::Terminal(&t.follower),
-                None => exec::AppStdio::Fds(&stdio),
-            };
-            exec::run_app(plan, exec_w, &programs, app_stdio)
+    // The app's process waited while the sandbox was idle: it may have failed to ready itself
+    // (its report says why) or been killed meanwhile.
+    match waitpid(app.pid, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::StillAlive) => {}
+        ended => {
+            let mut msg = String::new();
+            let _ = std::fs::File::from(app.reports).read_to_string(&mut msg);
+            match msg.lines().find_map(|l| serde_json::from_str(l).ok()) {
+                Some(report_msg @ InitReport::SetupFailed { .. }) => {
+                    send(&report, &report_msg, &[]);
+                    std::process::exit(SETUP_FAILED_CODE);
+                }
+                _ => {
+                    let how = match ended {
+                        Ok(WaitStatus::Signaled(_, sig, _)) => format!("was killed by {sig}"),
+                        Ok(WaitStatus::Exited(_, code)) => format!("exited with code {code}"),
+                        _ => "is gone".to_owned(),
+                    };
+                    let message = format!("the app's process {how} before the launch");
+                    fail(&report, SetupError::new("launch", message));
+                }
+            }
         }
-        Ok(sys::CloneResult::Parent { child }) => child,
-        Err(e) => fail(&report, SetupError::new("fork the app", e)),
+    }
+    let launch = exec::AppLaunch::new(plan, terminal.as_ref().map(|t| t.follower.clone()));
+    let fds: Vec<BorrowedFd<'_>> = match terminal {
+        Some(_) => Vec::new(),
+        None => stdio.iter().map(|fd| fd.as_fd()).collect(),
     };
-    drop(exec_w);
+    // A failed send means the app's process died just now: its exit status tells.
+    let _ = channel::send(&app.go, &launch, &fds);
+    drop(fds);
+    drop(app.go);
     // Only the app holds the caller's stdio now: its end of file is the caller's.
     drop(stdio);
-    // The exec pipe closes on a successful exec; before that, the app may report a failure.
+    // The reports close on a successful exec; before that, the app may report a failure.
     let mut msg = String::new();
-    let _ = std::fs::File::from(exec_r).read_to_string(&mut msg);
+    let _ = std::fs::File::from(app.reports).read_to_string(&mut msg);
+    let app = app.pid;
     let mut landlock = None;
     for line in msg.lines() {
         match serde_json::from_str(line) {

@@ -8,10 +8,11 @@
 //!                                   | writes the id maps (idmap), then lets the child go
 //!                                   v
 //!                                 pid 1 (init): root (rootfs), hostname, loopback, reaper
-//!                                   | fork
+//!                                   | fork (while the sandbox is prepared)
 //!                                   v
-//!                                 app (exec): setsid, no_new_privs, no capabilities,
-//!                                   seccomp, fds closed, execve
+//!                                 app (exec): setsid, no_new_privs, no capabilities, the base
+//!                                   seccomp filters; waits for its launch; then stdio, cwd,
+//!                                   fds closed, Landlock, the profile's filter, execve
 //! ```
 //!
 //! pid 1 reports to the supervisor ([`InitReport`]) and the supervisor to the daemon

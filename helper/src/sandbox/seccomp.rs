@@ -1,16 +1,19 @@
 //! The sandbox's seccomp filter, in the spirit of Flatpak's denylist, built with `seccompiler`.
 //!
-//! Three filters are stacked (the kernel applies the strictest answer):
+//! Filters are stacked (the kernel applies the strictest answer). The [`base`] ones are the
+//! same for every sandbox, so the app's process installs them while the sandbox is prepared:
 //! 1. calls that fail with `EPERM`: kernel keyrings, ptrace, perf events, module loading, kexec,
-//!    bpf, userfaultfd, io_uring, the mount calls (the root is built already), new user
-//!    namespaces unless the profile allows them, TIOCSTI/TIOCLINUX ioctls (compared on the low
-//!    32 bits, as the kernel does: CVE-2019-10063), unusual socket families, personality
-//!    changes;
+//!    bpf, userfaultfd, io_uring, the mount calls (the root is built already), TIOCSTI/TIOCLINUX
+//!    ioctls (compared on the low 32 bits, as the kernel does: CVE-2019-10063), unusual socket
+//!    families, personality changes;
 //! 2. calls that fail with `ENOSYS`, so libc falls back to a call the first filter can inspect:
 //!    `clone3` (its flags are in memory a filter cannot read) and the new mount API;
 //! 3. on x86_64, every x32-ABI call (`ENOSYS`): a filter keyed on x86_64 numbers would not see
 //!    them (Firejail's x32 hole). Calls from other ABIs (i386 `int 0x80`) do not match the
 //!    filters' architecture and kill the process.
+//!
+//! The profile's part ([`for_policy`]) comes with the launch: new user namespaces fail with
+//! `EPERM` unless the profile allows them.
 
 use std::collections::BTreeMap;
 
@@ -140,7 +143,7 @@ fn unusual_families() -> Result<Vec<SeccompRule>, SeccompError> {
 }
 
 /// The `EPERM` filter.
-pub fn deny_filter(policy: Policy) -> Result<BpfProgram, SeccompError> {
+pub fn deny_filter() -> Result<BpfProgram, SeccompError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         DENIED.iter().map(|&nr| (nr, Vec::new())).collect();
     let ioctls = DENIED_IOCTLS
@@ -158,20 +161,26 @@ pub fn deny_filter(policy: Policy) -> Result<BpfProgram, SeccompError> {
             cond(0, Len::Dword, Op::Ne, 0xffff_ffff)?,
         ])?],
     );
-    if !policy.allow_user_namespaces {
-        let newuser = libc::CLONE_NEWUSER as u64;
-        for nr in [libc::SYS_unshare, libc::SYS_clone] {
-            rules.insert(
-                nr,
-                vec![SeccompRule::new(vec![cond(
-                    0,
-                    Len::Dword,
-                    Op::MaskedEq(newuser),
-                    newuser,
-                )?])?],
-            );
-        }
-    }
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch()?,
+    )?;
+    Ok(filter.try_into()?)
+}
+
+/// The `EPERM` filter for new user namespaces (`clone` or `unshare` with `CLONE_NEWUSER`).
+pub fn user_namespace_filter() -> Result<BpfProgram, SeccompError> {
+    let newuser = libc::CLONE_NEWUSER as u64;
+    let rules = [libc::SYS_unshare, libc::SYS_clone]
+        .into_iter()
+        .map(|nr| {
+            let rule =
+                SeccompRule::new(vec![cond(0, Len::Dword, Op::MaskedEq(newuser), newuser)?])?;
+            Ok((nr, vec![rule]))
+        })
+        .collect::<Result<BTreeMap<_, _>, SeccompError>>()?;
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
@@ -216,13 +225,23 @@ pub fn x32_filter() -> BpfProgram {
     ]
 }
 
-/// Builds every filter (before installing any, so a build error leaves nothing half-applied).
-pub fn build(policy: Policy) -> Result<Vec<BpfProgram>, SeccompError> {
+/// Builds the filters every sandbox gets (before installing any, so a build error leaves
+/// nothing half-applied).
+pub fn base() -> Result<Vec<BpfProgram>, SeccompError> {
     #[allow(unused_mut)]
-    let mut programs = vec![deny_filter(policy)?, enosys_filter()?];
+    let mut programs = vec![deny_filter()?, enosys_filter()?];
     #[cfg(target_arch = "x86_64")]
     programs.push(x32_filter());
     Ok(programs)
+}
+
+/// Builds the filters a profile's policy adds to the [`base`] ones.
+pub fn for_policy(policy: Policy) -> Result<Vec<BpfProgram>, SeccompError> {
+    if policy.allow_user_namespaces {
+        Ok(Vec::new())
+    } else {
+        Ok(vec![user_namespace_filter()?])
+    }
 }
 
 /// Installs the filters on the calling thread. Needs no_new_privs (or CAP_SYS_ADMIN).
@@ -239,23 +258,19 @@ mod tests {
 
     #[test]
     fn filters_build_for_both_policies() {
-        for allow in [false, true] {
-            let programs = build(Policy {
-                allow_user_namespaces: allow,
-            })
-            .unwrap();
-            assert!(programs.iter().all(|p| !p.is_empty() && p.len() < 4096));
-        }
-        // Allowing user namespaces removes the clone/unshare rules, so the program shrinks.
-        let strict = deny_filter(Policy {
+        let base = base().unwrap();
+        assert!(base.iter().all(|p| !p.is_empty() && p.len() < 4096));
+        // Only a profile that forbids user namespaces adds a filter.
+        let strict = for_policy(Policy {
             allow_user_namespaces: false,
         })
         .unwrap();
-        let loose = deny_filter(Policy {
+        let loose = for_policy(Policy {
             allow_user_namespaces: true,
         })
         .unwrap();
-        assert!(strict.len() > loose.len());
+        assert_eq!((strict.len(), loose.len()), (1, 0));
+        assert!(strict[0].len() < base[0].len());
     }
 
     #[test]
