@@ -16,11 +16,12 @@ use hutch_core::protocol::{
 
 use super::State;
 use super::logs;
+use super::prepare_key::PrepareKey;
 use super::registry::Refusal;
 use crate::cgroup::{self, Cgroups, Mode};
 use crate::channel::{self, Receiver};
+use crate::plan::NetworkPlan;
 use crate::plan::{self, host};
-use crate::plan::{IdMapPlan, MountOp, NetworkPlan};
 use crate::profiles;
 use crate::sandbox::supervisor::CONTROL_FD;
 use crate::sandbox::{SandboxRecord, SupervisorCommand, SupervisorEvent, files};
@@ -192,45 +193,6 @@ fn spawn_supervisor(control: UnixStream) -> Result<Child, Refusal> {
     })
 }
 
-/// What a prepared sandbox was made for: a launch can use it only if its plan agrees.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrepareKey {
-    pub id_map: IdMapPlan,
-    pub base_mounts: Vec<MountOp>,
-    /// Device and inode of each bound host path: a bind pins the inode it was made on, so a
-    /// file replaced since (as /etc/resolv.conf is on a network change) makes the prepared
-    /// root stale.
-    pub sources: Vec<(u64, u64)>,
-}
-
-impl PrepareKey {
-    /// The key for this user on this host, now.
-    fn current(host: &host::HostFacts) -> Self {
-        let base_mounts = plan::base_mounts(host, &host::RealFs);
-        Self {
-            id_map: plan::id_map_plan(host).0,
-            sources: source_identities(&base_mounts),
-            base_mounts,
-        }
-    }
-}
-
-/// (device, inode) of every bind source, following symlinks as a bind does; (0, 0) if gone.
-fn source_identities(mounts: &[MountOp]) -> Vec<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    mounts
-        .iter()
-        .filter_map(|op| match op {
-            MountOp::Bind { source, .. } => Some(
-                std::fs::metadata(source)
-                    .map(|m| (m.dev(), m.ino()))
-                    .unwrap_or((0, 0)),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
 /// A supervisor whose sandbox namespaces exist, id maps are written and root base is built,
 /// waiting for a plan.
 #[derive(Debug)]
@@ -336,7 +298,7 @@ pub fn prewarm(state: &Arc<State>) {
         .spawn(move || {
             std::thread::sleep(PREWARM_DELAY);
             let host = state.host.get();
-            let key = PrepareKey::current(&host);
+            let key = state.prepare_key.get(&host);
             match spawn_prepared(&state, &key) {
                 Ok(prepared) => stash(&state, prepared),
                 Err((_, message)) => {
@@ -472,7 +434,7 @@ pub fn launch(
                 format!("cannot copy the output pipe: {e}"),
             )
         })?;
-    let key = PrepareKey::current(&host);
+    let key = state.prepare_key.get(&host);
     let base = key.base_mounts.clone();
     let prepared = take_prepared(state, &key)?;
     let built = plan::build(
@@ -718,35 +680,5 @@ fn monitor(
         };
         tracing::warn!(%id, %status, "sandbox supervisor ended without reporting an exit");
         state.registry.finish(&id, status);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::plan::Access;
-
-    #[test]
-    fn a_replaced_bind_source_changes_the_key() {
-        let dir = std::env::temp_dir().join(format!("hutch-key-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("resolv.conf");
-        std::fs::write(&file, "nameserver 10.0.0.1\n").unwrap();
-        let mounts = vec![MountOp::Bind {
-            source: file.clone(),
-            path: "/etc/resolv.conf".into(),
-            access: Access::ReadOnly,
-            dir: false,
-        }];
-        let before = source_identities(&mounts);
-        // Written in place: the same inode, which a bind shows as it changes.
-        std::fs::write(&file, "nameserver 10.0.0.2\n").unwrap();
-        assert_eq!(source_identities(&mounts), before);
-        // Replaced by a rename, as resolvers do: a new inode, the prepared bind is stale.
-        let tmp = dir.join("resolv.conf.new");
-        std::fs::write(&tmp, "nameserver 10.0.0.3\n").unwrap();
-        std::fs::rename(&tmp, &file).unwrap();
-        assert_ne!(source_identities(&mounts), before);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,6 +5,7 @@ pub mod connection;
 pub mod inspect;
 pub mod launch;
 pub mod logs;
+pub mod prepare_key;
 pub mod processes;
 pub mod registry;
 pub mod stats;
@@ -35,6 +36,8 @@ pub struct State {
     pub socket_activated: bool,
     /// cgroup v2 delegation (or the degraded mode).
     pub cgroups: crate::cgroup::Cgroups,
+    /// The key of the sandbox the next launch needs, kept while the host does not change.
+    pub prepare_key: prepare_key::KeyCache,
     /// A sandbox prepared ahead (namespaces made, id maps written) for the next launch.
     pub prepared: std::sync::Mutex<Option<launch::Prepared>>,
     /// What one user's clients may use of this helper.
@@ -230,6 +233,7 @@ pub fn bind(socket: PathBuf) -> Result<Listening, DaemonError> {
         runtime_dir,
         socket,
         profiles_dir: paths::profiles_dir()?,
+        prepare_key: prepare_key::KeyCache::default(),
         prepared: std::sync::Mutex::new(None),
         cgroups: crate::cgroup::Cgroups::set_up(),
         socket_activated: activated,

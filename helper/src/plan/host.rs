@@ -18,7 +18,7 @@ pub struct SubRange {
 }
 
 /// The user and the tools the plan depends on.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostFacts {
     pub uid: u32,
     pub gid: u32,
@@ -187,9 +187,9 @@ const SOURCES: [&str; 10] = [
 ];
 
 /// Identity and version of a file or folder: (device, inode, size, modification time in ns).
-type Stamp = Option<(u64, u64, u64, i128)>;
+pub type Stamp = Option<(u64, u64, u64, i128)>;
 
-fn stamp(path: &Path) -> Stamp {
+pub fn stamp(path: &Path) -> Stamp {
     std::fs::metadata(path).ok().map(|m| {
         let mtime = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
         (m.dev(), m.ino(), m.size(), mtime)
@@ -202,7 +202,7 @@ fn stamp(path: &Path) -> Stamp {
 const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Whether every stamped modification time is older than [`SETTLE`].
-fn settled(stamps: &[Stamp]) -> bool {
+pub fn settled(stamps: &[Stamp]) -> bool {
     let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) else {
         return false;
     };
