@@ -63,7 +63,6 @@ fn setup(plan: &SandboxPlan) -> Result<(), SetupError> {
     rootfs::finish_and_enter(plan)?;
     nix::unistd::sethostname(&plan.hostname)
         .map_err(|e| SetupError::new(format!("set host name {:?}", plan.hostname), e))?;
-    sys::loopback_up().map_err(|e| SetupError::new("bring up loopback", e))?;
     // Non-dumpable: the app (same uid) cannot open /proc/1/exe or ptrace us (CVE-2019-5736).
     nix::sys::prctl::set_dumpable(false).map_err(|e| SetupError::new("set non-dumpable", e))?;
     Ok(())
@@ -150,6 +149,11 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
     }
     if let Err(e) = rootfs::prepare(&root, &base_mounts) {
         fail(&report, e);
+    }
+    // Every sandbox has its loopback up (the first socket in a network namespace is slow to
+    // make: done before the launch).
+    if let Err(e) = sys::loopback_up() {
+        fail(&report, SetupError::new("bring up loopback", e));
     }
     let base_filters = match seccomp::base() {
         Ok(p) => p,
