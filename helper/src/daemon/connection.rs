@@ -451,12 +451,8 @@ fn handle_run(
             let answered = send(writer, &response, &fds);
             drop(fds);
             drop(started.tty);
-            // Followed even when the client is gone: the sandbox runs on.
-            follow.start(state);
-            if !answered {
-                return false;
-            }
-            {
+            if answered {
+                // The client's events first: a short app's exit comes within a millisecond.
                 let (id, events) = (started.id, started.events);
                 let writer = Arc::clone(writer);
                 let _ = std::thread::Builder::new()
@@ -471,7 +467,9 @@ fn handle_run(
                         }
                     });
             }
-            true
+            // Followed even when the client is gone: the sandbox runs on.
+            follow.start(state);
+            answered
         }
         Err((code, message)) => {
             tracing::info!(?code, %message, "run refused");

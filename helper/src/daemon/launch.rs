@@ -95,7 +95,7 @@ impl Follow {
                 .finish(&id, ExitStatus::Signal(libc::SIGKILL));
         }
         // The next launch finds a sandbox prepared.
-        prewarm(state);
+        state.prewarmer.ask();
     }
 }
 
@@ -290,24 +290,51 @@ fn stash(state: &State, prepared: Prepared) {
     }
 }
 
-/// Prepares the next sandbox in the background, so the next launch finds it ready.
-pub fn prewarm(state: &Arc<State>) {
-    let state = Arc::clone(state);
-    let spawned = std::thread::Builder::new()
-        .name("prewarm".into())
-        .spawn(move || {
-            std::thread::sleep(PREWARM_DELAY);
-            let host = state.host.get();
-            let key = state.prepare_key.get(&host);
-            match spawn_prepared(&state, &key) {
-                Ok(prepared) => stash(&state, prepared),
-                Err((_, message)) => {
-                    tracing::debug!(%message, "could not prepare a sandbox ahead")
+/// Prepares the next sandbox in the background, so the next launch finds it ready: a thread
+/// for the daemon's whole life, woken by [`Prewarmer::ask`], which prepares one sandbox
+/// [`PREWARM_DELAY`] after it was last asked (asks in between make one preparation).
+#[derive(Debug, Default)]
+pub struct Prewarmer {
+    asked: std::sync::Mutex<bool>,
+    wake: std::sync::Condvar,
+}
+
+impl Prewarmer {
+    /// Asks for a sandbox to be prepared (returns at once).
+    pub fn ask(&self) {
+        *self.asked.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.wake.notify_one();
+    }
+
+    /// Waits until asked, and takes the ask.
+    fn wait(&self) {
+        let mut asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+        while !*asked {
+            asked = self.wake.wait(asked).unwrap_or_else(|p| p.into_inner());
+        }
+        *asked = false;
+    }
+
+    /// Starts the thread that prepares sandboxes for `state`.
+    pub fn start(state: &Arc<State>) -> std::io::Result<()> {
+        let state = Arc::clone(state);
+        std::thread::Builder::new()
+            .name("prewarm".into())
+            .spawn(move || {
+                loop {
+                    state.prewarmer.wait();
+                    std::thread::sleep(PREWARM_DELAY);
+                    let host = state.host.get();
+                    let key = state.prepare_key.get(&host);
+                    match spawn_prepared(&state, &key) {
+                        Ok(prepared) => stash(&state, prepared),
+                        Err((_, message)) => {
+                            tracing::debug!(%message, "could not prepare a sandbox ahead")
+                        }
+                    }
                 }
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::warn!("cannot start the prewarm thread: {e}");
+            })
+            .map(drop)
     }
 }
 
@@ -446,7 +473,7 @@ pub fn launch(
         base,
         &host::RealFs,
     );
-    let plan = match built {
+    let mut plan = match built {
         Ok(plan) => plan,
         Err(e) => {
             // Nothing was started: the prepared sandbox serves the next launch.
@@ -523,8 +550,15 @@ pub fn launch(
         cleanup(&sandbox_dir, sandbox_cgroup.as_deref());
         (ErrorCode::Setup, msg)
     };
+    // What is needed of the plan after it went to the supervisor (not cloned whole).
+    let (tty, argv, id_map, warnings) = (
+        plan.tty.is_some(),
+        plan.argv.clone(),
+        plan.id_map.kind,
+        std::mem::take(&mut plan.warnings),
+    );
     let command = SupervisorCommand::Launch {
-        plan: Box::new(plan.clone()),
+        plan: Box::new(plan),
         record: Box::new(record),
         log: log_copy.is_some(),
     };
@@ -576,7 +610,7 @@ pub fn launch(
             }
         }
     };
-    let tty = plan.tty.and_then(|_| rx.take_fds(1).pop());
+    let tty = tty.then(|| rx.take_fds(1).pop()).flatten();
     let _ = rx.stream().set_read_timeout(None);
     state.registry.started(&id, init_pid, app_pid, landlock);
 
@@ -587,15 +621,15 @@ pub fn launch(
         dir: sandbox_dir,
         cgroup: sandbox_cgroup,
         profile: profile.name,
-        argv: plan.argv,
+        argv,
         init_pid,
         app_pid,
     };
     let started = Started {
         id,
         pid: app_pid.unwrap_or(init_pid) as u32,
-        id_map: plan.id_map.kind,
-        warnings: plan.warnings,
+        id_map,
+        warnings,
         tty,
         events,
     };

@@ -38,6 +38,8 @@ pub struct State {
     pub cgroups: crate::cgroup::Cgroups,
     /// The key of the sandbox the next launch needs, kept while the host does not change.
     pub prepare_key: prepare_key::KeyCache,
+    /// Prepares the sandbox the next launch takes.
+    pub prewarmer: launch::Prewarmer,
     /// A sandbox prepared ahead (namespaces made, id maps written) for the next launch.
     pub prepared: std::sync::Mutex<Option<launch::Prepared>>,
     /// What one user's clients may use of this helper.
@@ -234,6 +236,7 @@ pub fn bind(socket: PathBuf) -> Result<Listening, DaemonError> {
         socket,
         profiles_dir: paths::profiles_dir()?,
         prepare_key: prepare_key::KeyCache::default(),
+        prewarmer: launch::Prewarmer::default(),
         prepared: std::sync::Mutex::new(None),
         cgroups: crate::cgroup::Cgroups::set_up(),
         socket_activated: activated,
@@ -306,7 +309,11 @@ pub fn serve(listening: Listening) {
             "took over the running sandboxes of the previous helper"
         );
     }
-    launch::prewarm(&listening.state);
+    // Without the thread each launch prepares its own sandbox (slower, still correct).
+    match launch::Prewarmer::start(&listening.state) {
+        Ok(()) => listening.state.prewarmer.ask(),
+        Err(e) => tracing::warn!("cannot start the prewarm thread: {e}"),
+    }
     for stream in listening.listener.incoming() {
         match stream {
             Ok(stream) => {
