@@ -536,3 +536,25 @@ fn the_prepared_apps_process_waits_confined_and_its_death_fails_only_that_launch
         "fine\n"
     );
 }
+
+#[test]
+fn launches_at_once_each_get_a_whole_sandbox() {
+    // Most of them find no prepared sandbox and are launched into one made on the spot, the
+    // moment it is ready: its app's process must have finished getting ready by then (it
+    // once looked its Landlock paths up under a root the launch had already pivoted away,
+    // and the app could not exec its shell).
+    let env = hutch_tests::env_or_skip!();
+    let runs: Vec<_> = (0..8)
+        .map(|_| {
+            let mut cmd = env.hutch_command(&["run", "--", "sh", "-c", "exit 3"]);
+            cmd.stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    }
+}

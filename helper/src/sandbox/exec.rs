@@ -178,12 +178,26 @@ fn fail(fd: &OwnedFd, err: SetupError) -> ! {
 /// Runs in the app's process, forked by pid 1 while the sandbox is prepared; never returns.
 ///
 /// Readies itself, waits on `go` for [`AppLaunch`] (and the stdio fds), then execs the app.
-/// Reports to pid 1 on `report_fd` (closed by the exec): [`InitReport::Confined`] once
-/// confined, or why it failed. Ends quietly if pid 1 goes away first.
-pub fn wait_and_run(go: UnixStream, report_fd: OwnedFd, base_filters: &[BpfProgram]) -> ! {
+/// Reports to pid 1 on `report_fd` (closed by the exec): [`InitReport::Prepared`] once ready,
+/// [`InitReport::Confined`] once confined, or why it failed. Ends quietly if pid 1 goes away
+/// first.
+///
+/// `ahead` is the prepared root with the Landlock rules of its base mounts: the ruleset is
+/// made with them now, while nothing waits for it.
+pub fn wait_and_run(
+    go: UnixStream,
+    report_fd: OwnedFd,
+    base_filters: &[BpfProgram],
+    ahead: (&Path, &[FsRule]),
+) -> ! {
     if let Err(e) = ready(base_filters) {
         fail(&report_fd, e);
     }
+    // Made afresh at the launch if this fails.
+    let pending = super::landlock::begin(ahead.0, ahead.1).ok();
+    // pid 1 waits for this before it reports the sandbox prepared: the paths above are looked
+    // up under the prepared root, which the launch's pivot_root takes away.
+    report(&report_fd, &InitReport::Prepared);
     let mut go = Receiver::new(go);
     let Ok(launch) = go.recv::<AppLaunch>() else {
         std::process::exit(SETUP_FAILED_CODE)
@@ -231,7 +245,11 @@ pub fn wait_and_run(go: UnixStream, report_fd: OwnedFd, base_filters: &[BpfProgr
         Ok(v) => v,
         Err(e) => fail(&report_fd, e),
     };
-    match super::landlock::apply(&plan.landlock) {
+    let confined = match pending {
+        Some(pending) if pending.fits(&plan.landlock) => pending.finish(&plan.landlock),
+        _ => super::landlock::apply(&plan.landlock),
+    };
+    match confined {
         Ok(landlock) => report(&report_fd, &InitReport::Confined { landlock }),
         Err(e) => fail(&report_fd, e),
     }

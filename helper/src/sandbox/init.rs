@@ -82,6 +82,7 @@ fn fork_app(
     control: &Receiver,
     report: &UnixStream,
     base_filters: &[seccompiler::BpfProgram],
+    ahead: (&std::path::Path, &[crate::plan::landlock::FsRule]),
 ) -> Result<WaitingApp, SetupError> {
     let (go, app_go) = UnixStream::pair().map_err(|e| SetupError::new("create app socket", e))?;
     let (exec_r, exec_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -98,7 +99,7 @@ fn fork_app(
                 let _ = nix::unistd::close(fd);
             }
             drop(exec_r);
-            exec::wait_and_run(app_go, exec_w, base_filters)
+            exec::wait_and_run(app_go, exec_w, base_filters, ahead)
         }
         Ok(sys::CloneResult::Parent { child }) => Ok(WaitingApp {
             pid: child,
@@ -107,6 +108,22 @@ fn fork_app(
         }),
         Err(e) => Err(SetupError::new("fork the app", e)),
     }
+}
+
+/// The first report of the app's process: one line, which it writes before it waits (so no
+/// second line can follow it into this read).
+fn first_report(reports: &OwnedFd) -> Option<InitReport> {
+    let mut line = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !line.ends_with(b"\n") {
+        match nix::unistd::read(reports, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => line.extend_from_slice(&buf[..n]),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    serde_json::from_slice(line.trim_ascii_end()).ok()
 }
 
 /// Runs as pid 1 of the new pid namespace; never returns.
@@ -168,10 +185,24 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
     if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled), None) {
         fail(&report, SetupError::new("block signals", e));
     }
-    let app = match fork_app(&go, &report, &base_filters) {
+    let base_rules = crate::plan::landlock::rules(&base_mounts);
+    let app = match fork_app(&go, &report, &base_filters, (&root, &base_rules)) {
         Ok(app) => app,
         Err(e) => fail(&report, e),
     };
+    // Prepared once the app's process is ready too (it looks paths up under the root that a
+    // launch would pivot away).
+    match first_report(&app.reports) {
+        Some(InitReport::Prepared) => {}
+        Some(failed @ InitReport::SetupFailed { .. }) => {
+            send(&report, &failed, &[]);
+            std::process::exit(SETUP_FAILED_CODE);
+        }
+        other => {
+            let message = format!("the app's process did not get ready (it said {other:?})");
+            fail(&report, SetupError::new("prepare", message));
+        }
+    }
     send(&report, &InitReport::Prepared, &[]);
     let plan = match go.recv() {
         Ok(InitCommand::Launch(plan)) => plan,

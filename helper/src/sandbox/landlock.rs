@@ -1,11 +1,16 @@
-//! Applies the plan's Landlock rules to the app, just before its seccomp filter and exec
+//! Applies the plan's Landlock rules to the app, just before its last seccomp filter and exec
 //! (after no_new_privs, which Landlock needs). Best effort: a kernel with an older Landlock
 //! enforces what it knows, one without Landlock none; the result says which.
+//!
+//! The ruleset is made ahead ([`begin`]), while the sandbox is prepared, with the rules of the
+//! base mounts (most of them); the launch adds the rest ([`Pending::finish`]).
 
 use landlock::{
     ABI, Access, AccessFs, BitFlags, CompatLevel, Compatible, LandlockStatus, PathBeneath, PathFd,
-    Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
+    Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope,
 };
+
+use std::path::Path;
 
 use super::SetupError;
 use crate::plan::landlock::{FsAccess, FsRule};
@@ -35,45 +40,101 @@ fn rights(access: FsAccess) -> BitFlags<AccessFs> {
     }
 }
 
-/// Restricts this process (the app, before exec) to `rules`; returns how far the kernel
-/// enforces them, in words.
-pub fn apply(rules: &[FsRule]) -> Result<String, SetupError> {
-    let err = |what: &str| {
-        let what = what.to_owned();
-        move |e: landlock::RulesetError| SetupError::new(format!("landlock: {what}"), e)
-    };
-    let mut ruleset = Ruleset::default()
+/// A ruleset made ahead, while the sandbox is prepared, with the rules of its base mounts.
+#[derive(Debug)]
+pub struct Pending {
+    ruleset: RulesetCreated,
+    /// The rules added so far.
+    added: Vec<FsRule>,
+    /// How many of them the kernel took (paths that exist).
+    applied: usize,
+}
+
+fn landlock_err(what: &str) -> impl FnOnce(landlock::RulesetError) -> SetupError {
+    let what = what.to_owned();
+    move |e| SetupError::new(format!("landlock: {what}"), e)
+}
+
+/// Makes the ruleset and adds `rules`, their paths looked up under `root` (the prepared root,
+/// before pivot_root: a rule holds the inode it was made on, which the pivot does not change).
+pub fn begin(root: &Path, rules: &[FsRule]) -> Result<Pending, SetupError> {
+    let ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(ABI_WANTED))
-        .map_err(err("handle file access"))?
+        .map_err(landlock_err("handle file access"))?
         // Signals and abstract Unix sockets stop at the sandbox too (pid and network
         // namespaces already do that; this holds even if they did not).
         .scope(Scope::from_all(ABI_WANTED))
-        .map_err(err("scope signals and abstract sockets"))?
+        .map_err(landlock_err("scope signals and abstract sockets"))?
         .create()
-        .map_err(err("create the ruleset"))?;
-    let mut applied = 0;
-    for rule in rules {
-        // A path the root does not have (an optional system folder) needs no rule.
-        let Ok(fd) = PathFd::new(&rule.path) else {
-            continue;
-        };
-        let is_dir =
-            nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
-        let mut access = rights(rule.access);
-        if !is_dir {
-            access &= AccessFs::from_file(ABI_WANTED);
+        .map_err(landlock_err("create the ruleset"))?;
+    let mut pending = Pending {
+        ruleset,
+        added: Vec::new(),
+        applied: 0,
+    };
+    pending.add(root, rules)?;
+    Ok(pending)
+}
+
+impl Pending {
+    fn add(&mut self, root: &Path, rules: &[FsRule]) -> Result<(), SetupError> {
+        for rule in rules {
+            self.added.push(rule.clone());
+            let path = root.join(rule.path.strip_prefix("/").unwrap_or(&rule.path));
+            // A path the root does not have (an optional system folder) needs no rule.
+            let Ok(fd) = PathFd::new(&path) else {
+                continue;
+            };
+            let is_dir = nix::sys::stat::fstat(&fd)
+                .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+            let mut access = rights(rule.access);
+            if !is_dir {
+                access &= AccessFs::from_file(ABI_WANTED);
+            }
+            if access.is_empty() {
+                continue;
+            }
+            (&mut self.ruleset)
+                .add_rule(PathBeneath::new(fd, access))
+                .map_err(landlock_err(&format!("allow {}", rule.path.display())))?;
+            self.applied += 1;
         }
-        if access.is_empty() {
-            continue;
-        }
-        ruleset = ruleset
-            .add_rule(PathBeneath::new(fd, access))
-            .map_err(err(&format!("allow {}", rule.path.display())))?;
-        applied += 1;
+        Ok(())
     }
-    let status = ruleset.restrict_self().map_err(err("restrict the app"))?;
-    Ok(describe(status.ruleset, status.landlock, applied))
+
+    /// Whether these rules may stand for `rules` made afresh: every rule made ahead is either
+    /// among them or its path has none of them (a base rule the full list drops because a
+    /// broader one covers it, or whose mount a launch mount hides). A path given other rights
+    /// now (a read-only share mounted over a base tmpfs, say) does not qualify: the rule made
+    /// ahead sits on the mount beneath, which Landlock still walks through.
+    pub fn fits(&self, rules: &[FsRule]) -> bool {
+        self.added
+            .iter()
+            .all(|ahead| rules.iter().all(|r| r.path != ahead.path || r == ahead))
+    }
+
+    /// Adds the rest of `rules` (paths as the app sees them now) and restricts this process;
+    /// returns how far the kernel enforces them, in words.
+    pub fn finish(mut self, rules: &[FsRule]) -> Result<String, SetupError> {
+        let rest: Vec<FsRule> = rules
+            .iter()
+            .filter(|r| !self.added.contains(r))
+            .cloned()
+            .collect();
+        self.add(Path::new("/"), &rest)?;
+        let status = self
+            .ruleset
+            .restrict_self()
+            .map_err(landlock_err("restrict the app"))?;
+        Ok(describe(status.ruleset, status.landlock, self.applied))
+    }
+}
+
+/// Restricts this process (the app, before exec) to `rules`; returns how far the kernel
+/// enforces them, in words.
+pub fn apply(rules: &[FsRule]) -> Result<String, SetupError> {
+    begin(Path::new("/"), &[])?.finish(rules)
 }
 
 /// The outcome in words, for `hutch inspect` and the window's anatomy view.
@@ -95,5 +156,43 @@ fn describe(ruleset: RulesetStatus, kernel: LandlockStatus, applied: usize) -> S
             }
         ),
         (_, _) => format!("enforced: {applied} paths granted"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(path: &str, access: FsAccess) -> FsRule {
+        FsRule {
+            path: path.into(),
+            access,
+        }
+    }
+
+    #[test]
+    fn rules_made_ahead_fit_unless_a_path_now_has_other_rights() {
+        let root = std::env::temp_dir().join(format!("hutch-landlock-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("tmp")).unwrap();
+        std::fs::create_dir_all(root.join("usr")).unwrap();
+        let ahead = [
+            rule("/usr", FsAccess::Read),
+            rule("/tmp", FsAccess::ReadWrite),
+        ];
+        // Made on the real kernel (Landlock or not: best effort either way).
+        let pending = begin(&root, &ahead).unwrap();
+        assert_eq!(pending.applied, 2, "both paths exist under the root");
+        // The launch's list has them and more, or leaves one out: fits.
+        let more = [
+            rule("/usr", FsAccess::Read),
+            rule("/tmp", FsAccess::ReadWrite),
+            rule("/home/alice", FsAccess::ReadWrite),
+        ];
+        assert!(pending.fits(&more));
+        assert!(pending.fits(&[rule("/usr", FsAccess::Read)]));
+        // A read-only share over the base tmpfs: /tmp has other rights now.
+        let shared = [rule("/usr", FsAccess::Read), rule("/tmp", FsAccess::Read)];
+        assert!(!pending.fits(&shared));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

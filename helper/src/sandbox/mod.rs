@@ -62,7 +62,8 @@ pub enum InitCommand {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InitReport {
-    /// The base of the root is built; waiting for the plan.
+    /// The base of the root is built and the app's process is ready; waiting for the plan.
+    /// (Also the app's process to pid 1: ready, waiting for its launch.)
     Prepared,
     /// The app has exec'd; its pid inside the sandbox. With a terminal, its controller fd is
     /// attached.
