@@ -187,10 +187,10 @@ fn fail(fd: &OwnedFd, err: SetupError) -> ! {
 pub fn wait_and_run(
     go: UnixStream,
     report_fd: OwnedFd,
-    base_filters: &[BpfProgram],
+    filters: &seccomp::Filters,
     ahead: (&Path, &[FsRule]),
 ) -> ! {
-    if let Err(e) = ready(base_filters) {
+    if let Err(e) = ready(&filters.base) {
         fail(&report_fd, e);
     }
     // Made afresh at the launch if this fails.
@@ -210,10 +210,6 @@ pub fn wait_and_run(
     drop(stdio);
     let policy = seccomp::Policy {
         allow_user_namespaces: launch.allow_user_namespaces,
-    };
-    let filters = match seccomp::for_policy(policy) {
-        Ok(f) => f,
-        Err(e) => fail(&report_fd, SetupError::new("build seccomp filter", e)),
     };
     let plan = &launch;
     let name = &plan.argv[0];
@@ -253,7 +249,7 @@ pub fn wait_and_run(
         Ok(landlock) => report(&report_fd, &InitReport::Confined { landlock }),
         Err(e) => fail(&report_fd, e),
     }
-    if let Err(e) = seccomp::install(&filters) {
+    if let Err(e) = seccomp::install(filters.for_policy(policy)) {
         fail(&report_fd, SetupError::new("install seccomp filter", e));
     }
     let err = match nix::unistd::execve(&c_program, &argv, &env) {

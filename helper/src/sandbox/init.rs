@@ -81,7 +81,7 @@ struct WaitingApp {
 fn fork_app(
     control: &Receiver,
     report: &UnixStream,
-    base_filters: &[seccompiler::BpfProgram],
+    filters: &seccomp::Filters,
     ahead: (&std::path::Path, &[crate::plan::landlock::FsRule]),
 ) -> Result<WaitingApp, SetupError> {
     let (go, app_go) = UnixStream::pair().map_err(|e| SetupError::new("create app socket", e))?;
@@ -99,7 +99,7 @@ fn fork_app(
                 let _ = nix::unistd::close(fd);
             }
             drop(exec_r);
-            exec::wait_and_run(app_go, exec_w, base_filters, ahead)
+            exec::wait_and_run(app_go, exec_w, filters, ahead)
         }
         Ok(sys::CloneResult::Parent { child }) => Ok(WaitingApp {
             pid: child,
@@ -172,7 +172,7 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
     if let Err(e) = sys::loopback_up() {
         fail(&report, SetupError::new("bring up loopback", e));
     }
-    let base_filters = match seccomp::base() {
+    let filters = match seccomp::Filters::build() {
         Ok(p) => p,
         Err(e) => fail(&report, SetupError::new("build seccomp filter", e)),
     };
@@ -186,7 +186,7 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
         fail(&report, SetupError::new("block signals", e));
     }
     let base_rules = crate::plan::landlock::rules(&base_mounts);
-    let app = match fork_app(&go, &report, &base_filters, (&root, &base_rules)) {
+    let app = match fork_app(&go, &report, &filters, (&root, &base_rules)) {
         Ok(app) => app,
         Err(e) => fail(&report, e),
     };

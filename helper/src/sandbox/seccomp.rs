@@ -1,7 +1,8 @@
 //! The sandbox's seccomp filter, in the spirit of Flatpak's denylist, built with `seccompiler`.
 //!
-//! Filters are stacked (the kernel applies the strictest answer). The [`base`] ones are the
-//! same for every sandbox, so the app's process installs them while the sandbox is prepared:
+//! Filters are stacked (the kernel applies the strictest answer), all built ahead
+//! ([`Filters`]). The base ones are the same for every sandbox, so the app's process installs
+//! them while the sandbox is prepared:
 //! 1. calls that fail with `EPERM`: kernel keyrings, ptrace, perf events, module loading, kexec,
 //!    bpf, userfaultfd, io_uring, the mount calls (the root is built already), TIOCSTI/TIOCLINUX
 //!    ioctls (compared on the low 32 bits, as the kernel does: CVE-2019-10063), unusual socket
@@ -12,7 +13,7 @@
 //!    them (Firejail's x32 hole). Calls from other ABIs (i386 `int 0x80`) do not match the
 //!    filters' architecture and kill the process.
 //!
-//! The profile's part ([`for_policy`]) comes with the launch: new user namespaces fail with
+//! The profile's part ([`Filters::for_policy`]) comes with the launch: new user namespaces fail with
 //! `EPERM` unless the profile allows them.
 
 use std::collections::BTreeMap;
@@ -225,22 +226,34 @@ pub fn x32_filter() -> BpfProgram {
     ]
 }
 
-/// Builds the filters every sandbox gets (before installing any, so a build error leaves
-/// nothing half-applied).
-pub fn base() -> Result<Vec<BpfProgram>, SeccompError> {
-    #[allow(unused_mut)]
-    let mut programs = vec![deny_filter()?, enosys_filter()?];
-    #[cfg(target_arch = "x86_64")]
-    programs.push(x32_filter());
-    Ok(programs)
+/// Every filter a sandbox may get, built ahead (before installing any, so a build error leaves
+/// nothing half-applied): the base ones, installed while the sandbox is prepared, and the ones a
+/// profile's policy adds, installed at the launch.
+#[derive(Debug)]
+pub struct Filters {
+    pub base: Vec<BpfProgram>,
+    no_user_namespaces: Vec<BpfProgram>,
 }
 
-/// Builds the filters a profile's policy adds to the [`base`] ones.
-pub fn for_policy(policy: Policy) -> Result<Vec<BpfProgram>, SeccompError> {
-    if policy.allow_user_namespaces {
-        Ok(Vec::new())
-    } else {
-        Ok(vec![user_namespace_filter()?])
+impl Filters {
+    pub fn build() -> Result<Self, SeccompError> {
+        #[allow(unused_mut)]
+        let mut base = vec![deny_filter()?, enosys_filter()?];
+        #[cfg(target_arch = "x86_64")]
+        base.push(x32_filter());
+        Ok(Self {
+            base,
+            no_user_namespaces: vec![user_namespace_filter()?],
+        })
+    }
+
+    /// What `policy` adds to the base filters.
+    pub fn for_policy(&self, policy: Policy) -> &[BpfProgram] {
+        if policy.allow_user_namespaces {
+            &[]
+        } else {
+            &self.no_user_namespaces
+        }
     }
 }
 
@@ -258,19 +271,17 @@ mod tests {
 
     #[test]
     fn filters_build_for_both_policies() {
-        let base = base().unwrap();
-        assert!(base.iter().all(|p| !p.is_empty() && p.len() < 4096));
+        let filters = Filters::build().unwrap();
+        assert!(filters.base.iter().all(|p| !p.is_empty() && p.len() < 4096));
         // Only a profile that forbids user namespaces adds a filter.
-        let strict = for_policy(Policy {
+        let strict = filters.for_policy(Policy {
             allow_user_namespaces: false,
-        })
-        .unwrap();
-        let loose = for_policy(Policy {
+        });
+        let loose = filters.for_policy(Policy {
             allow_user_namespaces: true,
-        })
-        .unwrap();
+        });
         assert_eq!((strict.len(), loose.len()), (1, 0));
-        assert!(strict[0].len() < base[0].len());
+        assert!(strict[0].len() < filters.base[0].len());
     }
 
     #[test]

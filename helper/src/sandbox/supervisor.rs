@@ -11,7 +11,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use hutch_core::protocol::ExitStatus;
 use nix::sys::signal::{Signal, kill};
@@ -162,6 +162,22 @@ fn prepare(
     })
 }
 
+/// Binds [`files::SOCKET`] in the sandbox folder `dir`, without listening.
+fn bind_socket(dir: &Path) -> Option<OwnedFd> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, bind, socket};
+    let path = dir.join(files::SOCKET);
+    let _ = std::fs::remove_file(&path);
+    let socket = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ok()?;
+    bind(socket.as_raw_fd(), &UnixAddr::new(&path).ok()?).ok()?;
+    Some(socket)
+}
+
 /// Runs the supervisor on `control`; returns its exit code.
 pub fn run(control: OwnedFd) -> i32 {
     let control = UnixStream::from(control);
@@ -198,6 +214,9 @@ pub fn run(control: OwnedFd) -> i32 {
         Ok(p) => p,
         Err(message) => return fail(message),
     };
+    // The file is made now, while nothing waits: at the launch it only starts listening.
+    let sandbox_dir = prepared.root.parent().map(Path::to_path_buf);
+    let socket = sandbox_dir.as_deref().and_then(bind_socket);
     tell(&control, &SupervisorEvent::Ready);
 
     let (plan, record, log) = match commands.recv::<SupervisorCommand>() {
@@ -256,6 +275,7 @@ pub fn run(control: OwnedFd) -> i32 {
     drop(prepared.go);
     let relay = Relay {
         control: Some(control),
+        socket,
         listener: None,
         dir,
         record: *record,
@@ -275,6 +295,8 @@ pub fn run(control: OwnedFd) -> i32 {
 /// [`files::EXIT`]).
 struct Relay {
     control: Option<UnixStream>,
+    /// Bound, not listening yet: a daemon's connection is refused until the app runs.
+    socket: Option<OwnedFd>,
     listener: Option<UnixListener>,
     /// The sandbox's runtime folder.
     dir: PathBuf,
@@ -302,11 +324,24 @@ impl Relay {
         }
     }
 
-    /// Listens for the next daemon (once the app runs).
+    /// Listens for the next daemon (once the app runs), on the socket bound while the sandbox
+    /// was prepared.
     fn listen(&mut self) {
-        let path = self.dir.join(files::SOCKET);
-        let _ = std::fs::remove_file(&path);
-        self.listener = UnixListener::bind(&path).ok();
+        if let Some(socket) = self.socket.take()
+            && nix::sys::socket::listen(
+                &socket,
+                nix::sys::socket::Backlog::new(8).unwrap_or(nix::sys::socket::Backlog::MAXCONN),
+            )
+            .is_ok()
+        {
+            self.listener = Some(UnixListener::from(socket));
+        }
+    }
+
+    fn remove_socket(&mut self) {
+        if self.listener.take().is_some() || self.socket.take().is_some() {
+            let _ = std::fs::remove_file(self.dir.join(files::SOCKET));
+        }
     }
 
     /// Hands the sandbox to a daemon that connected.
@@ -563,6 +598,7 @@ impl Relay {
         if !started && !failed {
             let message = format!("the sandbox's pid 1 ended ({status}) before starting the app");
             self.tell(&SupervisorEvent::Failed { message });
+            self.remove_socket();
             return 1;
         }
         if started && final_status.is_none() {
@@ -577,9 +613,7 @@ impl Relay {
         }
         // Only now, with the exit written down, does the socket go: a daemon that connected
         // meanwhile is refused and finds the exit in its stead.
-        if self.listener.take().is_some() {
-            let _ = std::fs::remove_file(self.dir.join(files::SOCKET));
-        }
+        self.remove_socket();
         0
     }
 }
