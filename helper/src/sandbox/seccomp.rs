@@ -143,6 +143,20 @@ fn unusual_families() -> Result<Vec<SeccompRule>, SeccompError> {
     Ok(rules)
 }
 
+/// A program that fails the calls `rules` match with `errno` and allows the rest.
+fn failing_with(
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+    errno: i32,
+) -> Result<BpfProgram, SeccompError> {
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(errno as u32),
+        arch()?,
+    )?;
+    Ok(filter.try_into()?)
+}
+
 /// The `EPERM` filter.
 pub fn deny_filter() -> Result<BpfProgram, SeccompError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
@@ -162,13 +176,7 @@ pub fn deny_filter() -> Result<BpfProgram, SeccompError> {
             cond(0, Len::Dword, Op::Ne, 0xffff_ffff)?,
         ])?],
     );
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        arch()?,
-    )?;
-    Ok(filter.try_into()?)
+    failing_with(rules, libc::EPERM)
 }
 
 /// The `EPERM` filter for new user namespaces (`clone` or `unshare` with `CLONE_NEWUSER`).
@@ -182,25 +190,13 @@ pub fn user_namespace_filter() -> Result<BpfProgram, SeccompError> {
             Ok((nr, vec![rule]))
         })
         .collect::<Result<BTreeMap<_, _>, SeccompError>>()?;
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        arch()?,
-    )?;
-    Ok(filter.try_into()?)
+    failing_with(rules, libc::EPERM)
 }
 
 /// The `ENOSYS` filter.
 pub fn enosys_filter() -> Result<BpfProgram, SeccompError> {
     let rules = NOT_IMPLEMENTED.iter().map(|&nr| (nr, Vec::new())).collect();
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        arch()?,
-    )?;
-    Ok(filter.try_into()?)
+    failing_with(rules, libc::ENOSYS)
 }
 
 /// On x86_64, a filter that fails every x32-ABI call (numbers with bit 30 set) with ENOSYS.
