@@ -485,3 +485,35 @@ fn landlock_fences_what_the_mounts_alone_would_allow() {
         assert!(err.contains("not permitted"), "{err}");
     }
 }
+
+#[test]
+fn a_share_mounted_over_a_base_tmpfs_is_as_usable_as_its_access_says() {
+    // /var/tmp is a tmpfs of every sandbox, and Landlock's rule for it is made before the
+    // launch. A share of the host's /var/tmp mounted over it hides that rule's mount: the
+    // rule must be made again on the share, with the share's rights (a rule left on the
+    // hidden tmpfs once made the share unreadable and unwritable).
+    let env = env_or_skip!();
+    let name = format!("hutch-share-over-tmpfs-{}", std::process::id());
+    let host = Path::new("/var/tmp").join(&name);
+    std::fs::write(&host, "from the host\n").unwrap();
+    let script = format!(
+        "cat /var/tmp/{name} && echo inside > /var/tmp/{name}.new && echo written; \
+         ls /var/tmp >/dev/null && echo listed"
+    );
+    let out = ok(&env.sh(&["--share", "/var/tmp:rw"], &script));
+    let written = std::fs::read_to_string(host.with_file_name(format!("{name}.new")));
+    let _ = std::fs::remove_file(&host);
+    let _ = std::fs::remove_file(host.with_file_name(format!("{name}.new")));
+    assert_eq!(out, "from the host\nwritten\nlisted\n");
+    assert_eq!(written.unwrap(), "inside\n");
+    // Read-only: readable, not writable.
+    std::fs::write(&host, "from the host\n").unwrap();
+    let out = env.sh(
+        &["--share", "/var/tmp:ro"],
+        &format!("cat /var/tmp/{name}; echo no > /var/tmp/{name}.new"),
+    );
+    let _ = std::fs::remove_file(&host);
+    assert_eq!(stdout(&out), "from the host\n");
+    assert!(!out.status.success());
+    assert!(!host.with_file_name(format!("{name}.new")).exists());
+}

@@ -91,6 +91,19 @@ pub enum MountOp {
     Devpts { path: PathBuf },
 }
 
+impl MountOp {
+    /// Where this op mounts a file system (hiding what was at that path before), if it does.
+    pub fn mounted_at(&self) -> Option<&Path> {
+        match self {
+            Self::Tmpfs { path, .. }
+            | Self::Bind { path, .. }
+            | Self::Proc { path }
+            | Self::Devpts { path } => Some(path),
+            Self::Dir { .. } | Self::Symlink { .. } | Self::File { .. } => None,
+        }
+    }
+}
+
 /// How the user namespace's id maps are written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdMapPlan {

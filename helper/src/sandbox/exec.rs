@@ -70,6 +70,8 @@ pub struct AppLaunch {
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
     pub landlock: Vec<FsRule>,
+    /// Where the launch mounted file systems (over or beneath paths of the base root).
+    pub mounted: Vec<PathBuf>,
     pub allow_user_namespaces: bool,
     /// The follower side of a terminal made inside the sandbox.
     pub terminal: Option<PathBuf>,
@@ -82,6 +84,12 @@ impl AppLaunch {
             env: plan.env.clone(),
             cwd: plan.cwd.clone(),
             landlock: plan.landlock.clone(),
+            mounted: plan
+                .mounts
+                .iter()
+                .filter_map(|op| op.mounted_at())
+                .map(Path::to_path_buf)
+                .collect(),
             allow_user_namespaces: plan.allow_user_namespaces,
             terminal,
         }
@@ -199,8 +207,11 @@ pub fn wait_and_run(
     // up under the prepared root, which the launch's pivot_root takes away.
     report(&report_fd, &InitReport::Prepared);
     let mut go = Receiver::new(go);
-    let Ok(launch) = go.recv::<AppLaunch>() else {
-        std::process::exit(SETUP_FAILED_CODE)
+    let launch = match go.recv::<AppLaunch>() {
+        Ok(launch) => launch,
+        // pid 1 went away (the sandbox was never used): nobody to tell.
+        Err(e) if e.is_closed() => std::process::exit(SETUP_FAILED_CODE),
+        Err(e) => fail(&report_fd, SetupError::new("receive the launch", e)),
     };
     let stdio = go.take_fds(3);
     drop(go);
@@ -242,7 +253,9 @@ pub fn wait_and_run(
         Err(e) => fail(&report_fd, e),
     };
     let confined = match pending {
-        Some(pending) if pending.fits(&plan.landlock) => pending.finish(&plan.landlock),
+        Some(pending) if pending.fits(&plan.landlock, &plan.mounted) => {
+            pending.finish(&plan.landlock, &plan.mounted)
+        }
         _ => super::landlock::apply(&plan.landlock),
     };
     match confined {

@@ -10,7 +10,7 @@ use landlock::{
     Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope,
 };
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::SetupError;
 use crate::plan::landlock::{FsAccess, FsRule};
@@ -48,6 +48,8 @@ pub struct Pending {
     added: Vec<FsRule>,
     /// How many of them the kernel took (paths that exist).
     applied: usize,
+    /// The paths of the rules taken.
+    applied_paths: Vec<PathBuf>,
 }
 
 fn landlock_err(what: &str) -> impl FnOnce(landlock::RulesetError) -> SetupError {
@@ -72,6 +74,7 @@ pub fn begin(root: &Path, rules: &[FsRule]) -> Result<Pending, SetupError> {
         ruleset,
         added: Vec::new(),
         applied: 0,
+        applied_paths: Vec::new(),
     };
     pending.add(root, rules)?;
     Ok(pending)
@@ -99,29 +102,45 @@ impl Pending {
                 .add_rule(PathBeneath::new(fd, access))
                 .map_err(landlock_err(&format!("allow {}", rule.path.display())))?;
             self.applied += 1;
+            self.applied_paths.push(rule.path.clone());
         }
         Ok(())
     }
 
-    /// Whether these rules may stand for `rules` made afresh: every rule made ahead is either
-    /// among them or its path has none of them (a base rule the full list drops because a
-    /// broader one covers it, or whose mount a launch mount hides). A path given other rights
-    /// now (a read-only share mounted over a base tmpfs, say) does not qualify: the rule made
-    /// ahead sits on the mount beneath, which Landlock still walks through.
-    pub fn fits(&self, rules: &[FsRule]) -> bool {
-        self.added
-            .iter()
-            .all(|ahead| rules.iter().all(|r| r.path != ahead.path || r == ahead))
+    /// Whether a rule made ahead on `path` is hidden now: at or beneath a file system the
+    /// launch mounted (a share over a base tmpfs, say). Landlock skips a hidden mount point
+    /// when it walks a path, so such a rule grants nothing: it is made again on what the path
+    /// shows now.
+    fn hidden(path: &Path, mounted: &[PathBuf]) -> bool {
+        mounted.iter().any(|m| path.starts_with(m))
     }
 
-    /// Adds the rest of `rules` (paths as the app sees them now) and restricts this process;
-    /// returns how far the kernel enforces them, in words.
-    pub fn finish(mut self, rules: &[FsRule]) -> Result<String, SetupError> {
+    /// Whether these rules may stand for `rules` made afresh: every rule made ahead that is
+    /// still in effect (not hidden by a launch mount) is among `rules`, or no rule of `rules`
+    /// names its path (a base rule the full list drops because a broader one covers it).
+    pub fn fits(&self, rules: &[FsRule], mounted: &[PathBuf]) -> bool {
+        self.added.iter().all(|ahead| {
+            Self::hidden(&ahead.path, mounted)
+                || rules.iter().all(|r| r.path != ahead.path || r == ahead)
+        })
+    }
+
+    /// Adds the rest of `rules` (paths as the app sees them now, with `mounted` the launch's
+    /// mount points) and restricts this process; returns how far the kernel enforces them,
+    /// in words.
+    pub fn finish(mut self, rules: &[FsRule], mounted: &[PathBuf]) -> Result<String, SetupError> {
         let rest: Vec<FsRule> = rules
             .iter()
-            .filter(|r| !self.added.contains(r))
+            .filter(|r| !self.added.contains(r) || Self::hidden(&r.path, mounted))
             .cloned()
             .collect();
+        // Rules made ahead that a launch mount hides are not counted as granted.
+        let hidden = self
+            .applied_paths
+            .iter()
+            .filter(|p| Self::hidden(p, mounted))
+            .count();
+        self.applied -= hidden;
         self.add(Path::new("/"), &rest)?;
         let status = self
             .ruleset
@@ -134,7 +153,7 @@ impl Pending {
 /// Restricts this process (the app, before exec) to `rules`; returns how far the kernel
 /// enforces them, in words.
 pub fn apply(rules: &[FsRule]) -> Result<String, SetupError> {
-    begin(Path::new("/"), &[])?.finish(rules)
+    begin(Path::new("/"), &[])?.finish(rules, &[])
 }
 
 /// The outcome in words, for `hutch inspect` and the window's anatomy view.
@@ -188,11 +207,18 @@ mod tests {
             rule("/tmp", FsAccess::ReadWrite),
             rule("/home/alice", FsAccess::ReadWrite),
         ];
-        assert!(pending.fits(&more));
-        assert!(pending.fits(&[rule("/usr", FsAccess::Read)]));
-        // A read-only share over the base tmpfs: /tmp has other rights now.
-        let shared = [rule("/usr", FsAccess::Read), rule("/tmp", FsAccess::Read)];
-        assert!(!pending.fits(&shared));
+        assert!(pending.fits(&more, &[]));
+        assert!(pending.fits(&[rule("/usr", FsAccess::Read)], &[]));
+        // /tmp with other rights and no mount over it: only a fresh ruleset is right.
+        let other = [rule("/usr", FsAccess::Read), rule("/tmp", FsAccess::Read)];
+        assert!(!pending.fits(&other, &[]));
+        // A share mounted over the base tmpfs hides the rule made ahead: fits, and the rule
+        // is made again (whatever its rights) on what /tmp shows now.
+        assert!(pending.fits(&other, &["/tmp".into()]));
+        assert!(Pending::hidden(Path::new("/tmp"), &["/tmp".into()]));
+        assert!(Pending::hidden(Path::new("/tmp/x"), &["/tmp".into()]));
+        assert!(!Pending::hidden(Path::new("/tmpx"), &["/tmp".into()]));
+        assert!(!Pending::hidden(Path::new("/"), &["/tmp".into()]));
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
