@@ -480,7 +480,8 @@ fn parent_of(pid: i32) -> Option<i32> {
 }
 
 /// The app's process of the sandbox the helper keeps prepared: the great-grandchild of the
-/// helper (helper → supervisor → pid 1 → app), found once the helper has prepared it.
+/// helper (helper → supervisor → pid 1 → app), found once it has readied itself (it is under
+/// seccomp then, the last thing it does before it waits).
 fn waiting_app(helper: i32) -> i32 {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -490,6 +491,8 @@ fn waiting_app(helper: i32) -> i32 {
             .find(|&pid| {
                 let up = |p: Option<i32>| p.and_then(parent_of);
                 up(up(up(Some(pid)))) == Some(helper)
+                    && std::fs::read_to_string(format!("/proc/{pid}/status"))
+                        .is_ok_and(|s| s.contains("Seccomp:\t2"))
             });
         if let Some(pid) = found {
             return pid;
@@ -517,6 +520,23 @@ fn the_prepared_apps_process_waits_confined_and_its_death_fails_only_that_launch
     ] {
         assert!(status.contains(line), "{line} in\n{status}");
     }
+    // Its pid 1, whose fds it was forked with (it is non-dumpable itself, so its own are not
+    // for us to list), holds none of the sockets its supervisor talks to the daemon on.
+    let sockets = |pid: i32| -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .map(|l| l.display().to_string())
+            .filter(|l| l.starts_with("socket:"))
+            .collect()
+    };
+    let init = parent_of(app).unwrap();
+    let supervisor = parent_of(init).unwrap();
+    let shared: Vec<String> = sockets(init)
+        .into_iter()
+        .filter(|s| sockets(supervisor).contains(s))
+        .collect();
+    assert!(shared.is_empty(), "pid 1 holds its supervisor's {shared:?}");
     // Killed while it waits: the launch that would have used it fails and says why...
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(app),

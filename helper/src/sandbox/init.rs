@@ -126,6 +126,19 @@ fn first_report(reports: &OwnedFd) -> Option<InitReport> {
     serde_json::from_slice(line.trim_ascii_end()).ok()
 }
 
+/// Why a launch failed whose app's process ended (`status`) before it got its launch.
+fn gone_before_launch(status: nix::Result<WaitStatus>) -> SetupError {
+    let how = match status {
+        Ok(WaitStatus::Signaled(_, sig, _)) => format!("was killed by {sig}"),
+        Ok(WaitStatus::Exited(_, code)) => format!("exited with code {code}"),
+        _ => "is gone".to_owned(),
+    };
+    SetupError::new(
+        "launch",
+        format!("the app's process {how} before the launch"),
+    )
+}
+
 /// Runs as pid 1 of the new pid namespace; never returns.
 ///
 /// Commands arrive on `go`: first [`InitCommand::Prepare`] (once the id maps are written),
@@ -238,15 +251,7 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
                     send(&report, &report_msg, &[]);
                     std::process::exit(SETUP_FAILED_CODE);
                 }
-                _ => {
-                    let how = match ended {
-                        Ok(WaitStatus::Signaled(_, sig, _)) => format!("was killed by {sig}"),
-                        Ok(WaitStatus::Exited(_, code)) => format!("exited with code {code}"),
-                        _ => "is gone".to_owned(),
-                    };
-                    let message = format!("the app's process {how} before the launch");
-                    fail(&report, SetupError::new("launch", message));
-                }
+                _ => fail(&report, gone_before_launch(ended)),
             }
         }
     }
@@ -255,8 +260,10 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
         Some(_) => Vec::new(),
         None => stdio.iter().map(|fd| fd.as_fd()).collect(),
     };
-    // A failed send means the app's process died just now: its exit status tells.
-    let _ = channel::send(&app.go, &launch, &fds);
+    if channel::send(&app.go, &launch, &fds).is_err() {
+        // Its process died since the check above.
+        fail(&report, gone_before_launch(waitpid(app.pid, None)));
+    }
     drop(fds);
     drop(app.go);
     // Only the app holds the caller's stdio now: its end of file is the caller's.

@@ -93,16 +93,19 @@ fn prepare(
     base_mounts: Vec<MountOp>,
     cgroup: Option<PathBuf>,
     control: &UnixStream,
+    commands: &Receiver,
 ) -> Result<Prepared, String> {
     let (go, go_child) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
     let (report_r, report_w) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
     let child = match sys::clone_process(NAMESPACES) {
         Ok(sys::CloneResult::Child) => {
             drop((go, report_r));
-            // pid 1 must not hold the daemon's control socket (the daemon learns of the
-            // supervisor's death by its end of file). `init::run` never returns, so the
-            // borrowed stream is never used or closed again.
+            // pid 1 (and the app's process it forks) must not hold the daemon's control
+            // socket (the daemon learns of the supervisor's death by its end of file), neither
+            // the supervisor's copy for reading. `init::run` never returns, so the borrowed
+            // streams are never used or closed again.
             let _ = nix::unistd::close(control.as_raw_fd());
+            let _ = nix::unistd::close(commands.stream().as_raw_fd());
             init::run(go_child, report_w)
         }
         Ok(sys::CloneResult::Parent { child }) => {
@@ -163,7 +166,7 @@ fn prepare(
 }
 
 /// Binds [`files::SOCKET`] in the sandbox folder `dir`, without listening.
-fn bind_socket(dir: &Path) -> Option<OwnedFd> {
+fn bind_socket(dir: &Path) -> Option<(OwnedFd, SocketFile)> {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, bind, socket};
     let path = dir.join(files::SOCKET);
     let _ = std::fs::remove_file(&path);
@@ -175,7 +178,18 @@ fn bind_socket(dir: &Path) -> Option<OwnedFd> {
     )
     .ok()?;
     bind(socket.as_raw_fd(), &UnixAddr::new(&path).ok()?).ok()?;
-    Some(socket)
+    Some((socket, SocketFile(path)))
+}
+
+/// The takeover socket's file: removed when this is dropped, on whichever path the supervisor
+/// ends.
+#[derive(Debug)]
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Runs the supervisor on `control`; returns its exit code.
@@ -210,13 +224,13 @@ pub fn run(control: OwnedFd) -> i32 {
         Ok(other) => return fail(format!("expected prepare, got {other:?}")),
         Err(e) => return fail(format!("read the prepare command: {e}")),
     };
-    let prepared = match prepare(id_map, root, base_mounts, cgroup, &control) {
+    let prepared = match prepare(id_map, root, base_mounts, cgroup, &control, &commands) {
         Ok(p) => p,
         Err(message) => return fail(message),
     };
     // The file is made now, while nothing waits: at the launch it only starts listening.
     let sandbox_dir = prepared.root.parent().map(Path::to_path_buf);
-    let socket = sandbox_dir.as_deref().and_then(bind_socket);
+    let (socket, socket_file) = sandbox_dir.as_deref().and_then(bind_socket).unzip();
     tell(&control, &SupervisorEvent::Ready);
 
     let (plan, record, log) = match commands.recv::<SupervisorCommand>() {
@@ -276,6 +290,7 @@ pub fn run(control: OwnedFd) -> i32 {
     let relay = Relay {
         control: Some(control),
         socket,
+        socket_file,
         listener: None,
         dir,
         record: *record,
@@ -297,6 +312,7 @@ struct Relay {
     control: Option<UnixStream>,
     /// Bound, not listening yet: a daemon's connection is refused until the app runs.
     socket: Option<OwnedFd>,
+    socket_file: Option<SocketFile>,
     listener: Option<UnixListener>,
     /// The sandbox's runtime folder.
     dir: PathBuf,
@@ -339,9 +355,9 @@ impl Relay {
     }
 
     fn remove_socket(&mut self) {
-        if self.listener.take().is_some() || self.socket.take().is_some() {
-            let _ = std::fs::remove_file(self.dir.join(files::SOCKET));
-        }
+        self.listener = None;
+        self.socket = None;
+        self.socket_file = None;
     }
 
     /// Hands the sandbox to a daemon that connected.
