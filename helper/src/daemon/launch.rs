@@ -82,17 +82,17 @@ impl Follow {
             app_pid,
         } = self;
         tracing::info!(%id, %profile, init_pid, ?app_pid, ?argv, "sandbox started");
-        let supervisor = child.id();
+        let supervisor = nix::unistd::Pid::from_raw(child.id() as i32);
+        let (kept_dir, kept_cgroup) = (dir.clone(), cgroup.clone());
         if let Err(e) = spawn_monitor(state, &id, rx, Some(child), dir, cgroup) {
             // Nothing would learn of its exit: end it rather than leave it unwatched.
             tracing::error!(%id, "cannot start the monitor thread, stopping the sandbox: {e}");
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(supervisor as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = nix::sys::signal::kill(supervisor, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(supervisor, None);
             state
                 .registry
                 .finish(&id, ExitStatus::Signal(libc::SIGKILL));
+            cleanup(&kept_dir, kept_cgroup.as_deref());
         }
         // The next launch finds a sandbox prepared.
         state.prewarmer.ask();
@@ -292,7 +292,8 @@ fn stash(state: &State, prepared: Prepared) {
 
 /// Prepares the next sandbox in the background, so the next launch finds it ready: a thread
 /// for the daemon's whole life, woken by [`Prewarmer::ask`], which prepares one sandbox
-/// [`PREWARM_DELAY`] after it was last asked (asks in between make one preparation).
+/// [`PREWARM_DELAY`] after it was asked (asks until then make one preparation), unless the
+/// sandbox waiting still fits.
 #[derive(Debug, Default)]
 pub struct Prewarmer {
     asked: std::sync::Mutex<bool>,
@@ -306,13 +307,17 @@ impl Prewarmer {
         self.wake.notify_one();
     }
 
-    /// Waits until asked, and takes the ask.
+    /// Waits until asked.
     fn wait(&self) {
         let mut asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
         while !*asked {
             asked = self.wake.wait(asked).unwrap_or_else(|p| p.into_inner());
         }
-        *asked = false;
+    }
+
+    /// Takes the asks so far: one preparation serves them all.
+    fn take(&self) {
+        *self.asked.lock().unwrap_or_else(|p| p.into_inner()) = false;
     }
 
     /// Starts the thread that prepares sandboxes for `state`.
@@ -324,8 +329,15 @@ impl Prewarmer {
                 loop {
                     state.prewarmer.wait();
                     std::thread::sleep(PREWARM_DELAY);
+                    state.prewarmer.take();
                     let host = state.host.get();
                     let key = state.prepare_key.get(&host);
+                    let stashed = state.prepared.lock().unwrap_or_else(|p| p.into_inner());
+                    if stashed.as_ref().is_some_and(|p| p.key == key) {
+                        // The one waiting still fits.
+                        continue;
+                    }
+                    drop(stashed);
                     match spawn_prepared(&state, &key) {
                         Ok(prepared) => stash(&state, prepared),
                         Err((_, message)) => {
@@ -448,7 +460,16 @@ pub fn launch(
     }
     let profile = profiles::load(&state.profiles_dir, request.profile.as_deref())
         .map_err(|e| refuse(ErrorCode::Profile)(e.to_string()))?;
-    let host = state.host.get();
+    let mut host = state.host.get();
+    if profile
+        .limits
+        .overridden_by(&request.limits)
+        .cpu_percent
+        .is_some()
+    {
+        // The CPU limit is checked against the cores there are now.
+        host.cores = host::cores();
+    }
     let (stdio, log_reader) = stdio_for(&request, fds)?;
     // The supervisor keeps a copy of the output pipe's read end: the pipe outlives this daemon.
     let log_copy = log_reader

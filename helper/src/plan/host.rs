@@ -125,6 +125,13 @@ pub fn find_tool(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// CPU cores this process may use now (its affinity and its cgroup's quota).
+pub fn cores() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+}
+
 /// Gathers the facts of the current user on this host.
 pub fn gather(private_dirs: Vec<PathBuf>, homes_dir: PathBuf) -> HostFacts {
     let uid = Uid::current();
@@ -159,9 +166,7 @@ pub fn gather(private_dirs: Vec<PathBuf>, homes_dir: PathBuf) -> HostFacts {
         newgidmap: find_tool("newgidmap"),
         slirp4netns: find_tool("slirp4netns"),
         pasta: find_tool("pasta"),
-        cores: std::thread::available_parallelism()
-            .map(|n| n.get() as u32)
-            .unwrap_or(1),
+        cores: cores(),
         user,
         group,
         home,
@@ -218,6 +223,8 @@ pub fn settled(stamps: &[Stamp]) -> bool {
 /// files and searching for four tools (about 0.15 ms of each launch on a small VM). Account
 /// data that comes from a network directory (NSS other than files) is re-read only when one of
 /// these files changes; a user's own name, home and shell do not change while they are logged in.
+/// The number of cores is not covered (CPU hotplug, a changed quota): a launch with a CPU limit
+/// reads it again ([`cores`]).
 #[derive(Debug)]
 pub struct FactsCache {
     private_dirs: Vec<PathBuf>,
