@@ -239,21 +239,11 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
         Ok(t) => t,
         Err(e) => fail(&report, e),
     };
-    // The app's process waited while the sandbox was idle: it may have failed to ready itself
-    // (its report says why) or been killed meanwhile.
-    match waitpid(app.pid, Some(WaitPidFlag::WNOHANG)) {
-        Ok(WaitStatus::StillAlive) => {}
-        ended => {
-            let mut msg = String::new();
-            let _ = std::fs::File::from(app.reports).read_to_string(&mut msg);
-            match msg.lines().find_map(|l| serde_json::from_str(l).ok()) {
-                Some(report_msg @ InitReport::SetupFailed { .. }) => {
-                    send(&report, &report_msg, &[]);
-                    std::process::exit(SETUP_FAILED_CODE);
-                }
-                _ => fail(&report, gone_before_launch(ended)),
-            }
-        }
+    // The app's process waited while the sandbox was idle (ready: a failure to get ready was
+    // reported at the preparation): it may have been killed meanwhile.
+    let waited = waitpid(app.pid, Some(WaitPidFlag::WNOHANG));
+    if !matches!(waited, Ok(WaitStatus::StillAlive)) {
+        fail(&report, gone_before_launch(waited));
     }
     let launch = exec::AppLaunch::new(plan, terminal.as_ref().map(|t| t.follower.clone()));
     let fds: Vec<BorrowedFd<'_>> = match terminal {
