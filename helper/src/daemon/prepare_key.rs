@@ -49,10 +49,6 @@ fn source_identities(mounts: &[MountOp]) -> Vec<(u64, u64)> {
         .collect()
 }
 
-fn stamps(folders: &[PathBuf]) -> Vec<Stamp> {
-    folders.iter().map(|f| host::stamp(f)).collect()
-}
-
 /// The folders whose entries the base mounts are made of: adding, removing, renaming or
 /// replacing an entry changes the folder's modification time.
 const WATCHED: [&str; 3] = ["/", "/etc", "/dev"];
@@ -60,9 +56,10 @@ const WATCHED: [&str; 3] = ["/", "/etc", "/dev"];
 /// The last [`PrepareKey`], kept while the host facts are the same, no entry of `/`, `/etc`,
 /// `/dev` or of a folder holding a bind source (an `/etc` symlink's target, such as
 /// `/run/systemd/resolve/stub-resolv.conf`) was added, removed, renamed or replaced (their
-/// stamps), and nothing was mounted or unmounted (`/proc/self/mounts` then polls with an event: a mount changes the inode a path
-/// shows without touching any folder's time). A launch then costs three `stat`s and a `poll`
-/// instead of listing and `stat`ing every base mount (~0.1 ms). Keys made from folders changed
+/// stamps), and nothing was mounted or unmounted (`/proc/self/mounts` then polls with an
+/// event: a mount changes the inode a path shows without touching any folder's time). A launch
+/// then costs a `stat` per watched folder (five or so) and a `poll` instead of listing and
+/// `stat`ing every base mount (~0.1 ms). Keys made from folders changed
 /// in the last seconds are not kept (see [`host::settled`]).
 #[derive(Debug)]
 pub struct KeyCache {
@@ -111,7 +108,7 @@ impl KeyCache {
         if let Some(kept) = &*last
             && !remounted
             && kept.facts == *host
-            && stamps(&kept.folders) == kept.stamps
+            && host::stamps(&kept.folders) == kept.stamps
         {
             return kept.key.clone();
         }
@@ -127,7 +124,7 @@ impl KeyCache {
         }
         // Stamped after the key was made: times two seconds old say nothing changed while it
         // was made either.
-        let stamps = stamps(&folders);
+        let stamps = host::stamps(&folders);
         let keep = self.mounts.is_some() && host::settled(&stamps);
         *last = keep.then(|| Kept {
             folders,
@@ -151,7 +148,7 @@ impl KeyCache {
     #[cfg(test)]
     fn would_compute(&self, host: &HostFacts) -> bool {
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        !matches!(&*last, Some(kept) if kept.facts == *host && stamps(&kept.folders) == kept.stamps)
+        !matches!(&*last, Some(kept) if kept.facts == *host && host::stamps(&kept.folders) == kept.stamps)
     }
 }
 

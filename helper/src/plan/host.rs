@@ -201,6 +201,11 @@ pub fn stamp(path: &Path) -> Stamp {
     })
 }
 
+/// The stamps of `paths`, in order.
+pub fn stamps(paths: &[PathBuf]) -> Vec<Stamp> {
+    paths.iter().map(|p| stamp(p)).collect()
+}
+
 /// How old a modification time must be to be trusted: file systems stamp with a coarse clock,
 /// so a file changed twice within one tick keeps its time. Facts read from a file changed less
 /// than this ago are not kept (as git treats "racily clean" index entries).
@@ -254,7 +259,7 @@ impl FactsCache {
 
     /// The facts as they are now.
     pub fn get(&self) -> HostFacts {
-        let stamps: Vec<Stamp> = self.sources.iter().map(|p| stamp(p)).collect();
+        let stamps = stamps(&self.sources);
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         match &*last {
             Some((seen, facts)) if *seen == stamps => facts.clone(),
@@ -269,7 +274,7 @@ impl FactsCache {
     /// Whether the next [`FactsCache::get`] gathers again.
     #[cfg(test)]
     fn is_stale(&self) -> bool {
-        let stamps: Vec<Stamp> = self.sources.iter().map(|p| stamp(p)).collect();
+        let stamps = stamps(&self.sources);
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         !matches!(&*last, Some((seen, _)) if *seen == stamps)
     }
