@@ -222,9 +222,8 @@ pub fn wait_and_run(
     let policy = seccomp::Policy {
         allow_user_namespaces: launch.allow_user_namespaces,
     };
-    let plan = &launch;
-    let name = &plan.argv[0];
-    let path_var = plan
+    let name = &launch.argv[0];
+    let path_var = launch
         .env
         .iter()
         .find(|(k, _)| k == "PATH")
@@ -236,12 +235,12 @@ pub fn wait_and_run(
     };
     let built = (|| {
         let program = cstring(&program.to_string_lossy())?;
-        let argv = plan
+        let argv = launch
             .argv
             .iter()
             .map(|a| cstring(a))
             .collect::<Result<Vec<_>, _>>()?;
-        let env = plan
+        let env = launch
             .env
             .iter()
             .map(|(k, v)| cstring(&format!("{k}={v}")))
@@ -253,10 +252,10 @@ pub fn wait_and_run(
         Err(e) => fail(&report_fd, e),
     };
     let confined = match pending {
-        Some(pending) if pending.fits(&plan.landlock, &plan.mounted) => {
-            pending.finish(&plan.landlock, &plan.mounted)
+        Some(pending) if pending.fits(&launch.landlock, &launch.mounted) => {
+            pending.finish(&launch.landlock, &launch.mounted)
         }
-        _ => super::landlock::apply(&plan.landlock),
+        _ => super::landlock::apply(&launch.landlock),
     };
     match confined {
         Ok(landlock) => report(&report_fd, &InitReport::Confined { landlock }),

@@ -229,8 +229,8 @@ pub fn run(control: OwnedFd) -> i32 {
         Err(message) => return fail(message),
     };
     // The file is made now, while nothing waits: at the launch it only starts listening.
-    let sandbox_dir = prepared.root.parent().map(Path::to_path_buf);
-    let (socket, socket_file) = sandbox_dir.as_deref().and_then(bind_socket).unzip();
+    let dir = network::state_dir(&prepared.root);
+    let (socket, socket_file) = bind_socket(&dir).unzip();
     tell(&control, &SupervisorEvent::Ready);
 
     let (plan, record, log) = match commands.recv::<SupervisorCommand>() {
@@ -268,7 +268,6 @@ pub fn run(control: OwnedFd) -> i32 {
     };
     drop(commands);
     // The network comes up before the app starts.
-    let dir = network::state_dir(&plan.root);
     let stack = match network::start(&plan.network, prepared.child, &dir) {
         Ok(stack) => stack,
         Err(e) => {
