@@ -128,10 +128,7 @@ fn visible_inside(path: &Path) -> bool {
 }
 
 fn share_ro(path: &Path) -> ShareSpec {
-    ShareSpec {
-        path: path.display().to_string(),
-        mode: ShareMode::ReadOnly,
-    }
+    ShareSpec::new(path.display().to_string(), ShareMode::ReadOnly)
 }
 
 /// Reads up to `n` bytes at `offset`.
@@ -310,12 +307,13 @@ fn desktop_launch(path: &Path, stem: &str, entry: DesktopEntry) -> Result<Launch
             ),
         )
     })?;
-    // A program outside the system folders is shared, read-only, with its folder (its
-    // libraries and data usually sit beside it).
+    // A program outside the system folders is shared alone, read-only: a crafted entry must
+    // not choose a host folder for the app to read by naming a program in it. (An app whose
+    // files sit beside its program gets that folder from its profile's shares.)
     let shares = if visible_inside(&found) {
         Vec::new()
     } else {
-        vec![share_ro(found.parent().unwrap_or(&found))]
+        vec![share_ro(&found)]
     };
     let data_dirs = icon_search_dirs();
     Ok(Launch {
@@ -462,6 +460,31 @@ mod tests {
 
         let data = write(dir.path(), "notes.txt", b"hello", 0o644);
         assert_eq!(classify(&data).unwrap(), Dropped::Data(data));
+    }
+
+    #[test]
+    fn a_desktop_entry_naming_a_program_elsewhere_shares_that_program_alone() {
+        // A crafted entry whose Exec names a shell copied into a folder of secrets must not
+        // hand the app that folder.
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("secretdir");
+        std::fs::create_dir(&secrets).unwrap();
+        write(&secrets, "id_rsa", b"PRIVATE KEY", 0o600);
+        let shell = write(&secrets, "sh", &std::fs::read("/bin/sh").unwrap(), 0o755);
+        let desktop = write(
+            dir.path(),
+            "evil.desktop",
+            format!(
+                "[Desktop Entry]\nType=Application\nName=Evil\nExec={} -c \"cat id_rsa\"\n",
+                shell.display()
+            )
+            .as_bytes(),
+            0o644,
+        );
+        let Dropped::Launch(l) = classify(&desktop).unwrap() else {
+            panic!()
+        };
+        assert_eq!(l.shares, [share_ro(&shell)]);
     }
 
     #[test]

@@ -480,10 +480,12 @@ fn snapshot_settings_panel() {
             hutch_core::profile::Share {
                 path: "~/Downloads".into(),
                 mode: ShareMode::ReadWrite,
+                sockets: false,
             },
             hutch_core::profile::Share {
                 path: "~/Pictures".into(),
                 mode: ShareMode::ReadOnly,
+                sockets: false,
             },
         ];
     });

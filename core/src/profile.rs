@@ -112,6 +112,11 @@ pub struct Share {
     /// Absolute, or `~/...` relative to the user's home.
     pub path: String,
     pub mode: ShareMode,
+    /// Keep the Unix sockets in it reachable. Off by default: sockets found in a shared folder
+    /// are hidden, and folders known to hold the session's sockets are refused, because a
+    /// socket lets the app make whatever listens on it act for it, outside the sandbox.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sockets: bool,
 }
 
 /// A validated profile.
@@ -263,6 +268,7 @@ impl Profile {
             profile.shares.push(Share {
                 path: share.path,
                 mode: share.mode.unwrap_or_default(),
+                sockets: share.sockets.unwrap_or(false),
             });
         }
         Ok(profile)
@@ -340,6 +346,7 @@ struct RawProfile {
 struct RawShare {
     path: String,
     mode: Option<ShareMode>,
+    sockets: Option<bool>,
 }
 
 #[derive(Deserialize)]

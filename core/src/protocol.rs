@@ -80,33 +80,59 @@ pub enum Stdio {
     Log,
 }
 
-/// A shared path as given on the command line (`--share PATH[:ro|:rw]`).
+/// A shared path as given on the command line (`--share PATH[:ro|:rw][,sockets]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShareSpec {
     pub path: String,
     pub mode: ShareMode,
+    /// The Unix sockets in it stay reachable (see [`crate::profile::Share::sockets`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sockets: bool,
 }
 
 impl ShareSpec {
-    /// Parses `PATH`, `PATH:ro` or `PATH:rw` (read-only when no mode is given).
+    /// A share of `path` with its sockets hidden.
+    pub fn new(path: impl Into<String>, mode: ShareMode) -> Self {
+        Self {
+            path: path.into(),
+            mode,
+            sockets: false,
+        }
+    }
+
+    /// Parses `PATH`, `PATH:ro`, `PATH:rw`, and either followed by `,sockets` (read-only
+    /// when no mode is given; sockets hidden unless `sockets` is said).
     pub fn parse(spec: &str) -> Result<Self, String> {
-        let (path, mode) = match spec.rsplit_once(':') {
-            Some((path, "ro")) => (path, ShareMode::ReadOnly),
-            Some((path, "rw")) => (path, ShareMode::ReadWrite),
-            Some((_, other)) if !other.contains('/') => {
-                return Err(format!(
-                    "share `{spec}`: unknown mode `{other}` (use PATH, PATH:ro or PATH:rw)"
-                ));
-            }
-            _ => (spec, ShareMode::ReadOnly),
+        let unknown = |what: &str| {
+            format!(
+                "share `{spec}`: unknown mode `{what}` (use PATH, PATH:ro or PATH:rw, and add \
+                 `,sockets` to keep its Unix sockets reachable)"
+            )
         };
+        let (path, options) = match spec.rsplit_once(':') {
+            Some((path, options)) if !options.contains('/') => (path, Some(options)),
+            _ => (spec, None),
+        };
+        let mut mode = ShareMode::ReadOnly;
+        let mut sockets = false;
+        if let Some(options) = options {
+            for (i, option) in options.split(',').enumerate() {
+                match (i, option) {
+                    (0, "ro") => mode = ShareMode::ReadOnly,
+                    (0, "rw") => mode = ShareMode::ReadWrite,
+                    (_, "sockets") if !sockets => sockets = true,
+                    (_, other) => return Err(unknown(other)),
+                }
+            }
+        }
         if path.is_empty() {
             return Err(format!("share `{spec}`: the path is empty"));
         }
         Ok(Self {
             path: path.to_owned(),
             mode,
+            sockets,
         })
     }
 }
@@ -491,11 +517,22 @@ mod tests {
     fn share_spec_parses_modes() {
         assert_eq!(
             ShareSpec::parse("/data:rw").unwrap(),
-            ShareSpec {
-                path: "/data".into(),
-                mode: ShareMode::ReadWrite
-            }
+            ShareSpec::new("/data", ShareMode::ReadWrite)
         );
+        let with_sockets = ShareSpec::parse("/data:rw,sockets").unwrap();
+        assert_eq!(
+            (with_sockets.mode, with_sockets.sockets),
+            (ShareMode::ReadWrite, true)
+        );
+        assert!(ShareSpec::parse("/data:ro,sockets").unwrap().sockets);
+        assert!(!ShareSpec::parse("/data:ro").unwrap().sockets);
+        for bad in [
+            "/data:sockets",
+            "/data:rw,sockets,sockets",
+            "/data:rw,socket",
+        ] {
+            assert!(ShareSpec::parse(bad).is_err(), "{bad}");
+        }
         assert_eq!(
             ShareSpec::parse("/data:ro").unwrap().mode,
             ShareMode::ReadOnly

@@ -327,3 +327,149 @@ pub fn remove_env_single_threaded(var: &str) {
     // concurrently.
     unsafe { std::env::remove_var(var) }
 }
+
+/// `open_tree(fd, "", OPEN_TREE_CLONE | AT_RECURSIVE | AT_EMPTY_PATH | OPEN_TREE_CLOEXEC)`: a
+/// detached copy of the mount tree at `fd` (the file or folder it names, with every mount
+/// beneath it), to be set up and attached with [`mount_setattr`] and [`move_mount`]. Nothing
+/// is looked up by name: the copy is of what `fd` already names.
+pub fn clone_tree(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let flags = libc::OPEN_TREE_CLONE
+        | libc::OPEN_TREE_CLOEXEC
+        | libc::AT_RECURSIVE as libc::c_uint
+        | libc::AT_EMPTY_PATH as libc::c_uint;
+    // SAFETY: the path is a valid NUL-terminated empty string that outlives the call; the
+    // kernel reads it and writes no memory of ours.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags as libc::c_ulong,
+        )
+    };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(
+            err.kind(),
+            format!("open_tree(OPEN_TREE_CLONE) failed: {err}"),
+        ));
+    }
+    // SAFETY: open_tree returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// `mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, {attr_set: set})`: adds the
+/// `MOUNT_ATTR_*` flags `set` to every mount of the tree at `tree` (clears none).
+pub fn mount_set_flags(tree: BorrowedFd<'_>, set: u64) -> io::Result<()> {
+    let attr = libc::mount_attr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: the path is a valid empty C string and `attr` a valid mount_attr whose size is
+    // passed; both outlive the call, which only reads them.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(
+            err.kind(),
+            format!("mount_setattr({set:#x}) failed: {err}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)`:
+/// attaches the detached tree at `tree` on the file or folder `target` names (no lookup by
+/// name on either side).
+pub fn attach_tree(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH;
+    // SAFETY: both paths are valid empty C strings that outlive the call; the kernel only
+    // reads them.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            flags as libc::c_uint,
+        )
+    };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(
+            err.kind(),
+            format!("move_mount failed: {err}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A pidfd of the process on the other end of the Unix socket `sock` (`SO_PEERPIDFD`, Linux
+/// 6.5); `None` on older kernels.
+pub fn peer_pidfd(sock: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
+    /// `SO_PEERPIDFD` from `asm-generic/socket.h`.
+    const SO_PEERPIDFD: libc::c_int = 77;
+    let mut fd: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `fd`, an int that lives across the
+    // call, and updates `len`.
+    let ret = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PEERPIDFD,
+            (&mut fd as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::ENOPROTOOPT) | Some(libc::EINVAL) => Ok(None),
+            _ => Err(io::Error::new(
+                err.kind(),
+                format!("getsockopt(SO_PEERPIDFD) failed: {err}"),
+            )),
+        };
+    }
+    // SAFETY: the kernel returned a new pidfd that nothing else owns.
+    Ok((fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// The Landlock ABI version the running kernel offers (`landlock_create_ruleset` with
+/// `LANDLOCK_CREATE_RULESET_VERSION`): asked of the kernel itself, which answers whether or
+/// not securityfs is mounted. `ENOSYS`: not built in; `EOPNOTSUPP`: disabled at boot.
+pub fn landlock_abi() -> io::Result<i32> {
+    /// `LANDLOCK_CREATE_RULESET_VERSION` from `linux/landlock.h`.
+    const VERSION: libc::c_uint = 1;
+    // SAFETY: with a null attribute pointer and size 0 the kernel reads no memory of ours and
+    // only returns the ABI version.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            VERSION,
+        )
+    };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(
+            err.kind(),
+            format!("landlock_create_ruleset(VERSION) failed: {err}"),
+        ));
+    }
+    Ok(ret as i32)
+}

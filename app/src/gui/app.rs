@@ -487,6 +487,7 @@ impl HutchApp {
             .map(|s| Share {
                 path: s.path.clone(),
                 mode: s.mode,
+                sockets: s.sockets,
             })
             .collect();
         hutch_helper::profiles::save(&self.profiles_dir, &profile).map_err(|e| e.to_string())?;
@@ -504,14 +505,14 @@ impl HutchApp {
         };
         let mut command = p.command.clone();
         command.push(path.display().to_string());
-        let share = ShareSpec {
-            path: path.display().to_string(),
-            mode: if writable {
+        let share = ShareSpec::new(
+            path.display().to_string(),
+            if writable {
                 ShareMode::ReadWrite
             } else {
                 ShareMode::ReadOnly
             },
-        };
+        );
         let request = window_run(&p.name, command, vec![share], None);
         let title = format!(
             "{} ({})",

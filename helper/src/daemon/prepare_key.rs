@@ -169,6 +169,7 @@ mod tests {
             path: "/etc/resolv.conf".into(),
             access: Access::ReadOnly,
             dir: false,
+            id: None,
         }];
         let before = source_identities(&mounts);
         // Written in place: the same inode, which a bind shows as it changes.
@@ -244,6 +245,7 @@ mod tests {
             path: "/etc/resolv.conf".into(),
             access: Access::ReadOnly,
             dir: false,
+            id: None,
         });
         key
     }

@@ -13,7 +13,11 @@ use hutch_core::profile::{DisplayMode, Profile};
 use hutch_core::protocol::RunRequest;
 
 use super::host::{Entry, HostFacts, HostFs};
-use super::{Access, MountOp, PlanError};
+use super::{Access, MountOp, PlanError, checked};
+
+/// What the app and the user are told whenever an app gets the X11 display.
+pub const X11_WARNING: &str = "this app has the X11 display: X11 lets any client read every \
+     keystroke and see every window of your session (use Wayland to give a display safely)";
 
 /// Folders and files of the user's own look (read-only), shared when the app may show windows.
 const LOOKS: &[&str] = &[
@@ -182,11 +186,20 @@ pub fn plan(
                 .push(("XDG_RUNTIME_DIR".into(), runtime.display().to_string()));
         }
     };
-    let bind = |source: &Path, path: PathBuf, access: Access, dir: bool| MountOp::Bind {
-        source: source.to_owned(),
-        path,
-        access,
-        dir,
+    // Each bind is of what the path really is, checked once (a socket or cookie path from the
+    // caller's environment, a font folder in a home an app may have written).
+    let bind = |source: &Path, path: PathBuf, access: Access, _dir: bool| {
+        let found = checked(fs, host, source)?.ok_or_else(|| PlanError::Changed {
+            path: source.to_owned(),
+            at: source.to_owned(),
+        })?;
+        Ok::<_, PlanError>(MountOp::Bind {
+            dir: found.kind == Entry::Dir,
+            source: found.path,
+            path,
+            access,
+            id: Some(found.id),
+        })
     };
 
     let display = match mode {
@@ -204,7 +217,7 @@ pub fn plan(
         Some(Display::Wayland { socket, name }) => {
             need_runtime(&mut out);
             out.mounts
-                .push(bind(socket, runtime.join(name), Access::ReadWrite, false));
+                .push(bind(socket, runtime.join(name), Access::ReadWrite, false)?);
             out.env.push(("WAYLAND_DISPLAY".into(), name.clone()));
             out.granted.push("wayland".into());
         }
@@ -218,21 +231,17 @@ pub fn plan(
                 mode: 0o1777,
             });
             out.mounts
-                .push(bind(socket, socket.clone(), Access::ReadWrite, false));
+                .push(bind(socket, socket.clone(), Access::ReadWrite, false)?);
             out.env.push(("DISPLAY".into(), format!(":{number}")));
             if let Some(cookie) = cookie {
                 need_runtime(&mut out);
                 let inside = runtime.join("Xauthority");
                 out.mounts
-                    .push(bind(cookie, inside.clone(), Access::ReadOnly, false));
+                    .push(bind(cookie, inside.clone(), Access::ReadOnly, false)?);
                 out.env
                     .push(("XAUTHORITY".into(), inside.display().to_string()));
             }
-            out.warnings.push(
-                "this app has the X11 display: X11 lets any client read every keystroke and \
-                 see every window of your session (use Wayland to give a display safely)"
-                    .into(),
-            );
+            out.warnings.push(X11_WARNING.into());
             out.granted.push("x11".into());
         }
         None => {}
@@ -246,7 +255,7 @@ pub fn plan(
                     path.clone(),
                     Access::ReadOnly,
                     kind == Entry::Dir,
-                ));
+                )?);
             }
         }
     }
@@ -279,7 +288,7 @@ pub fn plan(
                 runtime.join("pipewire-0"),
                 Access::ReadWrite,
                 false,
-            ));
+            )?);
             out.granted.push("pipewire".into());
         }
         if let Some(pulse) = pulse {
@@ -289,7 +298,7 @@ pub fn plan(
             });
             let inside = runtime.join("pulse/native");
             out.mounts
-                .push(bind(&pulse, inside.clone(), Access::ReadWrite, false));
+                .push(bind(&pulse, inside.clone(), Access::ReadWrite, false)?);
             out.env
                 .push(("PULSE_SERVER".into(), format!("unix:{}", inside.display())));
             let cookie = env
@@ -299,7 +308,7 @@ pub fn plan(
             if matches!(fs.resolved(&cookie), Some(Entry::File)) {
                 let inside = runtime.join("pulse/cookie");
                 out.mounts
-                    .push(bind(&cookie, inside.clone(), Access::ReadOnly, false));
+                    .push(bind(&cookie, inside.clone(), Access::ReadOnly, false)?);
                 out.env
                     .push(("PULSE_COOKIE".into(), inside.display().to_string()));
             }
@@ -316,8 +325,16 @@ pub fn plan(
                     .into(),
             ));
         }
-        out.mounts
-            .push(bind(dri, dri.to_owned(), Access::ReadWrite, true));
+        let found = fs
+            .check(dri)
+            .map_err(|e| PlanError::Gpu(format!("/dev/dri: {e}")))?;
+        out.mounts.push(MountOp::Bind {
+            source: found.path,
+            path: dri.to_owned(),
+            access: Access::ReadWrite,
+            dir: true,
+            id: Some(found.id),
+        });
         out.granted.push("gpu".into());
     }
     Ok(out)

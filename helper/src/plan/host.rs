@@ -10,6 +10,8 @@ use std::sync::Mutex;
 
 use nix::unistd::{Gid, Group, Uid, User};
 
+use super::source::{Checked, FileId, SocketScan, Unchecked};
+
 /// A range from /etc/subuid or /etc/subgid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SubRange {
@@ -38,6 +40,11 @@ pub struct HostFacts {
     pub private_dirs: Vec<PathBuf>,
     /// Where per-app persistent homes live.
     pub homes_dir: PathBuf,
+    /// The user's runtime folder (`XDG_RUNTIME_DIR`, its real path): the session's sockets
+    /// live there.
+    pub session_runtime: Option<PathBuf>,
+    /// The real path of `home` (rules on real paths compare with it).
+    pub real_home: PathBuf,
 }
 
 /// What kind of thing is at a host path (without following a final symlink).
@@ -56,8 +63,12 @@ pub trait HostFs {
     fn entry(&self, path: &Path) -> Option<Entry>;
     /// What `path` resolves to, following symlinks.
     fn resolved(&self, path: &Path) -> Option<Entry>;
-    /// The canonical form of `path`, when it exists.
-    fn canonical(&self, path: &Path) -> Option<PathBuf>;
+    /// Looks at `path` once: follows its links as they are now to its real path, opens that
+    /// without following any link, and tells what was opened (see [`super::source`]).
+    fn check(&self, path: &Path) -> Result<Checked, Unchecked>;
+    /// The Unix sockets beneath the folder `dir` (a real path), looking at no more than
+    /// `limit` entries and following no link.
+    fn sockets_under(&self, dir: &Path, limit: usize) -> SocketScan;
 }
 
 /// The real file system.
@@ -86,8 +97,95 @@ impl HostFs for RealFs {
     fn resolved(&self, path: &Path) -> Option<Entry> {
         std::fs::metadata(path).ok().map(|m| entry_of(&m, path))
     }
-    fn canonical(&self, path: &Path) -> Option<PathBuf> {
-        std::fs::canonicalize(path).ok()
+    fn check(&self, path: &Path) -> Result<Checked, Unchecked> {
+        use std::os::fd::AsRawFd;
+        let real = std::fs::canonicalize(path).map_err(|_| Unchecked::Missing)?;
+        let fd = open_no_links(&real).map_err(|e| match e {
+            // A link appeared on the way since it was resolved.
+            nix::errno::Errno::ELOOP | nix::errno::Errno::EXDEV => Unchecked::Changed(real.clone()),
+            _ => Unchecked::Missing,
+        })?;
+        let st = nix::sys::stat::fstat(&fd).map_err(|_| Unchecked::Missing)?;
+        // Where the opened file is now: a folder renamed on the way shows here.
+        let now = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .map_err(|_| Unchecked::Changed(real.clone()))?;
+        if now != real {
+            return Err(Unchecked::Changed(real));
+        }
+        Ok(Checked {
+            path: real,
+            id: FileId {
+                dev: st.st_dev,
+                ino: st.st_ino,
+            },
+            kind: kind_of_mode(st.st_mode),
+        })
+    }
+
+    fn sockets_under(&self, dir: &Path, limit: usize) -> SocketScan {
+        use std::os::unix::fs::FileTypeExt;
+        let mut scan = SocketScan {
+            sockets: Vec::new(),
+            complete: true,
+        };
+        let mut seen = 0usize;
+        let mut folders = vec![PathBuf::new()];
+        while let Some(rel) = folders.pop() {
+            let Ok(entries) = std::fs::read_dir(dir.join(&rel)) else {
+                scan.complete = false;
+                continue;
+            };
+            for entry in entries {
+                let Ok(entry) = entry else {
+                    scan.complete = false;
+                    continue;
+                };
+                seen += 1;
+                if seen > limit {
+                    scan.complete = false;
+                    return scan;
+                }
+                // The kind from the folder listing (d_type): no link is followed.
+                let Ok(kind) = entry.file_type() else {
+                    scan.complete = false;
+                    continue;
+                };
+                let path = rel.join(entry.file_name());
+                if kind.is_socket() {
+                    scan.sockets.push(path);
+                } else if kind.is_dir() {
+                    folders.push(path);
+                }
+            }
+        }
+        scan.sockets.sort();
+        scan
+    }
+}
+
+/// Opens `path` as a path-only descriptor without following any link in it: `openat2` with
+/// `RESOLVE_NO_SYMLINKS`, or, on kernels older than 5.6, `O_NOFOLLOW` for the last part (the
+/// callers then compare where the descriptor really is).
+pub fn open_no_links(path: &Path) -> nix::Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let how = OpenHow::new()
+        .flags(flags)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    match openat2(nix::fcntl::AT_FDCWD, path, how) {
+        Err(nix::errno::Errno::ENOSYS) => {
+            nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty())
+        }
+        other => other,
+    }
+}
+
+/// The kind of file a `st_mode` describes.
+pub fn kind_of_mode(mode: u32) -> Entry {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => Entry::Dir,
+        libc::S_IFREG => Entry::File,
+        _ => Entry::Other,
     }
 }
 
@@ -157,6 +255,13 @@ pub fn gather(private_dirs: Vec<PathBuf>, homes_dir: PathBuf) -> HostFacts {
         .filter(|s| s.starts_with("/usr/") || s.starts_with("/bin/"))
         .unwrap_or_else(|| "/bin/sh".into());
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let session_runtime = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .map(|p| real_path(&p));
+    // The rules compare real paths (see `source::forbidden`).
+    let private_dirs = private_dirs.iter().map(|p| real_path(p)).collect();
+    let real_home = real_path(&home);
     HostFacts {
         uid: uid.as_raw(),
         gid: gid.as_raw(),
@@ -173,6 +278,27 @@ pub fn gather(private_dirs: Vec<PathBuf>, homes_dir: PathBuf) -> HostFacts {
         shell,
         private_dirs,
         homes_dir,
+        session_runtime,
+        real_home,
+    }
+}
+
+/// The real path of `path`: its deepest existing folder resolved, the rest appended (a folder
+/// Hutch has not made yet still compares right).
+pub fn real_path(path: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut cur = path.to_path_buf();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(&cur) {
+            return rest.iter().rev().fold(real, |acc, part| acc.join(part));
+        }
+        match (cur.file_name().map(ToOwned::to_owned), cur.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                cur = parent.to_path_buf();
+            }
+            _ => return path.to_path_buf(),
+        }
     }
 }
 

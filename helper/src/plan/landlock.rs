@@ -112,6 +112,7 @@ mod tests {
             path: path.into(),
             access,
             dir: true,
+            id: None,
         }
     }
 

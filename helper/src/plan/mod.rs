@@ -10,6 +10,7 @@ pub mod env;
 pub mod host;
 pub mod idmap;
 pub mod landlock;
+pub mod source;
 
 use std::path::{Component, Path, PathBuf};
 
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use host::{Entry, HostFacts, HostFs};
 use idmap::MapLine;
+use source::{Checked, FileId, SOCKET_SCAN_LIMIT, Unchecked};
 
 /// Host top-level folders bound read-only when they are folders, recreated when symlinks.
 const SYSTEM_DIRS: &[&str] = &[
@@ -76,13 +78,20 @@ pub enum MountOp {
     Symlink { target: PathBuf, path: PathBuf },
     /// A fresh tmpfs.
     Tmpfs { path: PathBuf, mode: u32 },
-    /// A host file or folder bound at `path`.
+    /// A host file or folder bound at `path`. `source` is a real path (no link in it), and
+    /// `id` what was found there when the plan was made: pid 1 opens `source` without
+    /// following links and binds it only if it is still that file. `None` only for a folder
+    /// Hutch makes for the launch in its own data folder (a kept home).
     Bind {
         source: PathBuf,
         path: PathBuf,
         access: Access,
         dir: bool,
+        id: Option<FileId>,
     },
+    /// An empty read-only file bound over the Unix socket at `path` (found in a shared
+    /// folder), so the app cannot connect to whatever listens there.
+    Hide { path: PathBuf },
     /// A small generated file (read-only once the root is sealed).
     File { path: PathBuf, contents: String },
     /// The sandbox's own /proc (its pid namespace), with kernel knobs read-only.
@@ -97,6 +106,7 @@ impl MountOp {
         match self {
             Self::Tmpfs { path, .. }
             | Self::Bind { path, .. }
+            | Self::Hide { path }
             | Self::Proc { path }
             | Self::Devpts { path } => Some(path),
             Self::Dir { .. } | Self::Symlink { .. } | Self::File { .. } => None,
@@ -214,11 +224,37 @@ pub enum PlanError {
     #[error("shared path {} is not a file or folder (sockets and devices cannot be shared)", .0.display())]
     ShareNotShareable(PathBuf),
     #[error(
-        "sharing {} would show the app Hutch's own files in {}: share a folder that does not \
-         contain them",
-        share.display(), private.display()
+        "sharing {} is refused: {why}{}",
+        share.display(),
+        leads_to(share, real)
     )]
-    ShareExposesHutch { share: PathBuf, private: PathBuf },
+    ShareForbidden {
+        share: PathBuf,
+        real: PathBuf,
+        why: String,
+    },
+    #[error(
+        "{} changed while it was checked (a link or folder was swapped at {}): the launch is \
+         refused. An app that can write there may be trying to redirect what is bound; look at \
+         what the path leads to now",
+        path.display(), at.display()
+    )]
+    Changed { path: PathBuf, at: PathBuf },
+    #[error(
+        "sharing {} is refused: {} is a folder where programs of your session listen on Unix \
+         sockets (ssh-agent, tmux, the display, the session bus), and an app that reaches one \
+         can make that program act for it outside the sandbox{}. Share a folder beside it, or \
+         say so in so many words: `--share {}:ro,sockets` (a profile's share: `sockets = true`)",
+        share.display(),
+        folder.display(),
+        leads_to(share, real),
+        share.display()
+    )]
+    ShareSocketFolder {
+        share: PathBuf,
+        real: PathBuf,
+        folder: PathBuf,
+    },
     #[error("the command's program name is empty")]
     EmptyProgram,
     #[error(
@@ -244,12 +280,53 @@ pub enum PlanError {
     Gpu(String),
 }
 
-/// A path shared into the sandbox, after `~/` expansion.
+/// ` (PATH leads to REAL)` when a link made them differ.
+fn leads_to(path: &Path, real: &Path) -> String {
+    if path == real {
+        String::new()
+    } else {
+        format!(" ({} leads to {})", path.display(), real.display())
+    }
+}
+
+/// A path shared into the sandbox: where it is mounted inside (the path as given, after `~/`
+/// expansion) and what it really is on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ResolvedShare {
     path: PathBuf,
+    source: Checked,
     access: Access,
-    dir: bool,
+    /// Its sockets stay reachable (the share said `sockets`).
+    sockets: bool,
+}
+
+impl ResolvedShare {
+    fn dir(&self) -> bool {
+        self.source.kind == Entry::Dir
+    }
+}
+
+/// Checks the host path behind a bind: what it really is, and that no rule forbids it.
+pub(crate) fn checked(
+    fs: &dyn HostFs,
+    host: &HostFacts,
+    path: &Path,
+) -> Result<Option<Checked>, PlanError> {
+    match fs.check(path) {
+        Ok(found) => match source::forbidden(&found.path, host) {
+            Some(why) => Err(PlanError::ShareForbidden {
+                share: path.to_owned(),
+                real: found.path,
+                why,
+            }),
+            None => Ok(Some(found)),
+        },
+        Err(Unchecked::Missing) => Ok(None),
+        Err(Unchecked::Changed(at)) => Err(PlanError::Changed {
+            path: path.to_owned(),
+            at,
+        }),
+    }
 }
 
 /// Builds the plan for sandbox `id` on the host `root` folder. `base` is [`base_mounts`] of
@@ -310,42 +387,104 @@ pub fn build(
                 path: host.home.clone(),
                 access: Access::ReadWrite,
                 dir: true,
+                // Made for the launch in Hutch's data folder, which no sandbox sees.
+                id: None,
             }
         }
     };
     let desktop = desktop::plan(profile, request, host, fs)?;
     mounts.extend(desktop.mounts.iter().cloned());
     let mut placed: Vec<(usize, MountOp)> = vec![(depth(&host.home), home_op)];
+    // Folders bound read-only from the user's files: their sockets are hidden (see below).
+    let mut scanned: Vec<(PathBuf, PathBuf)> = Vec::new();
     for op in &desktop.home_mounts {
-        if let MountOp::Bind { path, .. } = op {
+        if let MountOp::Bind {
+            path, source, dir, ..
+        } = op
+        {
             placed.push((depth(path), op.clone()));
+            if *dir {
+                scanned.push((path.clone(), source.clone()));
+            }
         }
     }
+    let mut warnings = Vec::new();
     for share in &shares {
         // A read-only share of something every sandbox sees read-only already, at the same
-        // path (a program in /usr named by its path), needs no mount of its own. A symlink
-        // elsewhere to such a thing is still shared: its path must exist inside.
-        if share.access == Access::ReadOnly && covered_read_only(&share.path, &base) {
+        // path (a program in /usr named by its path, or by a path through /bin), needs no
+        // mount of its own. A symlink elsewhere to such a thing is still shared: its path
+        // must exist inside.
+        if share.access == Access::ReadOnly
+            && covered_read_only(&through_base_links(&share.path, &base), &base)
+        {
             continue;
         }
         placed.push((
             depth(&share.path),
             MountOp::Bind {
-                source: share.path.clone(),
+                source: share.source.path.clone(),
                 path: share.path.clone(),
                 access: share.access,
-                dir: share.dir,
+                dir: share.dir(),
+                id: Some(share.source.id),
             },
         ));
+        if !share.dir() {
+            continue;
+        }
+        if share.sockets {
+            warnings.push(format!(
+                "{} is shared with its Unix sockets: the app can talk to whatever listens on \
+                 them, outside the sandbox",
+                share.path.display()
+            ));
+            if source::holds_x11_sockets(&share.source.path) {
+                warnings.push(desktop::X11_WARNING.into());
+            }
+        } else {
+            scanned.push((share.path.clone(), share.source.path.clone()));
+        }
     }
     placed.sort_by_key(|(d, _)| *d);
     mounts.extend(placed.into_iter().map(|(_, op)| op));
+    // Sockets in shared folders are hidden last, on top of every share.
+    for (inside, real) in &scanned {
+        let scan = fs.sockets_under(real, SOCKET_SCAN_LIMIT);
+        if !scan.sockets.is_empty() {
+            let names: Vec<String> = scan
+                .sockets
+                .iter()
+                .take(3)
+                .map(|p| p.display().to_string())
+                .collect();
+            warnings.push(format!(
+                "{} holds {} Unix socket{} ({}{}): hidden from the app, so nothing listening \
+                 there can act for it (add `,sockets` to the share to keep them)",
+                inside.display(),
+                scan.sockets.len(),
+                if scan.sockets.len() == 1 { "" } else { "s" },
+                names.join(", "),
+                if scan.sockets.len() > 3 { ", …" } else { "" }
+            ));
+        }
+        if !scan.complete {
+            warnings.push(format!(
+                "{} is too large (over {SOCKET_SCAN_LIMIT} entries) or partly unreadable to \
+                 look through for Unix sockets: any socket beyond what was looked at stays \
+                 reachable from the app",
+                inside.display()
+            ));
+        }
+        mounts.extend(scan.sockets.iter().map(|rel| MountOp::Hide {
+            path: inside.join(rel),
+        }));
+    }
 
     let cwd = request
         .cwd
         .as_deref()
         .map(PathBuf::from)
-        .filter(|cwd| shares.iter().any(|s| s.dir && cwd.starts_with(&s.path)))
+        .filter(|cwd| shares.iter().any(|s| s.dir() && cwd.starts_with(&s.path)))
         .unwrap_or_else(|| host.home.clone());
 
     let home = host.home.display().to_string();
@@ -365,7 +504,7 @@ pub fn build(
     }
 
     let (id_map, warning) = id_map_plan(host);
-    let mut warnings: Vec<String> = warning.into_iter().collect();
+    warnings.splice(0..0, warning);
     warnings.extend(desktop.warnings);
     let base_mounts = base;
     let landlock = landlock::rules(base_mounts.iter().chain(&mounts));
@@ -467,34 +606,34 @@ fn resolve_shares(
     let wanted = profile
         .shares
         .iter()
-        .map(|s| (s.path.as_str(), s.mode))
-        .chain(request.shares.iter().map(|s| (s.path.as_str(), s.mode)));
+        .map(|s| (s.path.as_str(), s.mode, s.sockets))
+        .chain(
+            request
+                .shares
+                .iter()
+                .map(|s| (s.path.as_str(), s.mode, s.sockets)),
+        );
     let mut out: Vec<ResolvedShare> = Vec::new();
-    for (raw, mode) in wanted {
+    for (raw, mode, sockets) in wanted {
         validate_share_path(raw).map_err(PlanError::ShareInvalid)?;
         let path = expand_home(raw, &host.home);
         let path = PathBuf::from(path.to_string_lossy().trim_end_matches('/'));
-        let dir = match fs.resolved(&path) {
-            None => return Err(PlanError::ShareMissing(path)),
-            Some(Entry::Dir) => true,
-            Some(Entry::File) => false,
-            Some(_) => return Err(PlanError::ShareNotShareable(path)),
-        };
-        let canonical = fs.canonical(&path).unwrap_or_else(|| path.clone());
-        for private in &host.private_dirs {
-            let private_c = fs.canonical(private).unwrap_or_else(|| private.clone());
-            let overlaps = |share: &Path| {
-                share.starts_with(&private_c)
-                    || private_c.starts_with(share)
-                    || share.starts_with(private)
-                    || private.starts_with(share)
-            };
-            if overlaps(&canonical) || overlaps(&path) {
-                return Err(PlanError::ShareExposesHutch {
-                    share: path,
-                    private: private.clone(),
-                });
-            }
+        // Looked at once: every rule below runs on what the path really leads to now, and
+        // pid 1 binds that file only.
+        let source =
+            checked(fs, host, &path)?.ok_or_else(|| PlanError::ShareMissing(path.clone()))?;
+        if !matches!(source.kind, Entry::Dir | Entry::File) {
+            return Err(PlanError::ShareNotShareable(path));
+        }
+        if source.kind == Entry::Dir
+            && !sockets
+            && let Some(folder) = source::socket_folder(&source.path, host)
+        {
+            return Err(PlanError::ShareSocketFolder {
+                share: path,
+                real: source.path,
+                folder,
+            });
         }
         let access = match mode {
             ShareMode::ReadOnly => Access::ReadOnly,
@@ -502,7 +641,12 @@ fn resolve_shares(
         };
         // The same path twice: the later one (the command line) wins.
         out.retain(|s| s.path != path);
-        out.push(ResolvedShare { path, access, dir });
+        out.push(ResolvedShare {
+            path,
+            source,
+            access,
+            sockets,
+        });
     }
     Ok(out)
 }
@@ -541,8 +685,42 @@ pub fn base_mounts(host: &HostFacts, fs: &dyn HostFs) -> Vec<MountOp> {
 /// Whether `path` lies in a folder the base root binds read-only at its own path.
 fn covered_read_only(path: &Path, base: &[MountOp]) -> bool {
     base.iter().any(|op| {
-        matches!(op, MountOp::Bind { source, path: at, access: Access::ReadOnly, dir: true }
+        matches!(op, MountOp::Bind { source, path: at, access: Access::ReadOnly, dir: true, .. }
             if source == at && path.starts_with(at))
+    })
+}
+
+/// `path` as the base root resolves it through its own links (`/bin/ls` is `/usr/bin/ls`
+/// where `/bin` links to `usr/bin`).
+fn through_base_links(path: &Path, base: &[MountOp]) -> PathBuf {
+    for op in base {
+        if let MountOp::Symlink { target, path: link } = op
+            && let Ok(rest) = path.strip_prefix(link)
+        {
+            let target = link.parent().unwrap_or(Path::new("/")).join(target);
+            return normalize(&target.join(rest));
+        }
+    }
+    path.to_owned()
+}
+
+/// A read-only or device bind of a host system file at `path` (owned by root: no rule but
+/// its identity applies), from its real path; `None` when it cannot be looked at.
+fn system_bind(fs: &dyn HostFs, path: PathBuf, access: Access) -> Option<MountOp> {
+    let found = fs.check(&path).ok()?;
+    let dir = match found.kind {
+        Entry::Dir => true,
+        Entry::File => false,
+        // Device nodes (in /dev only).
+        Entry::Other if path.starts_with("/dev") => false,
+        _ => return None,
+    };
+    Some(MountOp::Bind {
+        source: found.path,
+        path,
+        access,
+        dir,
+        id: Some(found.id),
     })
 }
 
@@ -551,12 +729,7 @@ fn system_mounts(fs: &dyn HostFs) -> Vec<MountOp> {
     for name in SYSTEM_DIRS {
         let path = Path::new("/").join(name);
         match fs.entry(&path) {
-            Some(Entry::Dir) => ops.push(MountOp::Bind {
-                source: path.clone(),
-                path,
-                access: Access::ReadOnly,
-                dir: true,
-            }),
+            Some(Entry::Dir) => ops.extend(system_bind(fs, path, Access::ReadOnly)),
             Some(Entry::Symlink(target)) => ops.push(MountOp::Symlink { target, path }),
             _ => {}
         }
@@ -617,31 +790,17 @@ fn etc_mounts(host: &HostFacts, fs: &dyn HostFs) -> Vec<MountOp> {
     for name in ETC_ENTRIES {
         let path = Path::new("/etc").join(name);
         match fs.entry(&path) {
-            Some(Entry::File) => ops.push(MountOp::Bind {
-                source: path.clone(),
-                path,
-                access: Access::ReadOnly,
-                dir: false,
-            }),
-            Some(Entry::Dir) => ops.push(MountOp::Bind {
-                source: path.clone(),
-                path,
-                access: Access::ReadOnly,
-                dir: true,
-            }),
+            Some(Entry::File | Entry::Dir) => {
+                ops.extend(system_bind(fs, path, Access::ReadOnly));
+            }
             Some(Entry::Symlink(target)) => {
                 let absolute = Path::new("/etc").join(&target);
                 if normalize(&absolute).starts_with("/usr") {
                     // e.g. localtime -> /usr/share/zoneinfo/..., os-release -> ../usr/lib/...
                     ops.push(MountOp::Symlink { target, path });
-                } else if let Some(kind @ (Entry::File | Entry::Dir)) = fs.resolved(&path) {
-                    // e.g. resolv.conf -> /run/systemd/resolve/stub-resolv.conf: bind the target.
-                    ops.push(MountOp::Bind {
-                        source: path.clone(),
-                        path,
-                        access: Access::ReadOnly,
-                        dir: kind == Entry::Dir,
-                    });
+                } else if let Some(Entry::File | Entry::Dir) = fs.resolved(&path) {
+                    // e.g. host.conf -> /run/conf/host.conf: bind its target, by its real path.
+                    ops.extend(system_bind(fs, path, Access::ReadOnly));
                 }
             }
             _ => {}
@@ -658,12 +817,7 @@ fn dev_mounts(fs: &dyn HostFs) -> Vec<MountOp> {
     for name in DEV_NODES {
         let path = Path::new("/dev").join(name);
         if fs.entry(&path).is_some() {
-            ops.push(MountOp::Bind {
-                source: path.clone(),
-                path,
-                access: Access::ReadWrite,
-                dir: false,
-            });
+            ops.extend(system_bind(fs, path, Access::ReadWrite));
         }
     }
     ops.push(MountOp::Devpts {

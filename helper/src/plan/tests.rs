@@ -5,10 +5,23 @@ use hutch_core::profile::{DisplayMode, Share};
 use hutch_core::protocol::ShareSpec;
 
 use super::host::SubRange;
+use super::source::SocketScan;
 use super::*;
 
-/// A made-up host file system: path -> entry; canonical paths are the paths themselves.
-struct FakeFs(HashMap<PathBuf, Entry>);
+/// A made-up host file system: path -> entry (links resolved as the real one does), and the
+/// sockets found beneath folders.
+struct FakeFs(HashMap<PathBuf, Entry>, HashMap<PathBuf, SocketScan>);
+
+/// The made-up identity of the file at `real`.
+fn fake_id(real: &Path) -> FileId {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    real.hash(&mut h);
+    FileId {
+        dev: 42,
+        ino: h.finish(),
+    }
+}
 
 impl FakeFs {
     fn debian() -> Self {
@@ -52,7 +65,58 @@ impl FakeFs {
             m.insert(PathBuf::from(f), Entry::File);
         }
         m.insert(PathBuf::from("/run/user/1000/bus"), Entry::Other);
-        Self(m)
+        Self(m, HashMap::new())
+    }
+
+    fn with(mut self, path: &str, entry: Entry) -> Self {
+        self.0.insert(PathBuf::from(path), entry);
+        self
+    }
+
+    /// The real path of `path`: every link on the way resolved.
+    fn real(&self, path: &Path) -> Option<PathBuf> {
+        let mut out = PathBuf::from("/");
+        let mut hops = 0;
+        let mut parts: Vec<PathBuf> = path
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(n) => Some(PathBuf::from(n)),
+                _ => None,
+            })
+            .rev()
+            .collect();
+        while let Some(part) = parts.pop() {
+            let next = out.join(&part);
+            match self.0.get(&next) {
+                Some(Entry::Symlink(t)) => {
+                    hops += 1;
+                    if hops > 40 {
+                        return None;
+                    }
+                    let target = if t.is_absolute() {
+                        out = PathBuf::from("/");
+                        t.clone()
+                    } else {
+                        t.clone()
+                    };
+                    for c in target.components().rev() {
+                        match c {
+                            std::path::Component::Normal(n) => parts.push(PathBuf::from(n)),
+                            std::path::Component::ParentDir => parts.push(PathBuf::from("..")),
+                            _ => {}
+                        }
+                    }
+                }
+                _ if part == Path::new("..") => {
+                    out.pop();
+                }
+                Some(_) => out = next,
+                // A folder that holds known entries exists too.
+                None if self.0.keys().any(|k| k.starts_with(&next)) => out = next,
+                None => return None,
+            }
+        }
+        Some(out)
     }
 }
 
@@ -73,8 +137,24 @@ impl HostFs for FakeFs {
             other => Some(other.clone()),
         }
     }
-    fn canonical(&self, path: &Path) -> Option<PathBuf> {
-        self.0.contains_key(path).then(|| path.to_owned())
+    fn check(&self, path: &Path) -> Result<Checked, Unchecked> {
+        let real = self.real(path).ok_or(Unchecked::Missing)?;
+        let kind = match self.0.get(&real) {
+            Some(Entry::Symlink(_)) => unreachable!("resolved"),
+            Some(e) => e.clone(),
+            None => Entry::Dir,
+        };
+        Ok(Checked {
+            id: fake_id(&real),
+            path: real,
+            kind,
+        })
+    }
+    fn sockets_under(&self, dir: &Path, _limit: usize) -> SocketScan {
+        self.1.get(dir).cloned().unwrap_or(SocketScan {
+            sockets: vec![],
+            complete: true,
+        })
     }
 }
 
@@ -104,6 +184,8 @@ fn alice() -> HostFacts {
             "/run/user/1000/hutch".into(),
         ],
         homes_dir: "/home/alice/.local/share/hutch/homes".into(),
+        session_runtime: Some("/run/user/1000".into()),
+        real_home: "/home/alice".into(),
     }
 }
 
@@ -140,6 +222,18 @@ fn plan(profile: &Profile, req: &RunRequest) -> Result<SandboxPlan, PlanError> {
 }
 
 /// A plan for another host (a changed `alice()`).
+fn plan_fs(profile: &Profile, req: &RunRequest, fs: &FakeFs) -> Result<SandboxPlan, PlanError> {
+    build(
+        "x",
+        "/r".into(),
+        profile,
+        req,
+        &alice(),
+        base_mounts(&alice(), fs),
+        fs,
+    )
+}
+
 fn plan_on(
     host: &HostFacts,
     profile: &Profile,
@@ -166,6 +260,7 @@ fn find<'a>(plan: &'a SandboxPlan, path: &str) -> Vec<&'a MountOp> {
             | MountOp::Symlink { path: p, .. }
             | MountOp::Tmpfs { path: p, .. }
             | MountOp::Bind { path: p, .. }
+            | MountOp::Hide { path: p }
             | MountOp::File { path: p, .. }
             | MountOp::Proc { path: p }
             | MountOp::Devpts { path: p } => p == Path::new(path),
@@ -182,7 +277,8 @@ fn system_folders_are_read_only_and_links_are_recreated() {
             source: "/usr".into(),
             path: "/usr".into(),
             access: Access::ReadOnly,
-            dir: true
+            dir: true,
+            id: Some(fake_id(Path::new("/usr"))),
         }]
     );
     assert_eq!(
@@ -302,7 +398,8 @@ fn persistent_home_binds_the_apps_folder() {
             source: dir.clone(),
             path: "/home/alice".into(),
             access: Access::ReadWrite,
-            dir: true
+            dir: true,
+            id: None,
         }]
     );
     assert_eq!(p.prepare_dirs, [dir]);
@@ -314,16 +411,13 @@ fn shares_land_after_the_home_and_set_the_working_folder() {
     profile.shares.push(Share {
         path: "~/Documents".into(),
         mode: ShareMode::ReadWrite,
+        sockets: false,
     });
     let mut req = request(&["ls"]);
-    req.shares.push(ShareSpec {
-        path: "/srv/data".into(),
-        mode: ShareMode::ReadOnly,
-    });
-    req.shares.push(ShareSpec {
-        path: "/home/alice/notes.txt".into(),
-        mode: ShareMode::ReadOnly,
-    });
+    req.shares
+        .push(ShareSpec::new("/srv/data", ShareMode::ReadOnly));
+    req.shares
+        .push(ShareSpec::new("/home/alice/notes.txt", ShareMode::ReadOnly));
     req.cwd = Some("/home/alice/Documents".into());
     let p = plan(&profile, &req).unwrap();
     let pos = |path: &str| {
@@ -357,10 +451,7 @@ fn shares_land_after_the_home_and_set_the_working_folder() {
 
 #[test]
 fn a_read_only_share_of_a_system_file_needs_no_mount_of_its_own() {
-    let share = |mode| ShareSpec {
-        path: "/usr/bin/true".into(),
-        mode,
-    };
+    let share = |mode| ShareSpec::new("/usr/bin/true", mode);
     let mut req = request(&["/usr/bin/true"]);
     req.shares.push(share(ShareMode::ReadOnly));
     let p = plan(&Profile::builtin_default(), &req).unwrap();
@@ -383,10 +474,7 @@ fn bad_shares_are_refused_before_anything_starts() {
     let profile = Profile::builtin_default();
     let with = |path: &str| {
         let mut req = request(&["true"]);
-        req.shares.push(ShareSpec {
-            path: path.into(),
-            mode: ShareMode::ReadOnly,
-        });
+        req.shares.push(ShareSpec::new(path, ShareMode::ReadOnly));
         plan(&profile, &req).unwrap_err()
     };
     assert_eq!(
@@ -404,13 +492,189 @@ fn bad_shares_are_refused_before_anything_starts() {
     );
     assert!(matches!(
         with("/home/alice"),
-        PlanError::ShareExposesHutch { .. }
+        PlanError::ShareForbidden { .. }
     ));
     assert!(matches!(
         with("/home/alice/.config/hutch"),
-        PlanError::ShareExposesHutch { .. }
+        PlanError::ShareForbidden { .. }
     ));
     assert!(matches!(with("/etc"), PlanError::ShareInvalid(_)));
+}
+
+#[test]
+fn a_share_is_checked_and_bound_by_what_it_really_is() {
+    // Links to the host system, to Hutch's folders and to the runtime folder are refused with
+    // the rule and where the link led; the path as typed would pass.
+    let fs = FakeFs::debian()
+        .with("/home/alice/procl", Entry::Symlink("/proc".into()))
+        .with("/home/alice/sysl", Entry::Symlink("../../sys".into()))
+        .with("/home/alice/devl", Entry::Symlink("/dev".into()))
+        .with(
+            "/home/alice/run",
+            Entry::Symlink("/run/user/1000/hutch".into()),
+        )
+        .with(
+            "/home/alice/cfg",
+            Entry::Symlink("/home/alice/.config".into()),
+        )
+        .with("/home/alice/rt", Entry::Symlink("/run/user/1000".into()))
+        .with("/proc/1", Entry::Dir)
+        .with("/sys/class", Entry::Dir)
+        .with("/dev/null", Entry::File);
+    let with = |path: &str| {
+        let mut req = request(&["true"]);
+        req.shares.push(ShareSpec::new(path, ShareMode::ReadOnly));
+        plan_fs(&Profile::builtin_default(), &req, &fs)
+    };
+    for (link, rule, real) in [
+        ("/home/alice/procl", "host's /proc", "/proc"),
+        ("/home/alice/sysl", "host's /sys", "/sys"),
+        ("/home/alice/devl", "host's /dev", "/dev"),
+        (
+            "/home/alice/run",
+            "Hutch's own files",
+            "/run/user/1000/hutch",
+        ),
+        (
+            "/home/alice/cfg",
+            "Hutch's own files",
+            "/home/alice/.config",
+        ),
+        ("/home/alice/rt", "runtime folder", "/run/user/1000"),
+    ] {
+        let err = with(link).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, PlanError::ShareForbidden { .. }),
+            "{link}: {err:?}"
+        );
+        assert!(text.contains(rule), "{link}: {text}");
+        assert!(
+            text.contains(&format!("{link} leads to {real}")),
+            "{link}: {text}"
+        );
+    }
+    // A link to an ordinary folder is mounted at the path given, from its real path, with the
+    // identity it had when the plan looked.
+    let fs = FakeFs::debian().with("/home/alice/docs", Entry::Symlink("Documents".into()));
+    let mut req = request(&["true"]);
+    req.shares
+        .push(ShareSpec::new("/home/alice/docs", ShareMode::ReadWrite));
+    let p = plan_fs(&Profile::builtin_default(), &req, &fs).unwrap();
+    assert_eq!(
+        find(&p, "/home/alice/docs"),
+        [&MountOp::Bind {
+            source: "/home/alice/Documents".into(),
+            path: "/home/alice/docs".into(),
+            access: Access::ReadWrite,
+            dir: true,
+            id: Some(fake_id(Path::new("/home/alice/Documents"))),
+        }]
+    );
+    // Every bind of the plan names its source by its real path and carries its identity, but
+    // the kept home Hutch makes itself.
+    for op in p.base_mounts.iter().chain(&p.mounts) {
+        if let MountOp::Bind { source, id, .. } = op {
+            assert_eq!(*id, Some(fake_id(source)), "{op:?}");
+        }
+    }
+}
+
+#[test]
+fn sockets_in_a_shared_folder_are_hidden_and_socket_folders_need_to_be_asked_for() {
+    let mut fs = FakeFs::debian()
+        .with("/tmp", Entry::Dir)
+        .with("/tmp/hp-tmux", Entry::Dir)
+        .with("/tmp/.X11-unix", Entry::Dir)
+        .with("/home/alice/.ssh", Entry::Dir);
+    fs.1.insert(
+        "/tmp/hp-tmux".into(),
+        SocketScan {
+            sockets: vec!["sock".into(), "deep/er.sock".into()],
+            complete: true,
+        },
+    );
+    let mut req = request(&["true"]);
+    req.shares
+        .push(ShareSpec::new("/tmp/hp-tmux", ShareMode::ReadOnly));
+    let p = plan_fs(&Profile::builtin_default(), &req, &fs).unwrap();
+    let bind = p
+        .mounts
+        .iter()
+        .position(
+            |op| matches!(op, MountOp::Bind { path, .. } if path == Path::new("/tmp/hp-tmux")),
+        )
+        .unwrap();
+    for sock in ["/tmp/hp-tmux/sock", "/tmp/hp-tmux/deep/er.sock"] {
+        let hide = p
+            .mounts
+            .iter()
+            .position(|op| *op == MountOp::Hide { path: sock.into() })
+            .unwrap_or_else(|| panic!("{sock} hidden: {:?}", p.mounts));
+        assert!(hide > bind, "hidden on top of the share");
+    }
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("/tmp/hp-tmux holds 2 Unix sockets (sock, deep/er.sock)")),
+        "{:?}",
+        p.warnings
+    );
+    // Asked for in so many words: bound with its sockets, and said so.
+    req.shares[0].sockets = true;
+    let p = plan_fs(&Profile::builtin_default(), &req, &fs).unwrap();
+    assert!(!p.mounts.iter().any(|op| matches!(op, MountOp::Hide { .. })));
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("with its Unix sockets"))
+    );
+    // A folder too large to look through completely says what that means.
+    fs.1.get_mut(Path::new("/tmp/hp-tmux")).unwrap().complete = false;
+    req.shares[0].sockets = false;
+    let p = plan_fs(&Profile::builtin_default(), &req, &fs).unwrap();
+    assert!(
+        p.warnings.iter().any(|w| w.contains("stays reachable")),
+        "{:?}",
+        p.warnings
+    );
+    // Folders known to hold the session's sockets are refused unless asked for.
+    for folder in ["/tmp", "/tmp/.X11-unix", "/home/alice/.ssh"] {
+        let mut req = request(&["true"]);
+        req.shares.push(ShareSpec::new(folder, ShareMode::ReadOnly));
+        let err = plan_fs(&Profile::builtin_default(), &req, &fs).unwrap_err();
+        assert!(
+            matches!(err, PlanError::ShareSocketFolder { .. }),
+            "{folder}: {err:?}"
+        );
+        assert!(err.to_string().contains(",sockets"), "{err}");
+        req.shares[0].sockets = true;
+        let p = plan_fs(&Profile::builtin_default(), &req, &fs).unwrap();
+        // The display's sockets (in /tmp/.X11-unix) warn as the X11 display does.
+        assert_eq!(
+            p.warnings.iter().any(|w| w.contains("every keystroke")),
+            folder.starts_with("/tmp"),
+            "{folder}: {:?}",
+            p.warnings
+        );
+    }
+    // A file in such a folder is no socket: it is shared as any file.
+    let fs = fs.with("/home/alice/.ssh/config", Entry::File);
+    let mut req = request(&["true"]);
+    req.shares.push(ShareSpec::new(
+        "/home/alice/.ssh/config",
+        ShareMode::ReadOnly,
+    ));
+    plan_fs(&Profile::builtin_default(), &req, &fs).unwrap();
+}
+
+#[test]
+fn a_program_named_through_a_system_link_needs_no_mount_either() {
+    let mut req = request(&["/bin/true"]);
+    req.shares
+        .push(ShareSpec::new("/bin/true", ShareMode::ReadOnly));
+    let p = plan(&Profile::builtin_default(), &req).unwrap();
+    assert!(find(&p, "/bin/true").is_empty(), "{:?}", p.mounts);
 }
 
 #[test]
@@ -490,6 +754,7 @@ fn the_base_is_the_same_for_every_sandbox_and_holds_nothing_personal() {
     profile.shares.push(Share {
         path: "/srv/data".into(),
         mode: ShareMode::ReadWrite,
+        sockets: false,
     });
     let a = plan(&Profile::builtin_default(), &request(&["true"])).unwrap();
     let b = plan(&profile, &request(&["true"])).unwrap();
@@ -718,6 +983,7 @@ fn wayland_gets_its_socket_alone_in_a_private_runtime_folder() {
         path: "/run/user/1000/wayland-0".into(),
         access: Access::ReadWrite,
         dir: false,
+        id: Some(fake_id(Path::new("/run/user/1000/wayland-0"))),
     }));
     // The runtime folder is a fresh one: nothing else of the host's is bound into it.
     let runtime_binds: Vec<_> = p
@@ -750,12 +1016,14 @@ fn x11_binds_the_display_socket_and_cookie_and_says_it_is_unsafe() {
         path: "/tmp/.X11-unix/X0".into(),
         access: Access::ReadWrite,
         dir: false,
+        id: Some(fake_id(Path::new("/tmp/.X11-unix/X0"))),
     }));
     assert!(p.mounts.contains(&MountOp::Bind {
         source: "/home/alice/.Xauthority".into(),
         path: "/run/user/1000/Xauthority".into(),
         access: Access::ReadOnly,
         dir: false,
+        id: Some(fake_id(Path::new("/home/alice/.Xauthority"))),
     }));
     assert!(
         p.warnings.iter().any(|w| w.contains("every keystroke")),

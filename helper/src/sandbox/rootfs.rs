@@ -5,14 +5,21 @@
 //! sandbox's mount namespace, and sealed read-only after the pivot.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
 
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, open, openat};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::{Mode, fchmod, fstat, mkdirat};
 use nix::sys::statvfs::{FsFlags, statvfs};
+use nix::unistd::symlinkat;
 
 use super::SetupError;
+use crate::plan::host;
+use crate::plan::source::FileId;
 use crate::plan::{Access, MountOp, SandboxPlan};
+use crate::sys;
 
 /// Host paths under /proc that stay read-only inside (kernel knobs), as bubblewrap does.
 const PROC_READ_ONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus"];
@@ -42,16 +49,6 @@ fn do_mount(
     )))
 }
 
-fn mkdir_p(path: &Path) -> Result<(), SetupError> {
-    fs::create_dir_all(path)
-        .map_err(|e| SetupError::io(format!("create folder {}", path.display()), e))
-}
-
-fn set_mode(path: &Path, mode: u32) -> Result<(), SetupError> {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .map_err(|e| SetupError::io(format!("chmod {mode:o} {}", path.display()), e))
-}
-
 /// Mount flags of `path` that a bind remount must keep (the kernel refuses to drop locked ones).
 fn kept_flags(path: &Path) -> MsFlags {
     let Ok(st) = statvfs(path) else {
@@ -75,53 +72,300 @@ fn kept_flags(path: &Path) -> MsFlags {
     out
 }
 
+/// The sandbox's root folder, open: every mount target is found from it, one part at a
+/// time, never through a link.
+struct Root {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+/// What a mount target must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// A folder, made (with this mode) when missing.
+    Dir(u32),
+    /// A file, made empty when missing; anything but a folder or link is kept (a device, a
+    /// socket to bind over).
+    File,
+}
+
+fn kind_name(mode: u32) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFLNK => "a symbolic link",
+        libc::S_IFDIR => "a folder",
+        libc::S_IFREG => "a file",
+        libc::S_IFSOCK => "a socket",
+        _ => "a special file",
+    }
+}
+
+impl Root {
+    fn open(path: &Path) -> Result<Self, SetupError> {
+        let fd = open(
+            path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| SetupError::new(format!("open the root {}", path.display()), e))?;
+        Ok(Self {
+            fd,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens (`O_PATH`) the part `name` of the folder `dir`, without following it; `None` when
+    /// it does not exist.
+    fn step(dir: &OwnedFd, name: &std::ffi::OsStr) -> nix::Result<Option<(OwnedFd, u32)>> {
+        match openat(
+            dir,
+            name,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => {
+                let mode = fstat(&fd)?.st_mode;
+                Ok(Some((fd, mode)))
+            }
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The mount target `path` (as seen inside), opened `O_PATH` and made when missing: every
+    /// part of it is looked up in the folder before it without following links, so a link
+    /// anywhere on the way (one an app planted in a kept home or a shared folder) refuses the
+    /// launch instead of leading the mount, or the folder made for it, out of the sandbox.
+    fn target(&self, path: &Path, want: Want) -> Result<OwnedFd, SetupError> {
+        let shown = || path.display().to_string();
+        let fail = |e: Errno| SetupError::new(format!("make the mount point {}", shown()), e);
+        let parts: Vec<&std::ffi::OsStr> = path
+            .components()
+            .map(|c| match c {
+                Component::Normal(n) => Ok(n),
+                Component::RootDir => Ok(std::ffi::OsStr::new("")),
+                _ => Err(SetupError::new(
+                    format!("make the mount point {}", shown()),
+                    "the path is not plain (it has `.` or `..`)",
+                )),
+            })
+            .filter(|p| !matches!(p, Ok(n) if n.is_empty()))
+            .collect::<Result<_, _>>()?;
+        let Some((last, folders)) = parts.split_last() else {
+            return self
+                .fd
+                .try_clone()
+                .map_err(|e| fail(Errno::from_raw(e.raw_os_error().unwrap_or(0))));
+        };
+        let mut dir = self
+            .fd
+            .try_clone()
+            .map_err(|e| fail(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+        let mut walked = PathBuf::from("/");
+        let refuse_kind = |at: &Path, mode: u32, wanted: &str| {
+            SetupError::new(
+                format!("make the mount point {}", shown()),
+                format!(
+                    "{} is {} where {wanted} was expected: a link or file planted there (by an \
+                     app, in a kept home or a shared folder) could lead the mount out of the \
+                     sandbox, so the launch is refused",
+                    at.display(),
+                    kind_name(mode)
+                ),
+            )
+        };
+        for name in folders {
+            walked.push(name);
+            let found = match Self::step(&dir, name).map_err(fail)? {
+                Some(found) => found,
+                None => {
+                    match mkdirat(&dir, *name, Mode::from_bits_truncate(0o755)) {
+                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Err(e) => return Err(fail(e)),
+                    }
+                    Self::step(&dir, name)
+                        .map_err(fail)?
+                        .ok_or_else(|| fail(Errno::ENOENT))?
+                }
+            };
+            if found.1 & libc::S_IFMT != libc::S_IFDIR {
+                return Err(refuse_kind(&walked, found.1, "a folder"));
+            }
+            dir = found.0;
+        }
+        walked.push(last);
+        let found = match Self::step(&dir, last).map_err(fail)? {
+            Some(found) => found,
+            None => {
+                match want {
+                    Want::Dir(mode) => match mkdirat(&dir, *last, Mode::from_bits_truncate(mode)) {
+                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Err(e) => return Err(fail(e)),
+                    },
+                    Want::File => match openat(
+                        &dir,
+                        *last,
+                        OFlag::O_CREAT
+                            | OFlag::O_EXCL
+                            | OFlag::O_WRONLY
+                            | OFlag::O_NOFOLLOW
+                            | OFlag::O_CLOEXEC,
+                        Mode::from_bits_truncate(0o644),
+                    ) {
+                        Ok(_) | Err(Errno::EEXIST) => {}
+                        Err(e) => return Err(fail(e)),
+                    },
+                }
+                Self::step(&dir, last)
+                    .map_err(fail)?
+                    .ok_or_else(|| fail(Errno::ENOENT))?
+            }
+        };
+        let kind = found.1 & libc::S_IFMT;
+        match want {
+            Want::Dir(_) if kind != libc::S_IFDIR => Err(refuse_kind(&walked, found.1, "a folder")),
+            Want::File if kind == libc::S_IFDIR || kind == libc::S_IFLNK => {
+                Err(refuse_kind(&walked, found.1, "a file"))
+            }
+            _ => Ok(found.0),
+        }
+    }
+
+    /// What is at `path` inside now, opened `O_PATH`, with its mode; `None` when it is
+    /// missing or a link is on the way (nothing is made, nothing followed).
+    fn find(&self, path: &Path) -> nix::Result<Option<(OwnedFd, u32)>> {
+        let mut cur = (
+            self.fd.try_clone().map_err(|_| Errno::EBADF)?,
+            libc::S_IFDIR,
+        );
+        for part in path.components() {
+            let Component::Normal(name) = part else {
+                continue;
+            };
+            if cur.1 & libc::S_IFMT != libc::S_IFDIR {
+                return Ok(None);
+            }
+            match Self::step(&cur.0, name)? {
+                Some(next) => cur = next,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(cur))
+    }
+
+    /// The parent folder of `path` (made when missing) and `path`'s last part.
+    fn parent_of<'a>(&self, path: &'a Path) -> Result<(OwnedFd, &'a std::ffi::OsStr), SetupError> {
+        let name = path.file_name().ok_or_else(|| {
+            SetupError::new(
+                format!("make {}", path.display()),
+                "the path has no last part",
+            )
+        })?;
+        let parent = self.target(path.parent().unwrap_or(Path::new("/")), Want::Dir(0o755))?;
+        Ok((parent, name))
+    }
+
+    /// The host path of an open target, for the mount calls that take a path.
+    fn host_path(fd: &OwnedFd) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+    }
+}
+
+/// Opens the host file `source` for a bind, without following any link in its path, and
+/// checks it is still the file the plan checked (`id`; a folder of Hutch's own when `None`).
+fn open_source(source: &Path, id: Option<FileId>, dir: bool) -> Result<OwnedFd, SetupError> {
+    let what = || format!("open the bind source {}", source.display());
+    let fd = host::open_no_links(source).map_err(|e| match e {
+        Errno::ELOOP | Errno::EXDEV => SetupError::new(
+            what(),
+            "a symbolic link is on its way now: it changed since it was checked, and the \
+             launch is refused",
+        ),
+        e => SetupError::new(what(), e),
+    })?;
+    let st = fstat(&fd).map_err(|e| SetupError::new(what(), e))?;
+    // Where it really is (also for kernels without openat2, where only the last part was
+    // opened without following a link).
+    let now = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|e| SetupError::io(what(), e))?;
+    let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    let same = match id {
+        Some(id) => id.dev == st.st_dev && id.ino == st.st_ino,
+        None => true,
+    };
+    if now != source || !same || is_dir != dir {
+        return Err(SetupError::new(
+            what(),
+            format!(
+                "it is not what was checked when the launch was planned (now {} at {}): it was \
+                 replaced or moved since, and the launch is refused",
+                kind_name(st.st_mode),
+                now.display()
+            ),
+        ));
+    }
+    Ok(fd)
+}
+
+/// Binds the host file or folder `source` (checked, see [`open_source`]) on `path` inside: a
+/// copy of its mount tree is made from the descriptor, made read-only (when asked), `nosuid`
+/// and (but for devices) `nodev` throughout, then attached on a target found without following
+/// links.
 fn bind(
-    root: &Path,
+    root: &Root,
     source: &Path,
     path: &Path,
     access: Access,
     dir: bool,
+    id: Option<FileId>,
 ) -> Result<(), SetupError> {
-    let target = inside(root, path);
-    if dir {
-        mkdir_p(&target)?;
-    } else {
-        if let Some(parent) = target.parent() {
-            mkdir_p(parent)?;
-        }
-        if fs::symlink_metadata(&target).is_err() {
-            fs::File::create(&target).map_err(|e| {
-                SetupError::io(format!("create mount point {}", target.display()), e)
-            })?;
-        }
-    }
-    do_mount(
-        Some(source),
-        &target,
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None,
-    )?;
-    let is_device = path.starts_with("/dev");
-    let mut flags =
-        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | kept_flags(&target) | MsFlags::MS_NOSUID;
-    if !is_device {
-        flags |= MsFlags::MS_NODEV;
-    }
-    if access == Access::ReadOnly {
-        flags |= MsFlags::MS_RDONLY;
-    }
-    do_mount(None, &target, None, flags, None)
+    let what = || format!("bind {} on {}", source.display(), path.display());
+    let src = open_source(source, id, dir)?;
+    let target = root.target(path, if dir { Want::Dir(0o755) } else { Want::File })?;
+    attach(
+        src.as_fd(),
+        target.as_fd(),
+        access,
+        path.starts_with("/dev"),
+    )
+    .map_err(|e| SetupError::io(what(), e))
 }
 
-/// The host's boot id (`/proc/sys/kernel/random/boot_id`) identifies the machine's current
-/// boot to anything that reads it: the sandbox's /proc shows a random one of its own instead,
-/// read-only, the same for all its processes.
-fn mask_boot_id(proc_dir: &Path) -> Result<(), SetupError> {
-    let knob = proc_dir.join("sys/kernel/random/boot_id");
-    if fs::symlink_metadata(&knob).is_err() {
-        return Ok(());
+/// Attaches a copy of the mount tree at `src` on `target`, with its flags set first.
+fn attach(
+    src: std::os::fd::BorrowedFd<'_>,
+    target: std::os::fd::BorrowedFd<'_>,
+    access: Access,
+    device: bool,
+) -> std::io::Result<()> {
+    let tree = sys::clone_tree(src)?;
+    let mut flags = libc::MOUNT_ATTR_NOSUID;
+    if !device {
+        flags |= libc::MOUNT_ATTR_NODEV;
     }
+    if access == Access::ReadOnly {
+        flags |= libc::MOUNT_ATTR_RDONLY;
+    }
+    sys::mount_set_flags(tree.as_fd(), flags)?;
+    sys::attach_tree(tree.as_fd(), target)
+}
+
+/// Hides the socket at `path` (inside a shared folder) under an empty read-only file, unless
+/// it is gone or no longer a socket. `empty` is that file, on the root's tmpfs.
+fn hide(root: &Root, path: &Path, empty: &OwnedFd) -> Result<(), SetupError> {
+    let what = || format!("hide the socket {}", path.display());
+    match root.find(path).map_err(|e| SetupError::new(what(), e))? {
+        Some((socket, mode)) if mode & libc::S_IFMT == libc::S_IFSOCK => {
+            attach(empty.as_fd(), socket.as_fd(), Access::ReadOnly, false)
+                .map_err(|e| SetupError::io(what(), e))
+        }
+        // Gone, or no longer a socket (a link, a folder) since the plan looked: nothing to
+        // hide, and nothing is followed.
+        _ => Ok(()),
+    }
+}
+
+/// A random version 4 UUID, as the kernel formats boot ids.
+fn random_uuid() -> Result<String, SetupError> {
     let mut bytes = [0u8; 16];
     fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
@@ -129,77 +373,141 @@ fn mask_boot_id(proc_dir: &Path) -> Result<(), SetupError> {
     bytes[6] = (bytes[6] & 0x0f) | 0x40; // a version 4 UUID
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let uuid = format!(
+    Ok(format!(
         "{}-{}-{}-{}-{}\n",
         &hex[0..8],
         &hex[8..12],
         &hex[12..16],
         &hex[16..20],
         &hex[20..32]
-    );
-    // The source lives in the sandbox's root tmpfs only until it is mounted.
-    let source = proc_dir.parent().unwrap_or(proc_dir).join(".hutch-boot-id");
-    fs::write(&source, uuid)
-        .map_err(|e| SetupError::io(format!("write {}", source.display()), e))?;
-    do_mount(Some(&source), &knob, None, MsFlags::MS_BIND, None)?;
-    let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | kept_flags(&knob);
-    do_mount(None, &knob, None, flags, None)?;
-    fs::remove_file(&source).map_err(|e| SetupError::io(format!("remove {}", source.display()), e))
+    ))
 }
 
-fn apply(root: &Path, op: &MountOp) -> Result<(), SetupError> {
+/// Files of the sandbox's /proc that identify the host, and what the sandbox reads instead:
+/// the boot id (`/proc/sys/kernel/random/boot_id`, a random one per sandbox) and the kernel's
+/// command line (`/proc/cmdline`: root device, boot image, options). The boot time and uptime
+/// come from the sandbox's time namespace instead (see `init`).
+fn masked_proc_files() -> Result<Vec<(&'static str, String)>, SetupError> {
+    Ok(vec![
+        ("sys/kernel/random/boot_id", random_uuid()?),
+        ("cmdline", "\n".to_owned()),
+    ])
+}
+
+/// Binds a generated read-only file over each of [`masked_proc_files`] in the sandbox's /proc.
+fn mask_proc(proc_dir: &Path) -> Result<(), SetupError> {
+    for (rel, contents) in masked_proc_files()? {
+        let knob = proc_dir.join(rel);
+        if fs::symlink_metadata(&knob).is_err() {
+            continue;
+        }
+        // The source lives in the sandbox's root tmpfs only until it is mounted.
+        let source = proc_dir.parent().unwrap_or(proc_dir).join(".hutch-masked");
+        fs::write(&source, contents)
+            .map_err(|e| SetupError::io(format!("write {}", source.display()), e))?;
+        do_mount(Some(&source), &knob, None, MsFlags::MS_BIND, None)?;
+        let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | kept_flags(&knob);
+        do_mount(None, &knob, None, flags, None)?;
+        fs::remove_file(&source)
+            .map_err(|e| SetupError::io(format!("remove {}", source.display()), e))?;
+    }
+    Ok(())
+}
+
+/// Mounts a fresh file system on the target `path` inside (found without following links).
+fn mount_fs(
+    root: &Root,
+    path: &Path,
+    fstype: &str,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<PathBuf, SetupError> {
+    let target = root.target(path, Want::Dir(0o755))?;
+    do_mount(
+        Some(Path::new(fstype)),
+        &Root::host_path(&target),
+        Some(fstype),
+        flags,
+        data,
+    )
+    .map_err(|e| SetupError::new(format!("mount {fstype} on {}", path.display()), e.reason))?;
+    Ok(inside(&root.path, path))
+}
+
+fn apply(root: &Root, op: &MountOp, empty: &mut Option<OwnedFd>) -> Result<(), SetupError> {
     match op {
         MountOp::Dir { path, mode } => {
-            let target = inside(root, path);
-            mkdir_p(&target)?;
-            set_mode(&target, *mode)
+            root.target(path, Want::Dir(*mode))?;
+            // mkdir's mode passes the umask: set it as asked, on the folder just checked.
+            let (parent, name) = root.parent_of(path)?;
+            let dir = openat(
+                &parent,
+                name,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| SetupError::new(format!("open {}", path.display()), e))?;
+            fchmod(&dir, Mode::from_bits_truncate(*mode))
+                .map_err(|e| SetupError::new(format!("chmod {mode:o} {}", path.display()), e))
         }
         MountOp::Symlink { target, path } => {
-            let link = inside(root, path);
-            if let Some(parent) = link.parent() {
-                mkdir_p(parent)?;
-            }
-            std::os::unix::fs::symlink(target, &link).map_err(|e| {
-                SetupError::io(
-                    format!("symlink {} -> {}", link.display(), target.display()),
+            let (parent, name) = root.parent_of(path)?;
+            symlinkat(target.as_path(), &parent, name).map_err(|e| {
+                SetupError::new(
+                    format!("symlink {} -> {}", path.display(), target.display()),
                     e,
                 )
             })
         }
         MountOp::Tmpfs { path, mode } => {
-            let target = inside(root, path);
-            mkdir_p(&target)?;
             let data = format!("mode={mode:o}");
-            do_mount(
-                Some(Path::new("tmpfs")),
-                &target,
-                Some("tmpfs"),
+            mount_fs(
+                root,
+                path,
+                "tmpfs",
                 MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
                 Some(&data),
             )
+            .map(drop)
         }
         MountOp::Bind {
             source,
             path,
             access,
             dir,
-        } => bind(root, source, path, *access, *dir),
+            id,
+        } => bind(root, source, path, *access, *dir, *id),
+        MountOp::Hide { path } => {
+            let empty = match empty {
+                Some(fd) => fd,
+                None => empty.insert(empty_file(root)?),
+            };
+            hide(root, path, empty)
+        }
         MountOp::File { path, contents } => {
-            let target = inside(root, path);
-            if let Some(parent) = target.parent() {
-                mkdir_p(parent)?;
-            }
-            fs::write(&target, contents)
-                .map_err(|e| SetupError::io(format!("write {}", target.display()), e))?;
-            set_mode(&target, 0o644)
+            let (parent, name) = root.parent_of(path)?;
+            let file = openat(
+                &parent,
+                name,
+                OFlag::O_CREAT
+                    | OFlag::O_TRUNC
+                    | OFlag::O_WRONLY
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o644),
+            )
+            .map_err(|e| SetupError::new(format!("write {}", path.display()), e))?;
+            let mut file = fs::File::from(file);
+            std::io::Write::write_all(&mut file, contents.as_bytes())
+                .map_err(|e| SetupError::io(format!("write {}", path.display()), e))?;
+            fchmod(&file, Mode::from_bits_truncate(0o644))
+                .map_err(|e| SetupError::new(format!("chmod 644 {}", path.display()), e))
         }
         MountOp::Proc { path } => {
-            let target = inside(root, path);
-            mkdir_p(&target)?;
-            do_mount(
-                Some(Path::new("proc")),
-                &target,
-                Some("proc"),
+            let target = mount_fs(
+                root,
+                path,
+                "proc",
                 MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
                 None,
             )?;
@@ -220,20 +528,42 @@ fn apply(root: &Path, op: &MountOp) -> Result<(), SetupError> {
                     do_mount(None, &knob, None, flags, None)?;
                 }
             }
-            mask_boot_id(&target)
+            mask_proc(&target)
         }
-        MountOp::Devpts { path } => {
-            let target = inside(root, path);
-            mkdir_p(&target)?;
-            do_mount(
-                Some(Path::new("devpts")),
-                &target,
-                Some("devpts"),
-                MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-                Some("newinstance,ptmxmode=0666,mode=620"),
-            )
-        }
+        MountOp::Devpts { path } => mount_fs(
+            root,
+            path,
+            "devpts",
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=620"),
+        )
+        .map(drop),
     }
+}
+
+/// The empty file sockets are hidden under: made on the root's tmpfs, opened, and removed
+/// from it (the mounts keep it).
+fn empty_file(root: &Root) -> Result<OwnedFd, SetupError> {
+    let name = ".hutch-hidden-socket";
+    let what = || format!("make {}", inside(&root.path, Path::new(name)).display());
+    let file = openat(
+        &root.fd,
+        name,
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o444),
+    )
+    .map_err(|e| SetupError::new(what(), e))?;
+    drop(file);
+    let fd = openat(
+        &root.fd,
+        name,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| SetupError::new(what(), e))?;
+    nix::unistd::unlinkat(&root.fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+        .map_err(|e| SetupError::new(what(), e))?;
+    Ok(fd)
 }
 
 /// Step 1, ahead of the plan: a tmpfs on `root` and the host-only base of the root.
@@ -253,8 +583,10 @@ pub fn prepare(root: &Path, base: &[MountOp]) -> Result<(), SetupError> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some("mode=0755"),
     )?;
+    let opened = Root::open(root)?;
+    let mut empty = None;
     for op in base {
-        apply(root, op)?;
+        apply(&opened, op, &mut empty)?;
     }
     Ok(())
 }
@@ -262,9 +594,13 @@ pub fn prepare(root: &Path, base: &[MountOp]) -> Result<(), SetupError> {
 /// Step 2: the plan's own mounts on top, then pivot into the root and seal it read-only.
 pub fn finish_and_enter(plan: &SandboxPlan) -> Result<(), SetupError> {
     let root = &plan.root;
+    let opened = Root::open(root)?;
+    let mut empty = None;
     for op in &plan.mounts {
-        apply(root, op)?;
+        apply(&opened, op, &mut empty)?;
     }
+    drop(empty);
+    drop(opened);
     std::env::set_current_dir(root)
         .map_err(|e| SetupError::io(format!("chdir {}", root.display()), e))?;
     // pivot_root(".", "."): the old root ends up stacked under the new one; detach it.

@@ -325,6 +325,7 @@ fn form(app: &mut HutchApp, ui: &mut Ui) {
             f.shares.push(Share {
                 path,
                 mode: ShareMode::ReadOnly,
+                sockets: false,
             });
             f.new_share.clear();
         }
