@@ -5,6 +5,7 @@
 //! - [`protocol`]: the messages exchanged over the helper's Unix socket.
 //! - [`desktop`]: `.desktop` files and their `Exec` field codes.
 //! - [`frame`]: length-prefixed JSON framing of those messages.
+//! - [`text`]: an app's text made safe to show on a terminal.
 //!
 //! This crate does no I/O and has no `unsafe`: everything here is plain data and pure
 //! functions, unit tested without a socket or a syscall.
@@ -17,3 +18,4 @@ pub mod limits;
 pub mod network;
 pub mod profile;
 pub mod protocol;
+pub mod text;

@@ -136,7 +136,9 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&anatomy)?);
     } else {
-        print!("{}", render(&anatomy));
+        // Read from the app's /proc (its process names, mount paths): no control character
+        // of the app's reaches the terminal.
+        print!("{}", hutch_core::text::escape_controls(&render(&anatomy)));
     }
     Ok(ExitCode::SUCCESS)
 }

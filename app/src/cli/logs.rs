@@ -26,6 +26,9 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let mut client = connect()?;
     let mut since = None;
     let mut stdout = std::io::stdout();
+    // An app's escape sequences drive a terminal (`ESC[6n` makes it type into the user's
+    // input): shown escaped there, unless asked for raw.
+    let escape = !args.raw && std::io::IsTerminal::is_terminal(&stdout);
     loop {
         let request = Request::Logs {
             id: args.id.clone(),
@@ -74,7 +77,11 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
                 "hutch: the first {start} bytes of output were dropped (the log keeps the newest 256 KiB)"
             );
         }
-        stdout.write_all(text.as_bytes())?;
+        if escape {
+            stdout.write_all(hutch_core::text::escape_controls(&text).as_bytes())?;
+        } else {
+            stdout.write_all(text.as_bytes())?;
+        }
         stdout.flush()?;
         if !args.follow || finished {
             return Ok(ExitCode::SUCCESS);

@@ -111,6 +111,11 @@ pub struct LogsArgs {
     /// Keep printing new output until the sandbox exits.
     #[arg(long, short = 'f')]
     follow: bool,
+    /// Pass the app's control characters to a terminal as they are (by default, when
+    /// standard output is a terminal, they are shown as escapes like `\e[31m`, so an app's
+    /// output cannot drive the terminal).
+    #[arg(long)]
+    raw: bool,
 }
 
 #[derive(Args, Debug)]

@@ -68,7 +68,8 @@ pub fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
             state_text(s),
             uptime,
             network_text(&s.network),
-            s.command.join(" ")
+            // The command line may hold anything: no control character reaches the terminal.
+            hutch_core::text::escape_line(&s.command.join(" "))
         );
     }
     Ok(ExitCode::SUCCESS)

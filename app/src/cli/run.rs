@@ -64,6 +64,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         audio: args.audio,
         gpu: args.gpu,
     };
+    // An app given the caller's terminal may change it: whatever it changed there is put back
+    // once it exited (or we did).
+    let saved = (!args.tty && !args.detach).then(terminal::Saved::now);
     // The run request follows the hello without waiting for its answer: one round trip less.
     let mut client = Client::open_or_start("hutch-cli")?;
     let stdin = std::io::stdin();
@@ -113,7 +116,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             drop(raw);
             status
         }
-        None => wait_exit(&mut client, &id)?,
+        None => {
+            let status = wait_exit(&mut client, &id)?;
+            drop(saved);
+            status
+        }
     };
     Ok(ExitCode::from(status.shell_code().clamp(0, 255) as u8))
 }
@@ -165,10 +172,10 @@ fn launcher(
             for f in rest {
                 let abs = std::fs::canonicalize(f)
                     .map_err(|e| anyhow::anyhow!("{f}: cannot open it: {e}"))?;
-                add_share(ShareSpec {
-                    path: abs.display().to_string(),
-                    mode: hutch_core::profile::ShareMode::ReadOnly,
-                });
+                add_share(ShareSpec::new(
+                    abs.display().to_string(),
+                    hutch_core::profile::ShareMode::ReadOnly,
+                ));
                 files.push(abs.display().to_string());
             }
             if !rest.is_empty() && !entry.takes_files() {

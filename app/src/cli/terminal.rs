@@ -2,11 +2,12 @@
 //! pseudo-terminal. The app never holds the caller's terminal, so it cannot push input into it.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use hutch_core::protocol::{Event, ExitStatus};
 use hutch_helper::client::Client;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::termios::{self, SetArg, Termios};
 
@@ -29,6 +30,56 @@ impl RawMode {
 impl Drop for RawMode {
     fn drop(&mut self) {
         let _ = termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, &self.saved);
+    }
+}
+
+/// The caller's terminal as it was before an app that holds it (a run without `-t` hands the
+/// app the caller's stdin, stdout and stderr) could change it: its settings (echo, line
+/// editing) and window size, and each stdio file's status flags (an app that leaves them
+/// non-blocking breaks the shell after it). Put back when dropped.
+pub struct Saved {
+    terminal: Option<(Termios, Option<(u16, u16)>)>,
+    flags: [Option<OFlag>; 3],
+}
+
+/// Calls `f` with stdio fd `n` (0, 1 or 2).
+fn with_stdio<R>(n: usize, f: impl FnOnce(BorrowedFd<'_>) -> R) -> R {
+    match n {
+        0 => f(std::io::stdin().as_fd()),
+        1 => f(std::io::stdout().as_fd()),
+        _ => f(std::io::stderr().as_fd()),
+    }
+}
+
+impl Saved {
+    /// What the caller's stdio is now.
+    pub fn now() -> Self {
+        let terminal = with_stdio(0, |stdin| {
+            let settings = termios::tcgetattr(stdin).ok()?;
+            Some((settings, hutch_helper::sys::window_size(stdin)))
+        });
+        let flags = [0, 1, 2].map(|n| {
+            with_stdio(n, |fd| fcntl(fd, FcntlArg::F_GETFL).ok()).map(OFlag::from_bits_truncate)
+        });
+        Self { terminal, flags }
+    }
+}
+
+impl Drop for Saved {
+    fn drop(&mut self) {
+        if let Some((settings, size)) = &self.terminal {
+            with_stdio(0, |stdin| {
+                let _ = termios::tcsetattr(stdin, SetArg::TCSANOW, settings);
+                if let Some((rows, cols)) = size {
+                    let _ = hutch_helper::sys::set_window_size(stdin, *rows, *cols);
+                }
+            });
+        }
+        for (n, flags) in self.flags.iter().enumerate() {
+            if let Some(flags) = flags {
+                with_stdio(n, |fd| fcntl(fd, FcntlArg::F_SETFL(*flags)).ok());
+            }
+        }
     }
 }
 

@@ -93,6 +93,15 @@ pub fn serve(stream: UnixStream, state: Arc<State>) {
         );
         return;
     }
+    if let Err(why) = super::peer::check(stream.as_fd(), peer.pid(), &state.supervisor_pids()) {
+        tracing::warn!(pid = peer.pid(), "refused a connection: {why}");
+        error(
+            &writer,
+            ErrorCode::Denied,
+            format!("this helper refuses the client (pid {}): {why}", peer.pid()),
+        );
+        return;
+    }
     let mut rx = Receiver::new(stream);
     rx.set_frame_timeout(Some(state.bounds.frame_timeout));
     rx.set_idle_timeout(Some(HANDSHAKE_TIMEOUT));

@@ -207,6 +207,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The pid of its supervisor, whose child is the sandbox's pid 1.
+    pub fn supervisor_pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
     /// Ends an unused prepared sandbox.
     fn discard(mut self) {
         let _ = self.child.kill();

@@ -5,6 +5,7 @@ pub mod connection;
 pub mod inspect;
 pub mod launch;
 pub mod logs;
+pub mod peer;
 pub mod prepare_key;
 pub mod processes;
 pub mod registry;
@@ -46,6 +47,17 @@ pub struct State {
     pub bounds: Bounds,
     /// Connections being served.
     pub connections: std::sync::atomic::AtomicUsize,
+}
+
+impl State {
+    /// The pids every process in one of this helper's sandboxes descends from (the prepared
+    /// sandbox's supervisor too): a client below one of them runs inside a sandbox.
+    pub fn supervisor_pids(&self) -> Vec<i32> {
+        let mut pids = self.registry.ancestors();
+        let prepared = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        pids.extend(prepared.as_ref().map(launch::Prepared::supervisor_pid));
+        pids
+    }
 }
 
 /// Bounds on what clients may use, from the environment (`HUTCH_MAX_SANDBOXES`,

@@ -216,6 +216,16 @@ impl Registry {
         }
     }
 
+    /// The host pids every process of a live sandbox descends from: its pid 1, and while it
+    /// starts its supervisor.
+    pub fn ancestors(&self) -> Vec<i32> {
+        self.lock()
+            .live
+            .values()
+            .flat_map(|s| s.init_pid.into_iter().chain(s.info.pid.map(|p| p as i32)))
+            .collect()
+    }
+
     /// (id, pid 1's host pid, cgroup) of every running sandbox, for sampling.
     pub fn live_targets(&self) -> Vec<(String, i32, Option<std::path::PathBuf>)> {
         self.lock()

@@ -346,7 +346,7 @@ fn processes(app: &mut HutchApp, ui: &mut Ui, id: &str, state: SandboxState) {
                 } else {
                     format!("{indent}{}{}", p.name, super::list::ellipsize(&args, 60))
                 };
-                ui.label(RichText::new(name).monospace());
+                ui.label(RichText::new(hutch_core::text::escape_line(&name)).monospace());
                 ui.label(p.state.clone());
                 ui.label(format!("{:.1} s", p.cpu_usec as f64 / 1e6));
                 ui.label(widgets::bytes(p.rss_bytes as f64));
@@ -393,8 +393,10 @@ fn output(app: &mut HutchApp, ui: &mut Ui, id: &str) {
         .stick_to_bottom(true)
         .auto_shrink([false, false])
         .show(ui, |ui| {
+            // The app's control characters, shown as escapes as `hutch logs` shows them.
+            let text = hutch_core::text::escape_controls(&out.text);
             ui.add(
-                egui::Label::new(RichText::new(&out.text).monospace())
+                egui::Label::new(RichText::new(text.as_ref()).monospace())
                     .wrap_mode(egui::TextWrapMode::Wrap),
             );
         });
