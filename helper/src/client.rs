@@ -34,6 +34,11 @@ pub enum ClientError {
     Channel(ChannelError),
     #[error("unexpected answer from the helper: {0}")]
     Unexpected(String),
+    #[error(
+        "the request is too large to send ({len} bytes; the most the helper reads is {max}): \
+         nothing was sent. A command line, environment or .desktop Exec this long cannot be run"
+    )]
+    TooLarge { len: usize, max: usize },
 }
 
 impl ClientError {
@@ -171,6 +176,10 @@ impl Client {
         fds: &[BorrowedFd<'_>],
     ) -> Result<Response, ClientError> {
         if let Err(e) = channel::send(&self.stream, request, fds) {
+            // Refused here, before a byte went out: there is no answer to wait for.
+            if let ChannelError::Frame(hutch_core::frame::FrameError::TooLarge { len, max }) = e {
+                return Err(ClientError::TooLarge { len, max });
+            }
             // The helper may have answered and closed before reading us (a refusal of the
             // hello, or of this request): its answer is still waiting in our receive buffer.
             self.finish_hello()?;

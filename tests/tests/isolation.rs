@@ -192,6 +192,50 @@ fn the_host_name_and_boot_id_are_not_the_sandboxes_to_learn() {
     assert_ne!(other.trim(), lines[0]);
 }
 
+/// Seconds in the first field of a `/proc/uptime` text.
+fn uptime(text: &str) -> f64 {
+    text.split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an uptime: {text:?}"))
+}
+
+#[test]
+fn the_hosts_boot_time_uptime_and_kernel_command_line_are_not_shown() {
+    let env = env_or_skip!();
+    let host_uptime = uptime(&std::fs::read_to_string("/proc/uptime").unwrap());
+    let host_cmdline = std::fs::read_to_string("/proc/cmdline").unwrap();
+    let btime = |stat: &str| -> u64 {
+        stat.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no btime in {stat}"))
+    };
+    let host_btime = btime(&std::fs::read_to_string("/proc/stat").unwrap());
+    let out = ok(&env.sh(
+        &[],
+        "cat /proc/uptime; echo ---; cat /proc/stat; echo ---; cat /proc/cmdline",
+    ));
+    let parts: Vec<&str> = out.split("---\n").collect();
+    let [inside_uptime, inside_stat, inside_cmdline] = parts[..] else {
+        panic!("{out}")
+    };
+    // The sandbox's boot clock starts when it is made (a prepared one may wait a little).
+    let inside_uptime = uptime(inside_uptime);
+    assert!(inside_uptime < 120.0, "inside uptime {inside_uptime}");
+    if host_uptime > inside_uptime + 5.0 {
+        assert!(
+            btime(inside_stat) > host_btime + 3,
+            "the host's boot time {host_btime} shows inside: {}",
+            btime(inside_stat)
+        );
+    } else {
+        eprintln!("the host booted {host_uptime} s ago: its boot time cannot be told apart");
+    }
+    assert_eq!(inside_cmdline, "\n", "the kernel's command line inside");
+    assert_ne!(host_cmdline, "\n");
+}
+
 /// The host's first global IPv4 address, if it has one.
 fn host_address() -> Option<String> {
     let out = std::process::Command::new("ip")

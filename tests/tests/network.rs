@@ -63,6 +63,31 @@ fn the_user_network_is_configured_like_slirp4netns_for_both_backends() {
             "{backend}"
         );
     }
+    // IPv6 (pasta gives it) shows none of the host's own addresses either: slirp4netns's
+    // layout, fd00::100 behind fd00::2.
+    if backends().contains(&"pasta") {
+        let inside = ok(&env.sh(
+            &["--net", "user", "--net-backend", "pasta"],
+            "ip -6 -o addr show scope global | awk '{print $4}'; ip -6 route show default",
+        ));
+        assert!(
+            inside.starts_with("fd00::100/64\ndefault via fd00::2 dev tap0"),
+            "{inside}"
+        );
+        let host = std::process::Command::new("ip")
+            .args(["-6", "-o", "addr", "show", "scope", "global"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for addr in host
+            .split_whitespace()
+            .filter(|w| w.contains(':') && w.contains('/'))
+        {
+            if addr != "fd00::100/64" {
+                assert!(!inside.contains(addr), "the host's {addr} inside: {inside}");
+            }
+        }
+    }
     // And with no network, no interface but loopback and no resolver.
     let out = ok(&env.sh(
         &[],
@@ -312,6 +337,24 @@ fn bad_network_input_is_refused_before_anything_starts() {
         );
         assert!(!marker.exists());
     }
+    // One host port published twice is refused, not collapsed into one.
+    let out = env.sh(
+        &[
+            "--net",
+            "user",
+            "--publish",
+            "18080:80",
+            "--publish",
+            "18080:81",
+        ],
+        "true",
+    );
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("publishes host port 127.0.0.1:18080:80 and then 127.0.0.1:18080:81"),
+        "{}",
+        stderr(&out)
+    );
     let out = env.sh(&["--net", "user", "--publish", "8080:70000"], "true");
     assert!(!out.status.success());
     assert!(

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::bail;
 use hutch_core::protocol::{Event, Request, Response, RunRequest, Stdio};
@@ -32,6 +33,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     signals.add(Signal::SIGWINCH);
     signals.thread_block()?;
+    // Taken from the start: before the sandbox runs, a signal ends this command (a helper that
+    // does not answer must not make it deaf to Ctrl-C); after, it goes to the app.
+    let target = Arc::new(Target::default());
+    forward_signals(signals, Arc::clone(&target));
 
     let stdio = if args.tty {
         let (rows, cols) =
@@ -103,8 +108,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let winch_target = tty.as_ref().map(|fd| fd.try_clone()).transpose()?;
-    forward_signals(signals, id.clone(), winch_target);
+    if let Some(fd) = tty.as_ref() {
+        let _ = target.tty.set(fd.try_clone()?);
+    }
+    let _ = target.id.set(id.clone());
 
     let status = match tty {
         Some(master) => {
@@ -287,21 +294,33 @@ pub(super) fn exit_through_new_helper(
     }
 }
 
+/// Where the signals this command takes go: nowhere yet, then the started sandbox.
+#[derive(Debug, Default)]
+struct Target {
+    id: OnceLock<String>,
+    /// The sandbox's terminal (`-t`), whose size follows ours.
+    tty: OnceLock<std::os::fd::OwnedFd>,
+}
+
 /// A thread that takes the blocked signals: window changes resize the sandbox's terminal, the
-/// others go to the app through the helper.
-fn forward_signals(signals: SigSet, id: String, tty: Option<std::os::fd::OwnedFd>) {
+/// others go to the app through the helper, or end this command while no app runs yet.
+fn forward_signals(signals: SigSet, target: Arc<Target>) {
     std::thread::spawn(move || {
         loop {
             let Ok(sig) = signals.wait() else { continue };
             if sig == Signal::SIGWINCH {
                 if let (Some(tty), Some((rows, cols))) = (
-                    &tty,
+                    target.tty.get(),
                     hutch_helper::sys::window_size(std::io::stdin().as_fd()),
                 ) {
                     let _ = hutch_helper::sys::set_window_size(tty.as_fd(), rows, cols);
                 }
                 continue;
             }
+            let Some(id) = target.id.get() else {
+                eprintln!("hutch: {sig} before the sandbox started; giving up");
+                std::process::exit(128 + sig as i32);
+            };
             let sent = Client::connect_or_start("hutch-cli-signal").and_then(|mut c| {
                 c.request(
                     &Request::Signal {

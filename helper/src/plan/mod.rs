@@ -130,6 +130,10 @@ pub struct IdMapPlan {
 pub const SANDBOX_ADDR: &str = "10.0.2.100";
 pub const GATEWAY_ADDR: &str = "10.0.2.2";
 pub const DNS_ADDR: &str = "10.0.2.3";
+/// The sandbox's IPv6 address and gateway on a user network, where the stack gives IPv6
+/// (pasta): slirp4netns's IPv6 layout, so the host's own address is not shown inside.
+pub const SANDBOX_ADDR6: &str = "fd00::100";
+pub const GATEWAY_ADDR6: &str = "fd00::2";
 /// MTU of the user network's interface.
 pub const NET_MTU: u32 = 65520;
 
@@ -270,6 +274,15 @@ pub enum PlanError {
     NoBackend,
     #[error("publishing ports ({0}) needs a user network: add --net user")]
     PublishWithoutNetwork(String),
+    #[error(
+        "{whence} publishes host port {first} and then {second}: one host port can be \
+         forwarded to one sandbox port only; drop one of them"
+    )]
+    PublishRepeated {
+        first: String,
+        second: String,
+        whence: String,
+    },
     #[error("{0}")]
     Limit(LimitError),
     #[error("display: {0}")]
@@ -540,9 +553,25 @@ fn network_plan(
     host: &HostFacts,
 ) -> Result<NetworkPlan, PlanError> {
     let mode = request.net.unwrap_or(profile.network);
+    // One host port, one forward: a second one for the same port would be silently lost.
+    for (list, whence) in [
+        (&profile.publish, format!("profile `{}`", profile.name)),
+        (&request.publish, "the command line".to_owned()),
+    ] {
+        for (i, a) in list.iter().enumerate() {
+            if let Some(b) = list[..i].iter().find(|b| clashes(a, b)) {
+                return Err(PlanError::PublishRepeated {
+                    first: b.to_string(),
+                    second: a.to_string(),
+                    whence,
+                });
+            }
+        }
+    }
+    // The command line's forward of a port replaces the profile's.
     let mut publish = profile.publish.clone();
     for forward in &request.publish {
-        publish.retain(|p| p.host_port != forward.host_port || p.host_addr != forward.host_addr);
+        publish.retain(|p| !clashes(p, forward));
         publish.push(forward.clone());
     }
     if mode == NetworkMode::None {
@@ -582,6 +611,15 @@ fn network_plan(
         publish,
         confine_backend,
     })
+}
+
+/// Whether two forwards want the same host port (on the same address, or one on every
+/// address).
+fn clashes(a: &PortForward, b: &PortForward) -> bool {
+    a.host_port == b.host_port
+        && (a.host_addr == b.host_addr
+            || a.host_addr.is_unspecified()
+            || b.host_addr.is_unspecified())
 }
 
 fn depth(path: &Path) -> usize {

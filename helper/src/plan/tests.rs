@@ -874,6 +874,28 @@ fn published_ports_merge_and_need_a_user_network() {
         ["127.0.0.1:8080:8000", "127.0.0.1:2222:22"],
         "the command line wins"
     );
+    // One host port twice in one list is refused, naming both, not collapsed: also on every
+    // address against one of them.
+    for (a, b) in [
+        ("8081:80", "8081:81"),
+        ("0.0.0.0:8081:80", "127.0.0.1:8081:81"),
+    ] {
+        let mut req = request(&["true"]);
+        req.publish.push(PortForward::parse(a).unwrap());
+        req.publish.push(PortForward::parse(b).unwrap());
+        let err = plan(&profile, &req).unwrap_err().to_string();
+        assert!(
+            err.contains("the command line publishes host port") && err.contains(":8081:81"),
+            "{err}"
+        );
+    }
+    let mut twice = profile.clone();
+    twice.publish.push(PortForward::parse("8080:90").unwrap());
+    let err = plan(&twice, &request(&["true"])).unwrap_err().to_string();
+    assert!(
+        err.starts_with("profile `default` publishes host port"),
+        "{err}"
+    );
 }
 
 #[test]

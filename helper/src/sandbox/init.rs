@@ -180,6 +180,10 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
     if let Err(e) = rootfs::prepare(&root, &base_mounts) {
         fail(&report, e);
     }
+    // The app's process (forked below) gets a boot clock of its own.
+    if let Err(e) = own_boot_clock() {
+        fail(&report, e);
+    }
     // Every sandbox has its loopback up (the first socket in a network namespace is slow to
     // make: done before the launch).
     if let Err(e) = sys::loopback_up() {
@@ -295,6 +299,29 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
     let status = reap_until(app, &handled);
     send(&report, &InitReport::Exited { status }, &[]);
     std::process::exit(status.shell_code())
+}
+
+/// Puts the children of this process in a time namespace of their own whose boot clock
+/// starts now: the sandbox's `/proc/uptime`, `btime` in `/proc/stat`, process start times and
+/// `CLOCK_BOOTTIME` count from its making, not from the host's boot (which would tell how long
+/// the host has been up and, with the start times of its own processes, identify it).
+///
+/// The monotonic clock is left alone: Wayland and PipeWire compare timestamps the compositor
+/// and sound server take on the host with the app's own, and would break. Kernels without
+/// time namespaces (before 5.6) keep the host's clocks.
+fn own_boot_clock() -> Result<(), SetupError> {
+    let newtime = nix::sched::CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
+    match nix::sched::unshare(newtime) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EINVAL) => return Ok(()),
+        Err(e) => return Err(SetupError::new("make a time namespace", e)),
+    }
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map_err(|e| SetupError::new("read the boot clock", e))?;
+    // The offset may not take the clock below zero: it starts at one second.
+    let offset = format!("boottime {} 0\n", 1 - now.tv_sec());
+    std::fs::write("/proc/self/timens_offsets", offset)
+        .map_err(|e| SetupError::io("set the sandbox's boot clock (timens_offsets)".into(), e))
 }
 
 /// Forwards signals to `app` and reaps every child until `app` exits.

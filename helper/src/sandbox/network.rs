@@ -16,7 +16,10 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::unistd::Pid;
 
 use super::SetupError;
-use crate::plan::{BackendKind, DNS_ADDR, GATEWAY_ADDR, NET_MTU, NetworkPlan, SANDBOX_ADDR};
+use crate::plan::{
+    BackendKind, DNS_ADDR, GATEWAY_ADDR, GATEWAY_ADDR6, NET_MTU, NetworkPlan, SANDBOX_ADDR,
+    SANDBOX_ADDR6,
+};
 use crate::sys;
 
 /// How long a stack may take to come up.
@@ -81,6 +84,11 @@ pub fn pasta_args(
         "24",
         "--gateway",
         GATEWAY_ADDR,
+        // IPv6 gets a neutral address too (pasta copies the host's otherwise).
+        "--address",
+        SANDBOX_ADDR6,
+        "--gateway",
+        GATEWAY_ADDR6,
         "--dns-forward",
         DNS_ADDR,
         "--ns-ifname",
@@ -359,6 +367,8 @@ mod tests {
             "--udp-ns none",
             "--no-map-gw",
             "--gateway 10.0.2.2",
+            "--address fd00::100",
+            "--gateway fd00::2",
             "--dns-forward 10.0.2.3",
             "--netns /proc/7/ns/net",
             "--userns /proc/7/ns/user",
