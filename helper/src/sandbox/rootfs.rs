@@ -541,10 +541,12 @@ fn apply(root: &Root, op: &MountOp, empty: &mut Option<OwnedFd>) -> Result<(), S
     }
 }
 
-/// The empty file sockets are hidden under: made on the root's tmpfs, opened, and removed
-/// from it (the mounts keep it).
+/// The empty file sockets are hidden under, on the root's tmpfs (removed by [`remove_empty`]
+/// once every mount is made: an unlinked file cannot be bound).
+const EMPTY: &str = ".hutch-hidden-socket";
+
 fn empty_file(root: &Root) -> Result<OwnedFd, SetupError> {
-    let name = ".hutch-hidden-socket";
+    let name = EMPTY;
     let what = || format!("make {}", inside(&root.path, Path::new(name)).display());
     let file = openat(
         &root.fd,
@@ -561,9 +563,16 @@ fn empty_file(root: &Root) -> Result<OwnedFd, SetupError> {
         Mode::empty(),
     )
     .map_err(|e| SetupError::new(what(), e))?;
-    nix::unistd::unlinkat(&root.fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
-        .map_err(|e| SetupError::new(what(), e))?;
     Ok(fd)
+}
+
+/// Removes the file [`empty_file`] made, if it made one (the mounts of it stay).
+fn remove_empty(root: &Root, empty: Option<OwnedFd>) -> Result<(), SetupError> {
+    if empty.is_some() {
+        nix::unistd::unlinkat(&root.fd, EMPTY, nix::unistd::UnlinkatFlags::NoRemoveDir)
+            .map_err(|e| SetupError::new(format!("remove {EMPTY} from the root"), e))?;
+    }
+    Ok(())
 }
 
 /// Step 1, ahead of the plan: a tmpfs on `root` and the host-only base of the root.
@@ -588,7 +597,7 @@ pub fn prepare(root: &Path, base: &[MountOp]) -> Result<(), SetupError> {
     for op in base {
         apply(&opened, op, &mut empty)?;
     }
-    Ok(())
+    remove_empty(&opened, empty)
 }
 
 /// Step 2: the plan's own mounts on top, then pivot into the root and seal it read-only.
@@ -599,7 +608,7 @@ pub fn finish_and_enter(plan: &SandboxPlan) -> Result<(), SetupError> {
     for op in &plan.mounts {
         apply(&opened, op, &mut empty)?;
     }
-    drop(empty);
+    remove_empty(&opened, empty)?;
     drop(opened);
     std::env::set_current_dir(root)
         .map_err(|e| SetupError::io(format!("chdir {}", root.display()), e))?;
