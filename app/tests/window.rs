@@ -640,3 +640,41 @@ fn answers_find_their_launch_by_ticket_even_out_of_order() {
     assert_eq!(launched.len(), 1, "{launched:?}");
     assert_eq!(launched["bbbb0002"].0.command, ["second"]);
 }
+
+#[test]
+fn a_share_keeps_its_sockets_only_when_ticked_and_a_launch_says_what_was_hidden() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profiles = tmp.path().join("profiles");
+    save(&profiles, "term", |p| {
+        p.shares = vec![hutch_core::profile::Share {
+            path: "/srv/agent".into(),
+            mode: ShareMode::ReadOnly,
+            sockets: false,
+        }];
+    });
+    let link = RecordingLink::default();
+    link.push([connected(true)]);
+    let mut h = harness(&profiles, &link);
+    h.run_steps(2);
+    open_settings(&mut h, "term");
+    h.get_by_label("its sockets").click();
+    h.run_steps(2);
+    h.get_by_label_contains("the app can talk to what listens there");
+    h.get_by_label("Save").click();
+    h.run_steps(2);
+    let saved = hutch_helper::profiles::load(&profiles, Some("term")).unwrap();
+    assert!(saved.shares[0].sockets, "{:?}", saved.shares);
+    // The helper's warning about hidden sockets reaches the person launching.
+    link.push([Update::Started {
+        id: "cccc0003".into(),
+        title: "Term".into(),
+        warnings: vec![
+            "/srv/agent holds 1 Unix socket (ssh.sock): hidden from the app, so nothing \
+             listening there can act for it (add `,sockets` to the share to keep them)"
+                .into(),
+        ],
+        ticket: None,
+    }]);
+    h.run_steps(3);
+    h.get_by_label_contains("holds 1 Unix socket (ssh.sock): hidden from the app");
+}
