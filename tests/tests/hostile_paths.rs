@@ -224,7 +224,11 @@ fn a_socket_server_in_a_read_only_share_hears_nothing_from_the_app() {
     // Control: asked for in so many words, the socket is reachable, and the server hears it.
     let out = send(&["--share", &format!("{ro},sockets")]);
     assert_eq!(ok(&out), "sent\n");
-    assert!(stderr(&out).contains("shared with its Unix sockets"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("shared with its Unix sockets"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(
         heard.recv_timeout(Duration::from_secs(5)).unwrap(),
         b"hello from the app"
@@ -254,7 +258,9 @@ fn a_socket_server_in_a_read_only_share_hears_nothing_from_the_app() {
     .unwrap();
     assert_eq!(line, "listening\n");
     let app_sock = shared.join("app.sock").display().to_string();
-    let out = env.hutch(&["run", "--share", &ro, "--", "python3", "-c", SEND, &app_sock]);
+    let out = env.hutch(&[
+        "run", "--share", &ro, "--", "python3", "-c", SEND, &app_sock,
+    ]);
     assert!(
         ok(&out).starts_with("refused: Permission denied"),
         "{}",
@@ -281,11 +287,18 @@ fn tmux_run_shell_through_a_read_only_share_runs_nothing_on_the_host() {
     };
     ok(&tmux(&["new-session", "-d", "-s", "hp", "sleep 60"]));
     let pwned = env.dir.path().join("PWNED");
-    let attack = format!("tmux -S {} run-shell 'touch {}'", sock.display(), pwned.display());
+    let attack = format!(
+        "tmux -S {} run-shell 'touch {}'",
+        sock.display(),
+        pwned.display()
+    );
     let out = env.sh(&["--share", &shared.display().to_string()], &attack);
     assert!(!out.status.success(), "{}", stdout(&out));
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!pwned.exists(), "the app ran a command on the host through tmux");
+    assert!(
+        !pwned.exists(),
+        "the app ran a command on the host through tmux"
+    );
     // Control: with the sockets passed on purpose, the same command does run outside.
     let with = format!("{}:ro,sockets", shared.display());
     ok(&env.sh(&["--share", &with], &attack));
@@ -294,7 +307,10 @@ fn tmux_run_shell_through_a_read_only_share_runs_nothing_on_the_host() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = tmux(&["kill-server"]);
-    assert!(pwned.exists(), "the control did not reach tmux: the test proves nothing");
+    assert!(
+        pwned.exists(),
+        "the control did not reach tmux: the test proves nothing"
+    );
 }
 
 #[test]
@@ -332,7 +348,12 @@ fn links_in_a_kept_home_make_the_next_launch_refuse_and_create_nothing_outside()
         "true",
     );
     let out2 = env.sh(
-        &["--profile", "kept", "--share", &format!("~/{elsewhere_name}/x")],
+        &[
+            "--profile",
+            "kept",
+            "--share",
+            &format!("~/{elsewhere_name}/x"),
+        ],
         "true",
     );
     let listed = ok(&env.hutch(&["profile", "list"]));
@@ -445,7 +466,10 @@ fn logs_show_an_apps_escape_sequences_escaped_on_a_terminal() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let (printed, _) = on_a_terminal(&env, &["logs", id]);
-    assert!(printed.contains("before\\e[6n\\e]0;title\\x07after"), "{printed:?}");
+    assert!(
+        printed.contains("before\\e[6n\\e]0;title\\x07after"),
+        "{printed:?}"
+    );
     assert!(!printed.contains('\x1b'), "{printed:?}");
     // Control: asked for raw, the sequences pass (and a pipe gets them as they are).
     let (raw, _) = on_a_terminal(&env, &["logs", "--raw", id]);

@@ -170,6 +170,7 @@ mod tests {
             access: Access::ReadOnly,
             dir: false,
             id: None,
+            sockets: false,
         }];
         let before = source_identities(&mounts);
         // Written in place: the same inode, which a bind shows as it changes.
@@ -246,6 +247,7 @@ mod tests {
             access: Access::ReadOnly,
             dir: false,
             id: None,
+            sockets: false,
         });
         key
     }

@@ -194,6 +194,8 @@ pub fn plan(
             at: source.to_owned(),
         })?;
         Ok::<_, PlanError>(MountOp::Bind {
+            // The display's and sound server's sockets are what the app is given them for.
+            sockets: found.kind == Entry::Other,
             dir: found.kind == Entry::Dir,
             source: found.path,
             path,
@@ -334,6 +336,7 @@ pub fn plan(
             access: Access::ReadWrite,
             dir: true,
             id: Some(found.id),
+            sockets: false,
         });
         out.granted.push("gpu".into());
     }

@@ -33,6 +33,11 @@ pub enum FsAccess {
 pub struct FsRule {
     pub path: PathBuf,
     pub access: FsAccess,
+    /// Whether Unix sockets beneath may be connected to (where the kernel's Landlock controls
+    /// that, ABI 9): the sandbox's own folders, desktop sockets, shares that say `sockets`.
+    /// Rights add up down the tree, so a share inside the home gets what the home allows.
+    #[serde(default)]
+    pub sockets: bool,
 }
 
 /// Folders that only hold other mounts.
@@ -43,36 +48,47 @@ pub fn rules<'a>(mounts: impl IntoIterator<Item = &'a MountOp>) -> Vec<FsRule> {
     let mut out = vec![FsRule {
         path: "/".into(),
         access: FsAccess::List,
+        sockets: false,
     }];
     let structural = |p: &Path| STRUCTURAL.iter().any(|s| Path::new(s) == p);
     for op in mounts {
-        let (path, access) = match op {
+        let (path, access, sockets) = match op {
             MountOp::Bind { path, access, .. } if path.starts_with("/dev") => (
                 path,
                 match access {
                     Access::ReadOnly => FsAccess::Read,
                     Access::ReadWrite => FsAccess::Device,
                 },
+                false,
             ),
-            MountOp::Bind { path, access, .. } => (
+            MountOp::Bind {
+                path,
+                access,
+                sockets,
+                ..
+            } => (
                 path,
                 match access {
                     Access::ReadOnly => FsAccess::Read,
                     Access::ReadWrite => FsAccess::ReadWrite,
                 },
+                *sockets,
             ),
-            MountOp::Tmpfs { path, .. } if !structural(path) => (path, FsAccess::ReadWrite),
-            MountOp::Dir { path, .. } if path == Path::new("/etc") => (path, FsAccess::Read),
-            MountOp::Dir { path, .. } if !structural(path) => (path, FsAccess::ReadWrite),
-            MountOp::Proc { path } => (path, FsAccess::Proc),
-            MountOp::Devpts { path } => (path, FsAccess::Device),
-            // Generated files sit in /etc; symlinks reach their targets' rules.
+            // The sandbox's own folders: sockets there are its own.
+            MountOp::Tmpfs { path, .. } if !structural(path) => (path, FsAccess::ReadWrite, true),
+            MountOp::Dir { path, .. } if path == Path::new("/etc") => (path, FsAccess::Read, false),
+            MountOp::Dir { path, .. } if !structural(path) => (path, FsAccess::ReadWrite, true),
+            MountOp::Proc { path } => (path, FsAccess::Proc, false),
+            MountOp::Devpts { path } => (path, FsAccess::Device, false),
+            // Generated files sit in /etc; symlinks reach their targets' rules; a hidden
+            // socket is an empty file in a share that has its rule.
             _ => continue,
         };
         out.retain(|r| r.path != *path);
         out.push(FsRule {
             path: path.clone(),
             access,
+            sockets,
         });
     }
     // Landlock grants a rule's rights to everything beneath it, and rights only add up down
@@ -83,6 +99,7 @@ pub fn rules<'a>(mounts: impl IntoIterator<Item = &'a MountOp>) -> Vec<FsRule> {
             other.path != rule.path
                 && rule.path.starts_with(&other.path)
                 && other.access.includes(rule.access)
+                && (other.sockets || !rule.sockets)
         })
     };
     let kept: Vec<FsRule> = out.iter().filter(|r| !covered(r, &out)).cloned().collect();
@@ -113,6 +130,7 @@ mod tests {
             access,
             dir: true,
             id: None,
+            sockets: false,
         }
     }
 
@@ -187,4 +205,49 @@ mod tests {
                 .collect::<Vec<_>>()
         );
     }
+}
+
+#[test]
+fn sockets_may_be_reached_in_own_folders_and_in_shares_that_say_so() {
+    let share = |path: &str, access, sockets| MountOp::Bind {
+        source: path.into(),
+        path: path.into(),
+        access,
+        dir: true,
+        id: None,
+        sockets,
+    };
+    let mounts = vec![
+        share("/usr", Access::ReadOnly, false),
+        MountOp::Tmpfs {
+            path: "/tmp".into(),
+            mode: 0o1777,
+        },
+        share("/srv/data", Access::ReadWrite, false),
+        share("/srv/agent", Access::ReadOnly, true),
+        MountOp::Tmpfs {
+            path: "/home/u".into(),
+            mode: 0o700,
+        },
+        share("/home/u/agent", Access::ReadOnly, true),
+        share("/home/u/Documents", Access::ReadWrite, false),
+    ];
+    let got: Vec<(String, bool)> = rules(&mounts)
+        .into_iter()
+        .map(|r| (r.path.display().to_string(), r.sockets))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/", false),
+            ("/usr", false),
+            ("/tmp", true),
+            ("/srv/data", false),
+            ("/srv/agent", true),
+            // Beneath the home, which allows sockets already (its own), a share gets what
+            // the home allows: rights only add up down the tree.
+            ("/home/u", true),
+        ]
+        .map(|(p, s)| (p.to_owned(), s))
+    );
 }

@@ -88,6 +88,10 @@ pub enum MountOp {
         access: Access,
         dir: bool,
         id: Option<FileId>,
+        /// The app may connect to Unix sockets beneath it (Landlock, where the kernel controls
+        /// that): a desktop socket, a share that says `sockets`, its own kept home.
+        #[serde(default)]
+        sockets: bool,
     },
     /// An empty read-only file bound over the Unix socket at `path` (found in a shared
     /// folder), so the app cannot connect to whatever listens there.
@@ -402,6 +406,7 @@ pub fn build(
                 dir: true,
                 // Made for the launch in Hutch's data folder, which no sandbox sees.
                 id: None,
+                sockets: true,
             }
         }
     };
@@ -440,6 +445,7 @@ pub fn build(
                 access: share.access,
                 dir: share.dir(),
                 id: Some(share.source.id),
+                sockets: share.sockets,
             },
         ));
         if !share.dir() {
@@ -759,6 +765,7 @@ fn system_bind(fs: &dyn HostFs, path: PathBuf, access: Access) -> Option<MountOp
         access,
         dir,
         id: Some(found.id),
+        sockets: false,
     })
 }
 

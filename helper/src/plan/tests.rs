@@ -279,6 +279,7 @@ fn system_folders_are_read_only_and_links_are_recreated() {
             access: Access::ReadOnly,
             dir: true,
             id: Some(fake_id(Path::new("/usr"))),
+            sockets: false,
         }]
     );
     assert_eq!(
@@ -400,6 +401,7 @@ fn persistent_home_binds_the_apps_folder() {
             access: Access::ReadWrite,
             dir: true,
             id: None,
+            sockets: true,
         }]
     );
     assert_eq!(p.prepare_dirs, [dir]);
@@ -569,6 +571,7 @@ fn a_share_is_checked_and_bound_by_what_it_really_is() {
             access: Access::ReadWrite,
             dir: true,
             id: Some(fake_id(Path::new("/home/alice/Documents"))),
+            sockets: false,
         }]
     );
     // Every bind of the plan names its source by its real path and carries its identity, but
@@ -1006,6 +1009,7 @@ fn wayland_gets_its_socket_alone_in_a_private_runtime_folder() {
         access: Access::ReadWrite,
         dir: false,
         id: Some(fake_id(Path::new("/run/user/1000/wayland-0"))),
+        sockets: true,
     }));
     // The runtime folder is a fresh one: nothing else of the host's is bound into it.
     let runtime_binds: Vec<_> = p
@@ -1039,6 +1043,7 @@ fn x11_binds_the_display_socket_and_cookie_and_says_it_is_unsafe() {
         access: Access::ReadWrite,
         dir: false,
         id: Some(fake_id(Path::new("/tmp/.X11-unix/X0"))),
+        sockets: true,
     }));
     assert!(p.mounts.contains(&MountOp::Bind {
         source: "/home/alice/.Xauthority".into(),
@@ -1046,6 +1051,7 @@ fn x11_binds_the_display_socket_and_cookie_and_says_it_is_unsafe() {
         access: Access::ReadOnly,
         dir: false,
         id: Some(fake_id(Path::new("/home/alice/.Xauthority"))),
+        sockets: false,
     }));
     assert!(
         p.warnings.iter().any(|w| w.contains("every keystroke")),

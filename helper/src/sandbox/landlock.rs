@@ -18,26 +18,32 @@ use crate::plan::landlock::{FsAccess, FsRule};
 /// The newest Landlock ABI this code knows; older kernels get the part they support.
 const ABI_WANTED: ABI = ABI::V10;
 
-fn rights(access: FsAccess) -> BitFlags<AccessFs> {
-    let all = AccessFs::from_all(ABI_WANTED);
-    match access {
-        FsAccess::List => AccessFs::ReadDir.into(),
-        // Connecting to a Unix socket by path is a "write" right to Landlock (ABI 9); a
-        // read-only mount allows it, so the rule does too.
-        FsAccess::Read => AccessFs::from_read(ABI_WANTED) | AccessFs::ResolveUnix,
-        FsAccess::ReadWrite => all,
-        FsAccess::Device => {
-            AccessFs::ReadFile
-                | AccessFs::WriteFile
-                | AccessFs::ReadDir
-                | AccessFs::IoctlDev
-                | AccessFs::Truncate
+fn rights(access: FsAccess, sockets: bool) -> BitFlags<AccessFs> {
+    // Connecting to a Unix socket by path (ABI 9) only where the rule says so: a socket in a
+    // shared folder would let the app make what listens there act for it.
+    let all = AccessFs::from_all(ABI_WANTED) & !AccessFs::ResolveUnix;
+    let connect = if sockets {
+        BitFlags::from(AccessFs::ResolveUnix)
+    } else {
+        BitFlags::empty()
+    };
+    connect
+        | match access {
+            FsAccess::List => AccessFs::ReadDir.into(),
+            FsAccess::Read => AccessFs::from_read(ABI_WANTED),
+            FsAccess::ReadWrite => all,
+            FsAccess::Device => {
+                AccessFs::ReadFile
+                    | AccessFs::WriteFile
+                    | AccessFs::ReadDir
+                    | AccessFs::IoctlDev
+                    | AccessFs::Truncate
+            }
+            // Writes to /proc files open them with O_TRUNC (`echo 500 > /proc/self/oom_score_adj`).
+            FsAccess::Proc => {
+                AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::ReadDir | AccessFs::Truncate
+            }
         }
-        // Writes to /proc files open them with O_TRUNC (`echo 500 > /proc/self/oom_score_adj`).
-        FsAccess::Proc => {
-            AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::ReadDir | AccessFs::Truncate
-        }
-    }
 }
 
 /// A ruleset made ahead, while the sandbox is prepared, with the rules of its base mounts.
@@ -91,7 +97,7 @@ impl Pending {
             };
             let is_dir = nix::sys::stat::fstat(&fd)
                 .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
-            let mut access = rights(rule.access);
+            let mut access = rights(rule.access, rule.sockets);
             if !is_dir {
                 access &= AccessFs::from_file(ABI_WANTED);
             }
@@ -186,7 +192,28 @@ mod tests {
         FsRule {
             path: path.into(),
             access,
+            sockets: access == FsAccess::ReadWrite,
         }
+    }
+
+    #[test]
+    fn connecting_to_unix_sockets_is_granted_only_where_a_rule_says_so() {
+        for access in [FsAccess::Read, FsAccess::ReadWrite, FsAccess::List] {
+            assert!(
+                !rights(access, false).contains(AccessFs::ResolveUnix),
+                "{access:?}"
+            );
+            assert!(
+                rights(access, true).contains(AccessFs::ResolveUnix),
+                "{access:?}"
+            );
+        }
+        // The rest of a right is the same either way.
+        assert_eq!(
+            rights(FsAccess::ReadWrite, true) & !AccessFs::ResolveUnix,
+            rights(FsAccess::ReadWrite, false)
+        );
+        assert!(rights(FsAccess::ReadWrite, false).contains(AccessFs::MakeSock));
     }
 
     #[test]

@@ -476,6 +476,7 @@ fn apply(root: &Root, op: &MountOp, empty: &mut Option<OwnedFd>) -> Result<(), S
             access,
             dir,
             id,
+            ..
         } => bind(root, source, path, *access, *dir, *id),
         MountOp::Hide { path } => {
             let empty = match empty {

@@ -293,12 +293,11 @@ fn form(app: &mut HutchApp, ui: &mut Ui) {
             ui.label(RichText::new(&s.path).monospace());
             ui.radio_value(&mut s.mode, ShareMode::ReadOnly, "read-only");
             ui.radio_value(&mut s.mode, ShareMode::ReadWrite, "read-write");
-            ui.checkbox(&mut s.sockets, "its sockets")
-                .on_hover_text(
-                    "Keep the Unix sockets in this folder reachable. Off, they are hidden: a \
+            ui.checkbox(&mut s.sockets, "its sockets").on_hover_text(
+                "Keep the Unix sockets in this folder reachable. Off, they are hidden: a \
                      socket lets the app make whatever listens on it (an agent, tmux, a \
                      display) act for it outside the sandbox.",
-                );
+            );
             if s.mode == ShareMode::ReadWrite {
                 ui.label(
                     RichText::new("the app can change these files")
