@@ -20,50 +20,130 @@ fn check(id: &str, title: &str, status: CheckStatus, detail: String, fix: Option
     }
 }
 
-/// Runs every check.
-pub fn run(state: &State) -> DoctorReport {
+/// What the checks look at, found on the live system by [`observe`]; the checks themselves
+/// ([`judge`]) are pure, so each is tested failing with its fix.
+#[derive(Debug, Clone)]
+pub struct Observations {
+    /// Whether a user and mount namespace could be made, or why not.
+    pub user_namespaces: Result<(), String>,
+    pub facts: host::HostFacts,
+    /// Whether newuidmap and newgidmap are setuid root or file-capable.
+    pub uidmap_privileged: bool,
+    /// What the helper found at its start.
+    pub cgroups: Mode,
+    /// The user-mode stack `--net user` would use, and whether the tun device it needs opens.
+    pub network: NetworkProbe,
+    /// The kernel's Landlock ABI, or why there is none.
+    pub landlock: Result<i32, String>,
+    /// `WAYLAND_DISPLAY` and `DISPLAY` as the helper has them.
+    pub display: (Option<String>, Option<String>),
+    /// The helper's runtime folder, its socket, and the folder's mode.
+    pub runtime: (PathBuf, PathBuf, u32),
+}
+
+/// The user-mode network stack, as far as `doctor` can try it.
+#[derive(Debug, Clone)]
+pub struct NetworkProbe {
+    /// pasta and slirp4netns where installed.
+    pub found: Vec<PathBuf>,
+    /// Opening `/dev/net/tun` for reading and writing, as both stacks do inside the sandbox's
+    /// namespace (as this user): a fresh machine without udev leaves it 0600.
+    pub tun: Result<(), String>,
+}
+
+/// Looks at the live system.
+pub fn observe(state: &State) -> Observations {
     let facts = host::gather(Vec::new(), PathBuf::new());
+    let uidmap_privileged = match (&facts.newuidmap, &facts.newgidmap) {
+        (Some(u), Some(g)) => privileged(u) && privileged(g),
+        _ => false,
+    };
+    let user_namespaces = match Command::new("/proc/self/exe").arg("probe-userns").output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    let tun = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .map(drop)
+        .map_err(|e| {
+            let mode = std::fs::metadata("/dev/net/tun")
+                .map(|m| format!("mode {:o}", m.permissions().mode() & 0o7777))
+                .unwrap_or_else(|_| "missing".into());
+            format!("/dev/net/tun ({mode}): {e}")
+        });
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    Observations {
+        user_namespaces,
+        uidmap_privileged,
+        cgroups: state.cgroups.mode.clone(),
+        network: NetworkProbe {
+            found: ["pasta", "slirp4netns"]
+                .into_iter()
+                .filter_map(host::find_tool)
+                .collect(),
+            tun,
+        },
+        landlock: crate::sys::landlock_abi().map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOSYS) => "this kernel is built without Landlock".to_owned(),
+            Some(libc::EOPNOTSUPP) => "Landlock is built in but not enabled at boot".to_owned(),
+            _ => e.to_string(),
+        }),
+        display: (env("WAYLAND_DISPLAY"), env("DISPLAY")),
+        runtime: (
+            state.runtime_dir.clone(),
+            state.socket.clone(),
+            std::fs::metadata(&state.runtime_dir)
+                .map(|m| m.mode() & 0o777)
+                .unwrap_or(0),
+        ),
+        facts,
+    }
+}
+
+/// Runs every check on the live system.
+pub fn run(state: &State) -> DoctorReport {
+    judge(&observe(state))
+}
+
+/// Every check, from what was observed.
+pub fn judge(o: &Observations) -> DoctorReport {
     DoctorReport {
         checks: vec![
-            user_namespaces(),
-            subordinate_ids(&facts),
-            uidmap_tools(&facts),
-            cgroups(state),
-            network_tools(),
-            landlock(),
-            display(),
-            runtime_dir(state),
+            user_namespaces(&o.user_namespaces),
+            subordinate_ids(&o.facts),
+            uidmap_tools(&o.facts, o.uidmap_privileged),
+            cgroups(&o.cgroups),
+            network(&o.network),
+            landlock(&o.landlock),
+            display(&o.display),
+            runtime_dir(&o.runtime),
         ],
     }
 }
 
-fn user_namespaces() -> Check {
-    let probe = Command::new("/proc/self/exe").arg("probe-userns").output();
+fn user_namespaces(probe: &Result<(), String>) -> Check {
     match probe {
-        Ok(out) if out.status.success() => check(
+        Ok(()) => check(
             "user_namespaces",
             "Unprivileged user namespaces",
             CheckStatus::Ok,
             "a user, mount and pid namespace can be created without root".into(),
             None,
         ),
-        other => {
-            let why = match other {
-                Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-                Err(e) => e.to_string(),
-            };
-            check(
-                "user_namespaces",
-                "Unprivileged user namespaces",
-                CheckStatus::Fail,
-                format!("cannot create a user namespace: {why}"),
-                Some(
-                    "enable them: `sudo sysctl -w kernel.unprivileged_userns_clone=1` (Debian), \
-                     or on Ubuntu `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`"
-                        .into(),
-                ),
-            )
-        }
+        Err(why) => check(
+            "user_namespaces",
+            "Unprivileged user namespaces",
+            CheckStatus::Fail,
+            format!("cannot create a user namespace: {why}"),
+            Some(
+                "enable them: `sudo sysctl -w kernel.unprivileged_userns_clone=1` (Debian), \
+                 or on Ubuntu `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`"
+                    .into(),
+            ),
+        ),
     }
 }
 
@@ -114,9 +194,9 @@ fn xattr_caps(path: &Path) -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cap_set"))
 }
 
-fn uidmap_tools(facts: &host::HostFacts) -> Check {
+fn uidmap_tools(facts: &host::HostFacts, privileged: bool) -> Check {
     match (&facts.newuidmap, &facts.newgidmap) {
-        (Some(u), Some(g)) if privileged(u) && privileged(g) => check(
+        (Some(u), Some(g)) if privileged => check(
             "uidmap",
             "newuidmap and newgidmap",
             CheckStatus::Ok,
@@ -144,21 +224,15 @@ fn uidmap_tools(facts: &host::HostFacts) -> Check {
 }
 
 /// What the helper found at start: delegated cgroups, or the degraded mode and why.
-fn cgroups(state: &State) -> Check {
+fn cgroups(mode: &Mode) -> Check {
     let title = "cgroup v2 delegation (limits and metrics)";
-    match &state.cgroups.mode {
-        Mode::Delegated { .. } => check(
-            "cgroups",
-            title,
-            CheckStatus::Ok,
-            state.cgroups.mode.describe(),
-            None,
-        ),
+    match mode {
+        Mode::Delegated { .. } => check("cgroups", title, CheckStatus::Ok, mode.describe(), None),
         Mode::Degraded { .. } => check(
             "cgroups",
             title,
             CheckStatus::Warn,
-            state.cgroups.mode.describe(),
+            mode.describe(),
             Some(
                 "run the helper as the systemd user service (Delegate=yes), on a system booted \
                  with the unified cgroup v2 hierarchy"
@@ -168,72 +242,78 @@ fn cgroups(state: &State) -> Check {
     }
 }
 
-fn network_tools() -> Check {
-    let found: Vec<String> = ["pasta", "slirp4netns"]
-        .into_iter()
-        .filter_map(|t| host::find_tool(t).map(|p| p.display().to_string()))
-        .collect();
-    if found.is_empty() {
-        check(
+fn network(probe: &NetworkProbe) -> Check {
+    let title = "User-mode networking";
+    let Some(chosen) = probe.found.first() else {
+        return check(
             "network",
-            "User-mode networking",
+            title,
             CheckStatus::Warn,
             "neither pasta nor slirp4netns is installed: sandboxes can have no network".into(),
             Some("sudo apt install passt (or slirp4netns)".into()),
-        )
-    } else {
-        check(
+        );
+    };
+    let name = chosen
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let found: Vec<String> = probe
+        .found
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    match &probe.tun {
+        Ok(()) => check(
             "network",
-            "User-mode networking",
+            title,
             CheckStatus::Ok,
             format!(
-                "found {}; `--net user` uses {} unless --net-backend says otherwise",
-                found.join(", "),
-                if found.iter().any(|f| f.ends_with("/pasta")) {
-                    "pasta"
-                } else {
-                    "slirp4netns"
-                }
+                "found {}; `--net user` uses {name} unless --net-backend says otherwise, and \
+                 the tun device it needs opens",
+                found.join(", ")
             ),
             None,
-        )
+        ),
+        Err(why) => check(
+            "network",
+            title,
+            CheckStatus::Fail,
+            format!(
+                "{name} is installed but cannot work: it needs the tun device, and {why}; \
+                 `--net user` fails"
+            ),
+            Some(
+                "let every user open the tun device, as udev does on a desktop: \
+                 `sudo chmod 0666 /dev/net/tun`, and for good a udev rule \
+                 `KERNEL==\"tun\", MODE=\"0666\"` (e.g. in /etc/udev/rules.d/60-tun.rules)"
+                    .into(),
+            ),
+        ),
     }
 }
 
-fn landlock() -> Check {
-    let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
-    if lsm.split(',').any(|m| m.trim() == "landlock") {
-        check(
+fn landlock(abi: &Result<i32, String>) -> Check {
+    match abi {
+        Ok(abi) => check(
             "landlock",
             "Landlock",
             CheckStatus::Ok,
-            "active: apps reach only the paths their sandbox grants, whatever is mounted".into(),
+            format!(
+                "ABI {abi}: apps reach only the paths their sandbox grants, whatever is mounted"
+            ),
             None,
-        )
-    } else {
-        check(
+        ),
+        Err(why) => check(
             "landlock",
             "Landlock",
             CheckStatus::Warn,
-            format!(
-                "not among this kernel's active security modules ({}): file access is fenced by \
-                 the sandbox's mounts alone",
-                if lsm.trim().is_empty() {
-                    "none listed"
-                } else {
-                    lsm.trim()
-                }
-            ),
-            Some("boot with landlock in the lsm= kernel option (Linux 5.13 or later)".into()),
-        )
+            format!("not available ({why}): file access is fenced by the sandbox's mounts alone"),
+            Some("boot a kernel with Landlock, with landlock in its lsm= option (Linux 5.13 or later)".into()),
+        ),
     }
 }
 
-fn display() -> Check {
-    let wayland = std::env::var("WAYLAND_DISPLAY")
-        .ok()
-        .filter(|v| !v.is_empty());
-    let x11 = std::env::var("DISPLAY").ok().filter(|v| !v.is_empty());
+fn display((wayland, x11): &(Option<String>, Option<String>)) -> Check {
     match (wayland, x11) {
         (Some(w), _) => check("display", "Display", CheckStatus::Ok, format!("Wayland display {w}"), None),
         (None, Some(x)) => check(
@@ -253,11 +333,8 @@ fn display() -> Check {
     }
 }
 
-fn runtime_dir(state: &State) -> Check {
-    let mode = std::fs::metadata(&state.runtime_dir)
-        .map(|m| m.mode() & 0o777)
-        .unwrap_or(0);
-    let status = if mode == 0o700 {
+fn runtime_dir((dir, socket, mode): &(PathBuf, PathBuf, u32)) -> Check {
+    let status = if *mode == 0o700 {
         CheckStatus::Ok
     } else {
         CheckStatus::Fail
@@ -266,8 +343,8 @@ fn runtime_dir(state: &State) -> Check {
         "runtime_dir",
         "Helper socket",
         status,
-        format!("{} (folder mode {mode:o})", state.socket.display()),
-        (status != CheckStatus::Ok).then(|| format!("chmod 700 {}", state.runtime_dir.display())),
+        format!("{} (folder mode {mode:o})", socket.display()),
+        (status != CheckStatus::Ok).then(|| format!("chmod 700 {}", dir.display())),
     )
 }
 
@@ -276,4 +353,193 @@ pub fn probe_userns() -> Result<(), String> {
     use nix::sched::CloneFlags;
     nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
         .map_err(|e| format!("unshare(CLONE_NEWUSER|CLONE_NEWNS): {}", e.desc()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::host::SubRange;
+
+    /// A machine where everything works.
+    fn healthy() -> Observations {
+        Observations {
+            user_namespaces: Ok(()),
+            facts: host::HostFacts {
+                uid: 1000,
+                gid: 1000,
+                user: "alice".into(),
+                group: "alice".into(),
+                home: "/home/alice".into(),
+                shell: "/bin/sh".into(),
+                subuids: vec![SubRange {
+                    start: 100000,
+                    count: 65536,
+                }],
+                subgids: vec![SubRange {
+                    start: 100000,
+                    count: 65536,
+                }],
+                newuidmap: Some("/usr/bin/newuidmap".into()),
+                newgidmap: Some("/usr/bin/newgidmap".into()),
+                slirp4netns: None,
+                pasta: Some("/usr/bin/pasta".into()),
+                cores: 2,
+                private_dirs: vec![],
+                homes_dir: PathBuf::new(),
+                session_runtime: None,
+                real_home: "/home/alice".into(),
+            },
+            uidmap_privileged: true,
+            cgroups: Mode::Delegated {
+                root: "/sys/fs/cgroup/user.slice/hutch".into(),
+                controllers: vec!["cpu".into(), "memory".into(), "pids".into()],
+            },
+            network: NetworkProbe {
+                found: vec!["/usr/bin/pasta".into()],
+                tun: Ok(()),
+            },
+            landlock: Ok(7),
+            display: (Some("wayland-0".into()), None),
+            runtime: (
+                "/run/user/1000/hutch".into(),
+                "/run/user/1000/hutch/helper.sock".into(),
+                0o700,
+            ),
+        }
+    }
+
+    fn the(report: &DoctorReport, id: &str) -> Check {
+        report
+            .checks
+            .iter()
+            .find(|c| c.id == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no check {id}"))
+    }
+
+    #[test]
+    fn a_healthy_machine_passes_every_check() {
+        let report = judge(&healthy());
+        assert_eq!(report.checks.len(), 8);
+        for c in &report.checks {
+            assert_eq!(c.status, CheckStatus::Ok, "{c:?}");
+            assert!(c.fix.is_none(), "{c:?}");
+        }
+    }
+
+    /// Breaks one thing and reads the check that says so, with its fix.
+    #[track_caller]
+    fn broken(
+        id: &str,
+        status: CheckStatus,
+        detail: &str,
+        fix: &str,
+        f: impl FnOnce(&mut Observations),
+    ) {
+        let mut o = healthy();
+        f(&mut o);
+        let report = judge(&o);
+        let c = the(&report, id);
+        assert_eq!(c.status, status, "{c:?}");
+        assert!(c.detail.contains(detail), "{c:?}");
+        assert!(c.fix.as_deref().is_some_and(|f| f.contains(fix)), "{c:?}");
+        for other in report.checks.iter().filter(|c| c.id != id) {
+            assert_eq!(other.status, CheckStatus::Ok, "only {id} broke: {other:?}");
+        }
+    }
+
+    #[test]
+    fn each_check_fails_with_its_fix() {
+        broken(
+            "user_namespaces",
+            CheckStatus::Fail,
+            "EPERM",
+            "unprivileged_userns_clone=1",
+            |o| o.user_namespaces = Err("unshare(CLONE_NEWUSER|CLONE_NEWNS): EPERM".into()),
+        );
+        broken(
+            "subordinate_ids",
+            CheckStatus::Warn,
+            "no range in /etc/subuid",
+            "usermod --add-subuids",
+            |o| o.facts.subuids.clear(),
+        );
+        broken(
+            "uidmap",
+            CheckStatus::Warn,
+            "not installed",
+            "apt install uidmap",
+            |o| o.facts.newuidmap = None,
+        );
+        broken(
+            "uidmap",
+            CheckStatus::Warn,
+            "neither setuid root",
+            "--reinstall uidmap",
+            |o| o.uidmap_privileged = false,
+        );
+        broken(
+            "cgroups",
+            CheckStatus::Warn,
+            "degraded",
+            "Delegate=yes",
+            |o| {
+                o.cgroups = Mode::Degraded {
+                    reason: "the memory controller is not delegated".into(),
+                }
+            },
+        );
+        broken(
+            "network",
+            CheckStatus::Warn,
+            "neither pasta nor slirp4netns",
+            "apt install passt",
+            |o| o.network.found.clear(),
+        );
+        broken(
+            "network",
+            CheckStatus::Fail,
+            "(mode 600): Permission denied",
+            "chmod 0666 /dev/net/tun",
+            |o| {
+                o.network.tun =
+                    Err("/dev/net/tun (mode 600): Permission denied (os error 13)".into())
+            },
+        );
+        broken(
+            "network",
+            CheckStatus::Fail,
+            "tun device",
+            "KERNEL==\"tun\", MODE=\"0666\"",
+            |o| o.network.tun = Err("/dev/net/tun (missing): No such file or directory".into()),
+        );
+        broken(
+            "landlock",
+            CheckStatus::Warn,
+            "not enabled at boot",
+            "lsm=",
+            |o| o.landlock = Err("Landlock is built in but not enabled at boot".into()),
+        );
+        broken(
+            "display",
+            CheckStatus::Warn,
+            "only X11",
+            "Wayland session",
+            |o| o.display = (None, Some(":0".into())),
+        );
+        broken(
+            "display",
+            CheckStatus::Warn,
+            "no display",
+            "desktop session",
+            |o| o.display = (None, None),
+        );
+        broken(
+            "runtime_dir",
+            CheckStatus::Fail,
+            "folder mode 755",
+            "chmod 700 /run/user/1000/hutch",
+            |o| o.runtime.2 = 0o755,
+        );
+    }
 }

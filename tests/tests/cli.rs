@@ -1,5 +1,6 @@
 //! The `hutch` command line against a real helper: lifecycle commands and bad input.
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -265,6 +266,41 @@ fn doctor_reports_every_check_with_a_fix() {
     assert!(
         text.contains("[ ok ] Unprivileged user namespaces"),
         "{text}"
+    );
+    // Landlock is asked of the kernel (securityfs may not be mounted) and networking is
+    // tried (the tun device opened): each says what the machine really does.
+    let status = |id: &str| -> String {
+        let out = env.hutch(&["doctor", "--json"]);
+        let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        let check = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .cloned()
+            .unwrap();
+        format!("{} {} | {}", check["status"], check["detail"], check["fix"])
+    };
+    let landlock = status("landlock");
+    match hutch_helper::sys::landlock_abi() {
+        Ok(abi) => assert!(landlock.starts_with(&format!("\"ok\" \"ABI {abi}")), "{landlock}"),
+        Err(_) => assert!(landlock.starts_with("\"warn\""), "{landlock}"),
+    }
+    let tun_opens = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .is_ok();
+    let network = status("network");
+    assert_eq!(network.starts_with("\"ok\""), tun_opens, "{network}");
+    // A real fault, made on purpose: the helper's folder opened to others.
+    let dir = env.runtime.join("hutch");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let broken = status("runtime_dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(
+        broken.starts_with("\"fail\"") && broken.contains(&format!("chmod 700 {}", dir.display())),
+        "{broken}"
     );
 }
 
