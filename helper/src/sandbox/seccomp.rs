@@ -52,7 +52,10 @@ impl From<seccompiler::Error> for SeccompError {
     }
 }
 
-const DENIED: &[libc::c_long] = &[
+/// Calls that fail with `EPERM` in every sandbox: Flatpak's denylist (`flatpak-run.c`,
+/// `setup_seccomp`) and the calls that widen what the kernel exposes. Each entry's reason is in
+/// SECURITY.md; `tests/escape/try_syscall.py` calls each inside and outside a sandbox.
+pub const DENIED: &[libc::c_long] = &[
     libc::SYS_acct,
     libc::SYS_add_key,
     libc::SYS_bpf,
@@ -68,6 +71,11 @@ const DENIED: &[libc::c_long] = &[
     libc::SYS_kexec_file_load,
     libc::SYS_kexec_load,
     libc::SYS_keyctl,
+    libc::SYS_mbind,
+    libc::SYS_get_mempolicy,
+    libc::SYS_set_mempolicy,
+    libc::SYS_migrate_pages,
+    libc::SYS_move_pages,
     libc::SYS_mount,
     libc::SYS_name_to_handle_at,
     libc::SYS_open_by_handle_at,
@@ -97,9 +105,16 @@ const DENIED: &[libc::c_long] = &[
     libc::SYS_uselib,
     #[cfg(target_arch = "x86_64")]
     libc::SYS_lookup_dcookie,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_modify_ldt,
 ];
 
-const NOT_IMPLEMENTED: &[libc::c_long] = &[
+/// Calls that fail with `EPERM` unless the profile lets the app make namespaces of its own (a
+/// browser's sandbox): `unshare` (all of it, as Flatpak), `clone` with `CLONE_NEWUSER`, and
+/// `chroot`.
+pub const NAMESPACE_CALLS: &[libc::c_long] = &[libc::SYS_unshare, libc::SYS_chroot];
+
+pub const NOT_IMPLEMENTED: &[libc::c_long] = &[
     libc::SYS_clone3,
     libc::SYS_fsconfig,
     libc::SYS_fsmount,
@@ -179,17 +194,21 @@ pub fn deny_filter() -> Result<BpfProgram, SeccompError> {
     failing_with(rules, libc::EPERM)
 }
 
-/// The `EPERM` filter for new user namespaces (`clone` or `unshare` with `CLONE_NEWUSER`).
+/// The `EPERM` filter for namespaces of the app's own ([`NAMESPACE_CALLS`], and `clone` with
+/// `CLONE_NEWUSER`).
 pub fn user_namespace_filter() -> Result<BpfProgram, SeccompError> {
     let newuser = libc::CLONE_NEWUSER as u64;
-    let rules = [libc::SYS_unshare, libc::SYS_clone]
-        .into_iter()
-        .map(|nr| {
-            let rule =
-                SeccompRule::new(vec![cond(0, Len::Dword, Op::MaskedEq(newuser), newuser)?])?;
-            Ok((nr, vec![rule]))
-        })
-        .collect::<Result<BTreeMap<_, _>, SeccompError>>()?;
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        NAMESPACE_CALLS.iter().map(|&nr| (nr, Vec::new())).collect();
+    rules.insert(
+        libc::SYS_clone,
+        vec![SeccompRule::new(vec![cond(
+            0,
+            Len::Dword,
+            Op::MaskedEq(newuser),
+            newuser,
+        )?])?],
+    );
     failing_with(rules, libc::EPERM)
 }
 
