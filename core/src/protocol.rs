@@ -184,6 +184,11 @@ pub struct RunRequest {
     /// Turns the GPU on (on top of the profile's).
     #[serde(default)]
     pub gpu: bool,
+    /// The sandbox lives no longer than the client that asks (a foreground `hutch run`): when
+    /// that process ends, however it ends, the sandbox is stopped (SIGTERM, SIGKILL a second
+    /// later), with or without a helper at that moment.
+    #[serde(default)]
+    pub bound_to_caller: bool,
 }
 
 /// A sandbox's network, as running.

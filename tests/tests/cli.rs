@@ -283,7 +283,10 @@ fn doctor_reports_every_check_with_a_fix() {
     };
     let landlock = status("landlock");
     match hutch_helper::sys::landlock_abi() {
-        Ok(abi) => assert!(landlock.starts_with(&format!("\"ok\" \"ABI {abi}")), "{landlock}"),
+        Ok(abi) => assert!(
+            landlock.starts_with(&format!("\"ok\" \"ABI {abi}")),
+            "{landlock}"
+        ),
         Err(_) => assert!(landlock.starts_with("\"warn\""), "{landlock}"),
     }
     let tun_opens = std::fs::OpenOptions::new()

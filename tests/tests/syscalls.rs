@@ -93,9 +93,14 @@ fn every_denied_call_is_blocked_inside_and_reaches_the_kernel_outside() {
     // The probe calls everything the filter lists.
     let probed: Vec<i64> = sandboxed.values().map(|(nr, _)| *nr).collect();
     for nr in DENIED.iter().chain(NOT_IMPLEMENTED).chain(NAMESPACE_CALLS) {
-        assert!(probed.contains(nr), "system call {nr} is filtered but not probed");
+        assert!(
+            probed.contains(nr),
+            "system call {nr} is filtered but not probed"
+        );
     }
-    let mut table = String::from("| call | outside | outside, root of its own user namespace | inside |\n|---|---|---|---|\n");
+    let mut table = String::from(
+        "| call | outside | outside, root of its own user namespace | inside |\n|---|---|---|---|\n",
+    );
     for (name, (_, inner)) in &sandboxed {
         let (out, ns) = (&user[name].1, &userns[name].1);
         table.push_str(&format!("| {name} | {out} | {ns} | {inner} |\n"));
@@ -119,7 +124,10 @@ fn every_denied_call_is_blocked_inside_and_reaches_the_kernel_outside() {
     let allowed = inside(&env, &["--profile", "nested"]);
     for name in NAMESPACES {
         assert_ne!(allowed[*name].1, "EPERM", "{name} with namespaces allowed");
-        assert_eq!(allowed[*name].1, user[*name].1, "{name}: the kernel's answer");
+        assert_eq!(
+            allowed[*name].1, user[*name].1,
+            "{name}: the kernel's answer"
+        );
     }
     assert_eq!(allowed["mount"].1, "EPERM", "everything else stays denied");
 }

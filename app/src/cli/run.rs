@@ -68,6 +68,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         display: args.display,
         audio: args.audio,
         gpu: args.gpu,
+        // In the foreground, the app lives no longer than this command, however it ends.
+        bound_to_caller: !args.detach,
     };
     // An app given the caller's terminal may change it: whatever it changed there is put back
     // once it exited (or we did).
@@ -294,6 +296,23 @@ pub(super) fn exit_through_new_helper(
     }
 }
 
+/// How long a signal that arrives during the launch waits for the sandbox to be known.
+const START_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The value of `cell` once it is set, waiting at most `limit`.
+fn wait_for<T>(cell: &OnceLock<T>, limit: std::time::Duration) -> Option<&T> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = cell.get() {
+            return Some(value);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Where the signals this command takes go: nowhere yet, then the started sandbox.
 #[derive(Debug, Default)]
 struct Target {
@@ -317,7 +336,9 @@ fn forward_signals(signals: SigSet, target: Arc<Target>) {
                 }
                 continue;
             }
-            let Some(id) = target.id.get() else {
+            // The app may run a moment before its id reaches us: a signal then still goes to
+            // it. A helper that does not answer at all does not keep us from ending.
+            let Some(id) = wait_for(&target.id, START_WAIT) else {
                 eprintln!("hutch: {sig} before the sandbox started; giving up");
                 std::process::exit(128 + sig as i32);
             };

@@ -69,6 +69,8 @@ fn window_run(
         display: None,
         audio: false,
         gpu: false,
+        // The window's sandboxes outlive a closed window (they are listed when it opens again).
+        bound_to_caller: false,
     }
 }
 

@@ -207,7 +207,21 @@ fn handle(request: Request, rx: &mut Receiver, writer: &Writer, state: &Arc<Stat
         }
         Request::Run(run) => {
             let fds = rx.take_fds(3);
-            handle_run(*run, fds, writer, state)
+            let caller = if run.bound_to_caller {
+                match super::peer::caller_pidfd(rx.stream().as_fd()) {
+                    Ok(fd) => Some(fd),
+                    Err(e) => {
+                        return error(
+                            writer,
+                            ErrorCode::Internal,
+                            format!("cannot watch the client the sandbox is bound to: {e}"),
+                        );
+                    }
+                }
+            } else {
+                None
+            };
+            handle_run(*run, fds, caller, writer, state)
         }
         Request::List => reply(
             writer,
@@ -445,10 +459,11 @@ fn stop(
 fn handle_run(
     run: RunRequest,
     fds: Vec<std::os::fd::OwnedFd>,
+    caller: Option<std::os::fd::OwnedFd>,
     writer: &Writer,
     state: &Arc<State>,
 ) -> bool {
-    match launch::launch(state, run, fds) {
+    match launch::launch(state, run, fds, caller) {
         Ok((started, follow)) => {
             let response = ServerMessage::Response(Response::Started {
                 id: started.id.clone(),

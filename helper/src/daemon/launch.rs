@@ -447,10 +447,12 @@ fn check_published_ports(plan: &NetworkPlan) -> Result<(), Refusal> {
 
 /// Starts a sandbox; returns once its app runs (with what is left to do after answering the
 /// client), or why it could not.
+/// `caller` is a pidfd of the client a sandbox is bound to ([`RunRequest::bound_to_caller`]).
 pub fn launch(
     state: &Arc<State>,
     request: RunRequest,
     fds: Vec<OwnedFd>,
+    caller: Option<OwnedFd>,
 ) -> Result<(Started, Follow), Refusal> {
     let running = state.registry.live_count();
     if running >= state.bounds.max_sandboxes {
@@ -587,10 +589,12 @@ pub fn launch(
         plan: Box::new(plan),
         record: Box::new(record),
         log: log_copy.is_some(),
+        caller: caller.is_some(),
     };
     let fds: Vec<BorrowedFd<'_>> = stdio
         .iter()
         .chain(log_copy.as_ref())
+        .chain(caller.as_ref())
         .map(|fd| fd.as_fd())
         .collect();
     if let Err(e) = channel::send(rx.stream(), &command, &fds) {

@@ -75,6 +75,17 @@ pub fn refusal(pid: i32, supervisors: &[i32]) -> Option<String> {
     )
 }
 
+/// A pidfd of the client on `stream` (`SO_PEERPIDFD`, else `pidfd_open` of its credentials'
+/// pid), so a sandbox bound to it learns when it ends.
+pub fn caller_pidfd(stream: BorrowedFd<'_>) -> std::io::Result<std::os::fd::OwnedFd> {
+    if let Some(fd) = crate::sys::peer_pidfd(stream)? {
+        return Ok(fd);
+    }
+    let cred = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(std::io::Error::from)?;
+    crate::sys::pidfd_open(nix::unistd::Pid::from_raw(cred.pid()))
+}
+
 /// Checks the client on `stream` whose credentials say `pid`. With a pidfd of the peer
 /// (`SO_PEERPIDFD`, Linux 6.5) the answer is about that very process: its pid cannot have been
 /// reused while the pidfd shows it alive after the check.

@@ -206,6 +206,7 @@ fn request(command: &[&str]) -> RunRequest {
         display: None,
         audio: false,
         gpu: false,
+        bound_to_caller: false,
     }
 }
 

@@ -111,6 +111,10 @@ pub enum SupervisorCommand {
         ///
         /// [`Stdio::Log`]: hutch_core::protocol::Stdio::Log
         log: bool,
+        /// A pidfd of the client the sandbox is bound to comes last: when that process ends,
+        /// the supervisor stops the sandbox (whether or not a daemon is there).
+        #[serde(default)]
+        caller: bool,
     },
 }
 

@@ -233,8 +233,13 @@ pub fn run(control: OwnedFd) -> i32 {
     let (socket, socket_file) = bind_socket(&dir).unzip();
     tell(&control, &SupervisorEvent::Ready);
 
-    let (plan, record, log) = match commands.recv::<SupervisorCommand>() {
-        Ok(SupervisorCommand::Launch { plan, record, log }) => (plan, record, log),
+    let (plan, record, log, caller) = match commands.recv::<SupervisorCommand>() {
+        Ok(SupervisorCommand::Launch {
+            plan,
+            record,
+            log,
+            caller,
+        }) => (plan, record, log, caller),
         Ok(other) => {
             kill_and_reap(prepared.child);
             return fail(format!("expected launch, got {other:?}"));
@@ -255,15 +260,22 @@ pub fn run(control: OwnedFd) -> i32 {
         kill_and_reap(prepared.child);
         return fail("the plan does not fit the prepared sandbox".into());
     }
-    let mut stdio = commands.take_fds(4);
-    let log = match (log, stdio.len()) {
-        (true, 4) => stdio.pop(),
-        (false, _) => None,
-        (true, got) => {
+    let mut stdio = commands.take_fds(5);
+    // Last the caller's pidfd, before it the output pipe, each when the launch says so.
+    let mut extra = |wanted: bool, what: &str| -> Result<Option<OwnedFd>, String> {
+        match (wanted, stdio.len()) {
+            (false, _) => Ok(None),
+            (true, 0) => Err(format!("a launch with {what} came without its fd")),
+            (true, _) => Ok(stdio.pop()),
+        }
+    };
+    let (caller, log) = match extra(caller, "a caller to follow")
+        .and_then(|c| Ok((c, extra(log, "an output pipe")?)))
+    {
+        Ok(fds) => fds,
+        Err(message) => {
             kill_and_reap(prepared.child);
-            return fail(format!(
-                "a launch with an output pipe needs 4 fds attached, got {got}"
-            ));
+            return fail(message);
         }
     };
     drop(commands);
@@ -298,6 +310,8 @@ pub fn run(control: OwnedFd) -> i32 {
         network_down: None,
         log,
         lost_output: 0,
+        caller,
+        kill_at: None,
     };
     relay.supervise(prepared.reports, stack)
 }
@@ -323,7 +337,14 @@ struct Relay {
     log: Option<OwnedFd>,
     /// Output dropped because [`files::OUTPUT`] was full.
     lost_output: u64,
+    /// A pidfd of the client the sandbox is bound to (a foreground `hutch run`), until it ends.
+    caller: Option<OwnedFd>,
+    /// When the sandbox is killed: set when its caller ended and it was asked to stop.
+    kill_at: Option<std::time::Instant>,
 }
+
+/// How long an app whose caller ended has between SIGTERM and SIGKILL.
+const CALLER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Relay {
     fn tell(&mut self, event: &SupervisorEvent) {
@@ -483,7 +504,7 @@ impl Relay {
         stack: &mut Option<network::Stack>,
     ) -> std::io::Result<()> {
         loop {
-            let (report, stack_died, daemon_gone, new_daemon, output) = {
+            let (report, stack_died, daemon_gone, new_daemon, output, caller_gone) = {
                 let optional = [
                     stack.as_ref().map(|s| s.pidfd.as_fd()),
                     self.listener.as_ref().map(|l| l.as_fd()),
@@ -492,17 +513,26 @@ impl Relay {
                         None => self.log.as_ref().map(|fd| fd.as_fd()),
                         Some(_) => None,
                     },
+                    self.caller.as_ref().map(|fd| fd.as_fd()),
                 ];
                 let mut fds = vec![PollFd::new(reports.stream().as_fd(), PollFlags::POLLIN)];
-                let mut at = [None; 4];
+                let mut at = [None; 5];
                 for (slot, fd) in at.iter_mut().zip(optional) {
                     if let Some(fd) = fd {
                         fds.push(PollFd::new(fd, PollFlags::POLLIN));
                         *slot = Some(fds.len() - 1);
                     }
                 }
-                let [stack_at, listener_at, control_at, output_at] = at;
-                match poll(&mut fds, PollTimeout::NONE) {
+                let [stack_at, listener_at, control_at, output_at, caller_at] = at;
+                // Woken in time to kill a sandbox whose caller ended, if it has not stopped.
+                let timeout = match self.kill_at {
+                    Some(at) => PollTimeout::try_from(
+                        at.saturating_duration_since(std::time::Instant::now()),
+                    )
+                    .unwrap_or(PollTimeout::MAX),
+                    None => PollTimeout::NONE,
+                };
+                match poll(&mut fds, timeout) {
                     Err(nix::errno::Errno::EINTR) => continue,
                     Err(e) => return Err(e.into()),
                     Ok(_) => {}
@@ -516,8 +546,23 @@ impl Relay {
                     ready(control_at),
                     ready(listener_at),
                     ready(output_at),
+                    ready(caller_at),
                 )
             };
+            if caller_gone {
+                // The foreground `hutch run` this sandbox belongs to is gone (killed, crashed):
+                // the app goes with it, as a terminal's job does.
+                self.caller = None;
+                let _ = kill(self.init, Signal::SIGTERM);
+                self.kill_at = Some(std::time::Instant::now() + CALLER_GRACE);
+            }
+            if self
+                .kill_at
+                .is_some_and(|at| std::time::Instant::now() >= at)
+            {
+                self.kill_at = None;
+                let _ = kill(self.init, Signal::SIGKILL);
+            }
             if stack_died && let Some(mut live) = stack.take() {
                 let message = live.death_message();
                 self.network_down = Some(message.clone());
