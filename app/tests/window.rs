@@ -678,3 +678,84 @@ fn a_share_keeps_its_sockets_only_when_ticked_and_a_launch_says_what_was_hidden(
     h.run_steps(3);
     h.get_by_label_contains("holds 1 Unix socket (ssh.sock): hidden from the app");
 }
+
+#[test]
+fn dialogs_answer_the_keyboard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profiles = tmp.path().join("profiles");
+    let (link, mut h) = empty_window(&profiles);
+    let press = |h: &mut Harness<'static, HutchApp>, key: egui::Key| {
+        h.key_press(key);
+        h.run_steps(2);
+    };
+    // Escape cancels the first-launch dialog: no profile, no launch.
+    let first = program(tmp.path(), "firsttool");
+    drop_file(&mut h, &first);
+    h.get_by_label("Run firsttool in a sandbox");
+    press(&mut h, egui::Key::Escape);
+    assert!(h.query_by_label("Run firsttool in a sandbox").is_none());
+    assert!(link.runs().is_empty());
+    assert!(hutch_helper::profiles::load(&profiles, Some("firsttool")).is_err());
+    // Tab moves through the fields (the name, then the network box, which Space ticks);
+    // Enter takes the default button, "Create and run".
+    let tool = program(tmp.path(), "keyed");
+    drop_file(&mut h, &tool);
+    press(&mut h, egui::Key::Tab);
+    assert!(
+        h.get_by_role(Role::TextInput).is_focused(),
+        "the profile name first"
+    );
+    press(&mut h, egui::Key::Tab);
+    assert!(h.get_by_label("Let it reach the internet").is_focused());
+    press(&mut h, egui::Key::Space);
+    press(&mut h, egui::Key::Enter);
+    h.run_steps(2);
+    assert!(h.query_by_label("Run keyed in a sandbox").is_none());
+    assert_eq!(link.runs().len(), 1);
+    let saved = hutch_helper::profiles::load(&profiles, Some("keyed")).unwrap();
+    assert_eq!(
+        saved.network,
+        NetworkMode::User,
+        "Space ticked the network box"
+    );
+    // Tab to Cancel, then Enter presses Cancel, not the default button.
+    let other = program(tmp.path(), "tabbed");
+    drop_file(&mut h, &other);
+    for _ in 0..6 {
+        if h.get_by_label("Cancel").is_focused() {
+            break;
+        }
+        press(&mut h, egui::Key::Tab);
+    }
+    assert!(h.get_by_label("Cancel").is_focused());
+    press(&mut h, egui::Key::Enter);
+    assert!(h.query_by_label("Run tabbed in a sandbox").is_none());
+    assert_eq!(link.runs().len(), 1, "Enter on Cancel launched nothing");
+    // A message closes on Enter.
+    drop_file(&mut h, tmp.path());
+    h.get_by_label_contains("is a folder");
+    press(&mut h, egui::Key::Enter);
+    assert!(h.query_by_label_contains("is a folder").is_none());
+    // The chooser: a path typed in and Enter is the same as "Launch"; Escape leaves it.
+    h.get_all_by_label("Launch…").next().unwrap().click();
+    h.run_steps(2);
+    press(&mut h, egui::Key::Escape);
+    assert!(h.query_by_label("Launch a program").is_none());
+    h.get_all_by_label("Launch…").next().unwrap().click();
+    h.run_steps(2);
+    let typed = program(tmp.path(), "typed");
+    let field = h.get_by_role(Role::TextInput);
+    field.focus();
+    h.run_steps(1);
+    if let Some(hutch::gui::app::Dialog::Chooser(c)) = &mut h.state_mut().dialog {
+        c.path = typed.display().to_string();
+    }
+    h.run_steps(1);
+    press(&mut h, egui::Key::Enter);
+    h.run_steps(2);
+    h.get_by_label("Run typed in a sandbox");
+    h.run_steps(2);
+    press(&mut h, egui::Key::Enter);
+    assert_eq!(link.runs().len(), 2, "{:?}", link.runs());
+    assert_eq!(link.runs()[1].command, [typed.display().to_string()]);
+}

@@ -1,10 +1,24 @@
 //! Dialogs: the first launch of an app (its profile from a template), opening a data file
 //! with an app, messages, and the "Launch…" file chooser.
+//!
+//! Each answers the keyboard: Enter takes its default button (unless Tab moved the focus to
+//! another button, which Enter then presses), Escape cancels, Tab moves through its fields.
 
 use egui::RichText;
 
 use super::super::app::{Dialog, HutchApp};
 use super::style;
+
+/// Takes this frame's Enter before the dialog's widgets see it (a focused checkbox would take
+/// it as a click): it means the default button, or the button Tab moved the focus to.
+fn take_enter(ui: &mut egui::Ui) -> bool {
+    ui.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::Enter))
+}
+
+/// Whether `button` was pressed: clicked, or focused when Enter came.
+fn pressed(button: &egui::Response, enter: bool) -> bool {
+    button.clicked() || (enter && button.has_focus())
+}
 
 fn modal(ctx: &egui::Context, id: &str, body: impl FnOnce(&mut egui::Ui)) -> bool {
     egui::Modal::new(egui::Id::unique(id))
@@ -24,11 +38,12 @@ pub fn show(app: &mut HutchApp, ctx: &egui::Context) {
         Dialog::Message { title, text } => {
             let mut open = true;
             let closed = modal(ctx, "message", |ui| {
+                let enter = take_enter(ui);
                 ui.heading(&title);
                 ui.add_space(4.0);
                 ui.label(&text);
                 ui.add_space(8.0);
-                if ui.button("OK").clicked() {
+                if ui.button("OK").clicked() || enter {
                     open = false;
                 }
             });
@@ -39,6 +54,7 @@ pub fn show(app: &mut HutchApp, ctx: &egui::Context) {
         Dialog::NewProfile(mut form) => {
             let mut action = None;
             let closed = modal(ctx, "new-profile", |ui| {
+                let enter = take_enter(ui);
                 ui.heading(format!("Run {} in a sandbox", form.launch.title));
                 ui.label(
                     RichText::new(format!(
@@ -86,11 +102,12 @@ pub fn show(app: &mut HutchApp, ctx: &egui::Context) {
                 }
                 ui.add_space(8.0);
                 ui.horizontal(|ui| {
-                    if ui.button("Create and run").clicked() {
-                        action = Some(true);
-                    }
-                    if ui.button("Cancel").clicked() {
+                    let create = ui.button("Create and run");
+                    let cancel = ui.button("Cancel");
+                    if pressed(&cancel, enter) {
                         action = Some(false);
+                    } else if create.clicked() || enter {
+                        action = Some(true);
                     }
                 });
             });
@@ -119,6 +136,7 @@ pub fn show(app: &mut HutchApp, ctx: &egui::Context) {
                 .map(|p| (p.name.clone(), p.command.join(" ")))
                 .collect();
             let closed = modal(ctx, "open-with", |ui| {
+                let enter = take_enter(ui);
                 ui.heading("Open with an app");
                 ui.label(format!(
                     "{} is not a program. Open it with one of your apps, in its sandbox; the \
@@ -136,14 +154,12 @@ pub fn show(app: &mut HutchApp, ctx: &egui::Context) {
                 ui.checkbox(&mut writable, "Let the app change this file");
                 ui.add_space(8.0);
                 ui.horizontal(|ui| {
-                    if ui
-                        .add_enabled(profile.is_some(), egui::Button::new("Open"))
-                        .clicked()
-                    {
-                        action = Some(true);
-                    }
-                    if ui.button("Cancel").clicked() {
+                    let open = ui.add_enabled(profile.is_some(), egui::Button::new("Open"));
+                    let cancel = ui.button("Cancel");
+                    if pressed(&cancel, enter) {
                         action = Some(false);
+                    } else if open.clicked() || (enter && profile.is_some()) {
+                        action = Some(true);
                     }
                 });
             });
@@ -168,20 +184,21 @@ pub fn show(app: &mut HutchApp, ctx: &egui::Context) {
             let mut enter = None;
             let mut cancel = false;
             let closed = modal(ctx, "chooser", |ui| {
+                let enter_key = take_enter(ui);
                 ui.heading("Launch a program");
                 ui.label(
                     RichText::new("A program, a script, a .desktop file or an AppImage.")
                         .color(style::MUTED),
                 );
                 ui.horizontal(|ui| {
-                    if ui.button("Up").clicked()
+                    if pressed(&ui.button("Up"), enter_key)
                         && let Some(parent) = chooser.dir.parent()
                     {
                         enter = Some(parent.to_owned());
                     }
                     let edit =
                         ui.add(egui::TextEdit::singleline(&mut chooser.path).desired_width(360.0));
-                    if edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+                    if enter_key && edit.has_focus() {
                         let p = std::path::PathBuf::from(chooser.path.trim());
                         if p.is_dir() {
                             enter = Some(p);
@@ -199,7 +216,7 @@ pub fn show(app: &mut HutchApp, ctx: &egui::Context) {
                             } else {
                                 name.clone()
                             };
-                            if ui.selectable_label(false, label).clicked() {
+                            if pressed(&ui.selectable_label(false, label), enter_key) {
                                 let p = chooser.dir.join(name);
                                 if *is_dir {
                                     enter = Some(p);
@@ -213,11 +230,17 @@ pub fn show(app: &mut HutchApp, ctx: &egui::Context) {
                     ui.label(RichText::new(e).color(style::BAD));
                 }
                 ui.horizontal(|ui| {
-                    if ui.button("Launch").clicked() {
-                        chosen = Some(std::path::PathBuf::from(chooser.path.trim()));
-                    }
-                    if ui.button("Cancel").clicked() {
+                    let launch = ui.button("Launch");
+                    let cancel_button = ui.button("Cancel");
+                    if pressed(&cancel_button, enter_key) {
                         cancel = true;
+                    } else if launch.clicked()
+                        || (enter_key
+                            && chosen.is_none()
+                            && enter.is_none()
+                            && !chooser.path.trim().is_empty())
+                    {
+                        chosen = Some(std::path::PathBuf::from(chooser.path.trim()));
                     }
                 });
             });
