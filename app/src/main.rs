@@ -11,7 +11,12 @@ fn main() -> ExitCode {
     match cli::dispatch(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("hutch: {e:#}");
+            // Messages carry paths an app may have named (a socket's, a link's): no control
+            // character of theirs reaches the terminal.
+            eprintln!(
+                "hutch: {}",
+                hutch_core::text::escape_controls(&format!("{e:#}"))
+            );
             ExitCode::from(cli::HUTCH_ERROR)
         }
     }

@@ -613,6 +613,7 @@ mode = "rw"
 
 [[share]]
 path = "/srv/data"
+sockets = true
 "#,
         )
         .unwrap();
@@ -626,11 +627,13 @@ path = "/srv/data"
             [
                 Share {
                     path: "~/Documents".into(),
-                    mode: ShareMode::ReadWrite
+                    mode: ShareMode::ReadWrite,
+                    sockets: false,
                 },
                 Share {
                     path: "/srv/data".into(),
-                    mode: ShareMode::ReadOnly
+                    mode: ShareMode::ReadOnly,
+                    sockets: true,
                 },
             ]
         );
@@ -643,6 +646,7 @@ path = "/srv/data"
         p.shares.push(Share {
             path: "/srv".into(),
             mode: ShareMode::ReadWrite,
+            sockets: true,
         });
         p.env.insert("K".into(), "v".into());
         let text = p.to_toml();

@@ -121,7 +121,7 @@ impl ShareSpec {
                 match (i, option) {
                     (0, "ro") => mode = ShareMode::ReadOnly,
                     (0, "rw") => mode = ShareMode::ReadWrite,
-                    (_, "sockets") if !sockets => sockets = true,
+                    (1.., "sockets") if !sockets => sockets = true,
                     (_, other) => return Err(unknown(other)),
                 }
             }

@@ -58,6 +58,12 @@ CALLS = {
     "open_tree": (428, [-1, 0, 0]),
     "move_mount": (429, [-1, 0, -1, 0, 0]),
     "mount_setattr": (442, [-1, 0, 0, 0, 0]),
+    "open_tree_attr": (467, [-1, 0, 0, 0, 0]),
+    # Terminal ioctls, on no terminal at all (-1): the filter looks at the request alone.
+    "ioctl(TIOCSTI)": (16, [-1, 0x5412, 0]),
+    "ioctl(TIOCLINUX)": (16, [-1, 0x541C, 0]),
+    "ioctl(TIOCSETD)": (16, [-1, 0x5423, 0]),
+    "ioctl(TIOCEXCL)": (16, [-1, 0x540C, 0]),
     "io_uring_setup": (425, [0, 0]),
     "io_uring_enter": (426, [-1, 0, 0, 0, 0, 0]),
     "io_uring_register": (427, [-1, 0, 0, 0]),

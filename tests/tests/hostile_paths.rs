@@ -380,12 +380,12 @@ fn links_in_a_kept_home_make_the_next_launch_refuse_and_create_nothing_outside()
     assert!(made_outside.is_empty(), "{made_outside:?}");
 }
 
+/// A terminal's settings and window size.
+type TerminalState = (nix::sys::termios::Termios, (u16, u16));
+
 /// Runs `hutch ARGS` with a new pseudo-terminal as its stdin, stdout and stderr; returns what
-/// it printed there, and the terminal's settings and size before and after.
-fn on_a_terminal(
-    env: &TestEnv,
-    args: &[&str],
-) -> (String, [(nix::sys::termios::Termios, (u16, u16)); 2]) {
+/// it printed there, and the terminal's state before and after.
+fn on_a_terminal(env: &TestEnv, args: &[&str]) -> (String, [TerminalState; 2]) {
     use std::os::fd::AsFd;
     let pty = nix::pty::openpty(None, None).unwrap();
     let follower = pty.slave;
@@ -398,15 +398,27 @@ fn on_a_terminal(
     };
     let before = state(&follower);
     let mut controller = std::fs::File::from(pty.master);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let finished = std::sync::Arc::clone(&done);
     let reader = std::thread::spawn(move || {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
-        // EIO once the last holder of the follower side closes it.
-        while let Ok(n) = controller.read(&mut buf) {
-            if n == 0 {
-                break;
+        loop {
+            let mut fds = [PollFd::new(controller.as_fd(), PollFlags::POLLIN)];
+            let ready = poll(&mut fds, PollTimeout::from(100u8)).unwrap_or(0);
+            if ready == 0 {
+                // Nothing more comes (a suspended terminal holds its output back for good).
+                if finished.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                continue;
             }
-            out.extend_from_slice(&buf[..n]);
+            // EIO once the last holder of the follower side closes it.
+            match controller.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
         }
         out
     });
@@ -422,7 +434,18 @@ fn on_a_terminal(
     }
     let after = state(&follower);
     drop(cmd);
+    // What a program writes to the terminal after hutch (a shell's prompt) still shows: a
+    // writer blocked on a suspended terminal is given up after a while.
+    let mut last = std::fs::File::from(follower.try_clone().unwrap());
+    let writer = std::thread::spawn(move || {
+        let _ = last.write_all(b"after-hutch\n");
+    });
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !writer.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     drop(follower);
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
     let printed = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
     (printed, [before, after])
 }
@@ -438,7 +461,7 @@ fn the_callers_terminal_is_as_it_was_after_an_app_that_changed_it() {
             "sh",
             "-c",
             "stty -echo -icanon rows 7 cols 9 && stty -a | head -1 && \
-             python3 -c 'import fcntl, os; fcntl.fcntl(0, fcntl.F_SETFL, os.O_NONBLOCK)'",
+             python3 -c 'import fcntl, os, termios; fcntl.fcntl(0, fcntl.F_SETFL, os.O_NONBLOCK); termios.tcflow(1, termios.TCOOFF)'",
         ],
     );
     // Control: the app did change the terminal it was handed.
@@ -447,6 +470,8 @@ fn the_callers_terminal_is_as_it_was_after_an_app_that_changed_it() {
     assert_eq!(after.1, before.1, "window size");
     let flags = |t: &nix::sys::termios::Termios| (t.local_flags, t.input_flags, t.output_flags);
     assert_eq!(flags(&after.0), flags(&before.0), "terminal settings");
+    // The app suspended the terminal's output (tcflow): it runs again after hutch.
+    assert!(printed.contains("after-hutch"), "{printed:?}");
 }
 
 #[test]
@@ -501,6 +526,126 @@ fn a_desktop_file_with_a_huge_exec_gets_a_clear_error_at_once() {
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("the request is too large to send"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_socket_moved_about_while_the_next_launch_looks_is_still_hidden() {
+    let env = env_or_skip!();
+    let shared = folder(&env, "moving");
+    std::fs::create_dir(shared.join("sub")).unwrap();
+    let _heard = socket_server(&shared.join("sub").join("agent.sock"));
+    // A folder the app may pass through but not list: pid 1 still looks into it.
+    let locked = shared.join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    let _heard_locked = socket_server(&locked.join("agent.sock"));
+    std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o311)).unwrap();
+    // A sandbox with the folder shared read-write renames the socket's folder back and forth
+    // as fast as it can, while the next sandbox is made.
+    let swapper = format!(
+        "import os, time\n\
+         d = {d:?}\n\
+         end = time.time() + 30\n\
+         while time.time() < end:\n\
+         \x20   try:\n\
+         \x20       os.rename(d + '/sub', d + '/subX'); os.rename(d + '/subX', d + '/sub')\n\
+         \x20   except OSError: pass\n",
+        d = shared.display().to_string()
+    );
+    let rw = format!("{}:rw", shared.display());
+    let id = ok(&env.hutch(&["run", "-d", "--share", &rw, "--", "python3", "-c", &swapper]));
+    let probe = format!(
+        "import socket, time\n\
+         d = {d:?}\n\
+         end = time.time() + 1\n\
+         hits = 0\n\
+         while time.time() < end:\n\
+         \x20   for p in ('/sub/agent.sock', '/subX/agent.sock', '/locked/agent.sock'):\n\
+         \x20       s = socket.socket(socket.AF_UNIX)\n\
+         \x20       try:\n\
+         \x20           s.connect(d + p); hits += 1\n\
+         \x20       except OSError: pass\n\
+         \x20       s.close()\n\
+         print('connected', hits)\n",
+        d = shared.display().to_string()
+    );
+    for _ in 0..8 {
+        let out = env.hutch(&["run", "--share", &rw, "--", "python3", "-c", &probe]);
+        assert_eq!(ok(&out), "connected 0\n", "{}", stderr(&out));
+    }
+    let _ = env.hutch(&["stop", "--grace", "0", id.trim()]);
+    std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // Control: with its sockets, the same probe reaches the user's server.
+    let out = env.hutch(&[
+        "run",
+        "--share",
+        &format!("{rw},sockets"),
+        "--",
+        "python3",
+        "-c",
+        &probe,
+    ]);
+    assert_ne!(ok(&out), "connected 0\n");
+}
+
+#[test]
+fn a_launch_warning_naming_what_an_app_made_is_escaped() {
+    let env = env_or_skip!();
+    let shared = folder(&env, "named");
+    let rw = format!("{}:rw", shared.display());
+    // The app names a socket with escape sequences; the next launch reports it.
+    let bind = format!(
+        "import socket; socket.socket(socket.AF_UNIX).bind({:?} + '/\\x1b]0;PWNED\\x07\\x1b[2J')",
+        shared.display().to_string()
+    );
+    ok(&env.hutch(&["run", "--share", &rw, "--", "python3", "-c", &bind]));
+    let out = env.hutch(&["run", "--share", &rw, "--", "true"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("holds 1 Unix socket (\\e]0;PWNED\\x07\\e[2J)"),
+        "{err:?}"
+    );
+    assert!(!err.contains('\x1b'), "{err:?}");
+}
+
+#[test]
+fn the_users_look_is_not_a_way_to_their_files() {
+    let env = env_or_skip!();
+    // A stand-in for the compositor: a display socket to hand the app.
+    let wayland = env.runtime.join("wayland-hp");
+    let _compositor = UnixListener::bind(&wayland).unwrap();
+    let tag = format!("hutch-e2e-look-{}", std::process::id());
+    let secret = env.home.join(format!("{tag}-secret"));
+    std::fs::write(&secret, "PRIVATE KEY\n").unwrap();
+    // A program with the home shared read-write made the GTK settings a link to it.
+    let gtk = env.home.join(".config/gtk-3.0");
+    std::fs::create_dir_all(&gtk).unwrap();
+    let settings = gtk.join("settings.ini");
+    let kept = std::fs::read(&settings).ok();
+    let _ = std::fs::remove_file(&settings);
+    symlink(&secret, &settings);
+    let mut cmd = env.hutch_command(&[
+        "run",
+        "--display",
+        "wayland",
+        "--",
+        "sh",
+        "-c",
+        "cat ~/.config/gtk-3.0/settings.ini",
+    ]);
+    cmd.env("WAYLAND_DISPLAY", "wayland-hp")
+        .stdin(std::process::Stdio::null());
+    let out = hutch_tests::run_with_timeout(cmd, Duration::from_secs(30));
+    let _ = std::fs::remove_file(&settings);
+    if let Some(kept) = kept {
+        std::fs::write(&settings, kept).unwrap();
+    }
+    let _ = std::fs::remove_file(&secret);
+    assert!(!stdout(&out).contains("PRIVATE KEY"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("settings.ini was not shared with the app's look (it is a link to"),
         "{}",
         stderr(&out)
     );

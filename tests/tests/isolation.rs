@@ -234,6 +234,18 @@ fn the_hosts_boot_time_uptime_and_kernel_command_line_are_not_shown() {
     }
     assert_eq!(inside_cmdline, "\n", "the kernel's command line inside");
     assert_ne!(host_cmdline, "\n");
+    // The user's keyrings and the kernel's timers are shown empty, as container runtimes do;
+    // outside, the user sees them.
+    let outside_keys = std::fs::read_to_string("/proc/keys").unwrap_or_default();
+    let outside_timers = std::fs::read_to_string("/proc/timer_list").unwrap_or_default();
+    let inside = ok(&env.sh(
+        &[],
+        "wc -c < /proc/keys; wc -c < /proc/timer_list; ls /proc/acpi 2>/dev/null | wc -l",
+    ));
+    assert_eq!(inside, "0\n0\n0\n", "{inside}");
+    if outside_keys.is_empty() && outside_timers.is_empty() {
+        eprintln!("this kernel shows the user no keys and no timers: nothing to compare");
+    }
 }
 
 /// The host's first global IPv4 address, if it has one.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use hutch_helper::sandbox::seccomp::{DENIED, NAMESPACE_CALLS, NOT_IMPLEMENTED};
+use hutch_helper::sandbox::seccomp::{DENIED, DENIED_IOCTLS, NAMESPACE_CALLS, NOT_IMPLEMENTED};
 use hutch_tests::{TestEnv, env_or_skip, ok};
 
 /// What the kernel refuses an unprivileged user before it looks at any argument (a capability
@@ -38,6 +38,7 @@ const FALLBACK: &[&str] = &[
     "open_tree",
     "move_mount",
     "mount_setattr",
+    "open_tree_attr",
 ];
 
 /// Denied only when the profile does not let the app make namespaces of its own.
@@ -98,6 +99,11 @@ fn every_denied_call_is_blocked_inside_and_reaches_the_kernel_outside() {
             "system call {nr} is filtered but not probed"
         );
     }
+    assert_eq!(
+        sandboxed.keys().filter(|k| k.starts_with("ioctl(")).count(),
+        DENIED_IOCTLS.len(),
+        "every denied terminal ioctl is probed"
+    );
     let mut table = String::from(
         "| call | outside | outside, root of its own user namespace | inside |\n|---|---|---|---|\n",
     );

@@ -40,7 +40,10 @@ pub fn profile(command: ProfileCommand) -> anyhow::Result<ExitCode> {
                 println!("{}{desc}", p.name);
             }
             for e in &bad {
-                eprintln!("hutch: {e}");
+                eprintln!(
+                    "hutch: {}",
+                    hutch_core::text::escape_controls(&e.to_string())
+                );
             }
             if good.is_empty() && bad.is_empty() {
                 println!(

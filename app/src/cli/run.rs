@@ -87,12 +87,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let id = match client.request(&Request::Run(Box::new(request)), &fds)? {
         Response::Started { id, warnings, .. } => {
             for w in warnings {
-                eprintln!("hutch: warning: {w}");
+                // A warning names what an app left in a share (a socket's name): escaped.
+                eprintln!("hutch: warning: {}", hutch_core::text::escape_line(&w));
             }
             id
         }
         Response::Error { message, .. } => {
-            eprintln!("hutch: {message}");
+            eprintln!("hutch: {}", hutch_core::text::escape_controls(&message));
             return Ok(ExitCode::from(HUTCH_ERROR));
         }
         other => bail!("unexpected answer from the helper: {other:?}"),
@@ -219,7 +220,10 @@ fn wait_exit(client: &mut Client, id: &str) -> anyhow::Result<hutch_core::protoc
         match event {
             Event::Exited { id: exited, status } if exited == id => return Ok(status),
             Event::NetworkDown { id, message } => {
-                eprintln!("hutch: the network of sandbox {id} is down: {message}");
+                eprintln!(
+                    "hutch: the network of sandbox {id} is down: {}",
+                    hutch_core::text::escape_line(&message)
+                );
             }
             Event::OutOfMemory { id, kills } => {
                 eprintln!(

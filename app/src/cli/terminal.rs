@@ -35,12 +35,17 @@ impl Drop for RawMode {
 
 /// The caller's terminal as it was before an app that holds it (a run without `-t` hands the
 /// app the caller's stdin, stdout and stderr) could change it: its settings (echo, line
-/// editing) and window size, and each stdio file's status flags (an app that leaves them
-/// non-blocking breaks the shell after it). Put back when dropped.
+/// editing) and window size, output not suspended (`tcflow`), and each stdio file's status
+/// flags (an app that leaves them non-blocking breaks the shell after it). Put back when
+/// dropped. (The line discipline and exclusive mode the seccomp filter keeps the app from
+/// changing.)
 pub struct Saved {
-    terminal: Option<(Termios, Option<(u16, u16)>)>,
+    terminal: Option<SavedTerminal>,
     flags: [Option<OFlag>; 3],
 }
+
+/// The first of stdin, stdout and stderr that is a terminal: which, its settings and size.
+type SavedTerminal = (usize, Termios, Option<(u16, u16)>);
 
 /// Calls `f` with stdio fd `n` (0, 1 or 2).
 fn with_stdio<R>(n: usize, f: impl FnOnce(BorrowedFd<'_>) -> R) -> R {
@@ -54,9 +59,11 @@ fn with_stdio<R>(n: usize, f: impl FnOnce(BorrowedFd<'_>) -> R) -> R {
 impl Saved {
     /// What the caller's stdio is now.
     pub fn now() -> Self {
-        let terminal = with_stdio(0, |stdin| {
-            let settings = termios::tcgetattr(stdin).ok()?;
-            Some((settings, hutch_helper::sys::window_size(stdin)))
+        let terminal = (0..3).find_map(|n| {
+            with_stdio(n, |fd| {
+                let settings = termios::tcgetattr(fd).ok()?;
+                Some((n, settings, hutch_helper::sys::window_size(fd)))
+            })
         });
         let flags = [0, 1, 2].map(|n| {
             with_stdio(n, |fd| fcntl(fd, FcntlArg::F_GETFL).ok()).map(OFlag::from_bits_truncate)
@@ -67,9 +74,10 @@ impl Saved {
 
 impl Drop for Saved {
     fn drop(&mut self) {
-        if let Some((settings, size)) = &self.terminal {
-            with_stdio(0, |stdin| {
+        if let Some((n, settings, size)) = &self.terminal {
+            with_stdio(*n, |stdin| {
                 let _ = termios::tcsetattr(stdin, SetArg::TCSANOW, settings);
+                let _ = termios::tcflow(stdin, termios::FlowArg::TCOON);
                 if let Some((rows, cols)) = size {
                     let _ = hutch_helper::sys::set_window_size(stdin, *rows, *cols);
                 }

@@ -112,11 +112,13 @@ impl Model {
     }
 
     fn notify(&mut self, now_ms: u64, level: Level, title: String, body: String, id: Option<&str>) {
+        // A notice may name what an app made (a socket in a share): shown with its control
+        // characters escaped, as the terminal shows it.
         self.notices.push(Notice {
             at_ms: now_ms,
             level,
-            title,
-            body,
+            title: hutch_core::text::escape_line(&title).into_owned(),
+            body: hutch_core::text::escape_controls(&body).into_owned(),
             sandbox: id.map(str::to_owned),
         });
         if self.notices.len() > 50 {

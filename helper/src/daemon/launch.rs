@@ -607,13 +607,18 @@ pub fn launch(
     drop(fds);
     drop(stdio);
     drop(log_copy);
+    let mut warnings = warnings;
     let (init_pid, app_pid, landlock) = loop {
         match rx.recv::<SupervisorEvent>() {
             Ok(SupervisorEvent::Started {
                 init_pid,
                 app_pid,
                 landlock,
-            }) => break (init_pid, app_pid, landlock),
+                notes,
+            }) => {
+                warnings.extend(notes);
+                break (init_pid, app_pid, landlock);
+            }
             Ok(SupervisorEvent::Failed { message }) => {
                 return Err(abandon(
                     &mut child,

@@ -29,20 +29,23 @@ fn parent_of(pid: i32) -> Option<i32> {
     rest.split(' ').nth(1)?.parse().ok()
 }
 
-/// Whether one of `pid`'s ancestors (or `pid` itself) is one of `supervisors`.
-fn descends_from(pid: i32, supervisors: &[i32]) -> bool {
+/// Whether one of `pid`'s ancestors (or `pid` itself) is one of `supervisors`; `None` when the
+/// chain could not be followed to the top (a process on it ended meanwhile).
+fn descends_from(pid: i32, supervisors: &[i32]) -> Option<bool> {
     let mut cur = pid;
     // A chain longer than this is no process tree of this machine.
     for _ in 0..4096 {
         if supervisors.contains(&cur) {
-            return true;
+            return Some(true);
         }
-        match parent_of(cur) {
-            Some(parent) if parent > 0 && parent != cur => cur = parent,
-            _ => return false,
+        match parent_of(cur)? {
+            // The top: pid 1's parent is 0.
+            0 => return Some(false),
+            parent if parent != cur => cur = parent,
+            _ => return None,
         }
     }
-    true
+    None
 }
 
 /// Why the client `pid` may not use this helper, if it may not. `supervisors` are the pids of
@@ -62,8 +65,11 @@ pub fn refusal(pid: i32, supervisors: &[i32]) -> Option<String> {
     if theirs == own {
         return None;
     }
-    if descends_from(pid, supervisors) {
-        return Some("it runs inside a Hutch sandbox".into());
+    match descends_from(pid, supervisors) {
+        Some(true) => return Some("it runs inside a Hutch sandbox".into()),
+        // Fail closed: a client whose ancestry cannot be told is not let in.
+        None => return Some("its process tree could not be followed".into()),
+        Some(false) => {}
     }
     if Path::new(&format!("/proc/{pid}/root/.flatpak-info")).exists() {
         return None;
@@ -111,8 +117,10 @@ mod tests {
         let me = std::process::id() as i32;
         assert_eq!(refusal(me, &[]), None);
         let parent = parent_of(me).expect("a parent");
-        assert!(descends_from(me, &[parent]));
-        assert!(!descends_from(me, &[i32::MAX]));
+        assert_eq!(descends_from(me, &[parent]), Some(true));
+        assert_eq!(descends_from(me, &[i32::MAX]), Some(false));
+        // A process that is not there: its tree cannot be told, so it is not let in.
+        assert_eq!(descends_from(i32::MAX - 1, &[]), None);
         assert!(refusal(0, &[]).is_some());
     }
 

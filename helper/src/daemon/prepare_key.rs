@@ -171,6 +171,7 @@ mod tests {
             dir: false,
             id: None,
             sockets: false,
+            hide_sockets: false,
         }];
         let before = source_identities(&mounts);
         // Written in place: the same inode, which a bind shows as it changes.
@@ -248,6 +249,7 @@ mod tests {
             dir: false,
             id: None,
             sockets: false,
+            hide_sockets: false,
         });
         key
     }

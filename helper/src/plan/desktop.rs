@@ -154,6 +154,62 @@ fn x11(
     })
 }
 
+/// The read-only bind of one of the user's [`LOOKS`], if it is there as it should be: the
+/// folder or file itself, not a link (a program with the home shared read-write could make
+/// `settings.ini` a link to a private key, or `.fonts` one to `.ssh`), of its kind, in no
+/// folder of the session's sockets. Anything else is left out, and the launch says so. Sockets
+/// in a look folder are hidden.
+fn look_bind(
+    fs: &dyn HostFs,
+    host: &HostFacts,
+    look: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Option<MountOp>, PlanError> {
+    let path = host.home.join(look);
+    let Some(found) = checked(fs, host, &path)? else {
+        return Ok(None);
+    };
+    let dir = !look.ends_with(".ini");
+    let wanted = if dir { Entry::Dir } else { Entry::File };
+    let left_out = |why: String| {
+        format!(
+            "{} was not shared with the app's look ({why}): share what it leads to yourself if \
+             the app should have it",
+            path.display()
+        )
+    };
+    if found.path != host.real_home.join(look) {
+        warnings.push(left_out(format!(
+            "it is a link to {}",
+            found.path.display()
+        )));
+        return Ok(None);
+    }
+    if found.kind != wanted {
+        warnings.push(left_out(format!(
+            "it is not a {}",
+            if dir { "folder" } else { "file" }
+        )));
+        return Ok(None);
+    }
+    if dir && let Some(folder) = super::source::socket_folder(&found.path, host) {
+        warnings.push(left_out(format!(
+            "it is in {}, a folder of the session's sockets",
+            folder.display()
+        )));
+        return Ok(None);
+    }
+    Ok(Some(MountOp::Bind {
+        source: found.path,
+        path,
+        access: Access::ReadOnly,
+        dir,
+        id: Some(found.id),
+        sockets: false,
+        hide_sockets: dir,
+    }))
+}
+
 /// Plans the desktop permissions of a sandbox.
 pub fn plan(
     profile: &Profile,
@@ -187,20 +243,29 @@ pub fn plan(
         }
     };
     // Each bind is of what the path really is, checked once (a socket or cookie path from the
-    // caller's environment, a font folder in a home an app may have written).
-    let bind = |source: &Path, path: PathBuf, access: Access, _dir: bool| {
+    // caller's environment), and must be the kind of thing it was asked for: a socket the
+    // app is given on purpose, or a file.
+    let bind = |source: &Path, path: PathBuf, access: Access, socket: bool| {
         let found = checked(fs, host, source)?.ok_or_else(|| PlanError::Changed {
             path: source.to_owned(),
             at: source.to_owned(),
         })?;
+        let wanted = if socket { Entry::Other } else { Entry::File };
+        if found.kind != wanted {
+            return Err(PlanError::Changed {
+                path: source.to_owned(),
+                at: found.path,
+            });
+        }
         Ok::<_, PlanError>(MountOp::Bind {
             // The display's and sound server's sockets are what the app is given them for.
-            sockets: found.kind == Entry::Other,
-            dir: found.kind == Entry::Dir,
+            sockets: socket,
+            dir: false,
             source: found.path,
             path,
             access,
             id: Some(found.id),
+            hide_sockets: false,
         })
     };
 
@@ -219,7 +284,7 @@ pub fn plan(
         Some(Display::Wayland { socket, name }) => {
             need_runtime(&mut out);
             out.mounts
-                .push(bind(socket, runtime.join(name), Access::ReadWrite, false)?);
+                .push(bind(socket, runtime.join(name), Access::ReadWrite, true)?);
             out.env.push(("WAYLAND_DISPLAY".into(), name.clone()));
             out.granted.push("wayland".into());
         }
@@ -233,7 +298,7 @@ pub fn plan(
                 mode: 0o1777,
             });
             out.mounts
-                .push(bind(socket, socket.clone(), Access::ReadWrite, false)?);
+                .push(bind(socket, socket.clone(), Access::ReadWrite, true)?);
             out.env.push(("DISPLAY".into(), format!(":{number}")));
             if let Some(cookie) = cookie {
                 need_runtime(&mut out);
@@ -250,14 +315,8 @@ pub fn plan(
     }
     if display.is_some() {
         for look in LOOKS {
-            let path = host.home.join(look);
-            if let Some(kind @ (Entry::Dir | Entry::File)) = fs.resolved(&path) {
-                out.home_mounts.push(bind(
-                    &path,
-                    path.clone(),
-                    Access::ReadOnly,
-                    kind == Entry::Dir,
-                )?);
+            if let Some(op) = look_bind(fs, host, look, &mut out.warnings)? {
+                out.home_mounts.push(op);
             }
         }
     }
@@ -289,7 +348,7 @@ pub fn plan(
                 &pw,
                 runtime.join("pipewire-0"),
                 Access::ReadWrite,
-                false,
+                true,
             )?);
             out.granted.push("pipewire".into());
         }
@@ -300,7 +359,7 @@ pub fn plan(
             });
             let inside = runtime.join("pulse/native");
             out.mounts
-                .push(bind(&pulse, inside.clone(), Access::ReadWrite, false)?);
+                .push(bind(&pulse, inside.clone(), Access::ReadWrite, true)?);
             out.env
                 .push(("PULSE_SERVER".into(), format!("unix:{}", inside.display())));
             let cookie = env
@@ -337,6 +396,7 @@ pub fn plan(
             dir: true,
             id: Some(found.id),
             sockets: false,
+            hide_sockets: false,
         });
         out.granted.push("gpu".into());
     }

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use nix::unistd::{Gid, Group, Uid, User};
 
-use super::source::{Checked, FileId, SocketScan, Unchecked};
+use super::source::{Checked, FileId, Unchecked};
 
 /// A range from /etc/subuid or /etc/subgid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -66,9 +66,6 @@ pub trait HostFs {
     /// Looks at `path` once: follows its links as they are now to its real path, opens that
     /// without following any link, and tells what was opened (see [`super::source`]).
     fn check(&self, path: &Path) -> Result<Checked, Unchecked>;
-    /// The Unix sockets beneath the folder `dir` (a real path), looking at no more than
-    /// `limit` entries and following no link.
-    fn sockets_under(&self, dir: &Path, limit: usize) -> SocketScan;
 }
 
 /// The real file system.
@@ -120,46 +117,6 @@ impl HostFs for RealFs {
             },
             kind: kind_of_mode(st.st_mode),
         })
-    }
-
-    fn sockets_under(&self, dir: &Path, limit: usize) -> SocketScan {
-        use std::os::unix::fs::FileTypeExt;
-        let mut scan = SocketScan {
-            sockets: Vec::new(),
-            complete: true,
-        };
-        let mut seen = 0usize;
-        let mut folders = vec![PathBuf::new()];
-        while let Some(rel) = folders.pop() {
-            let Ok(entries) = std::fs::read_dir(dir.join(&rel)) else {
-                scan.complete = false;
-                continue;
-            };
-            for entry in entries {
-                let Ok(entry) = entry else {
-                    scan.complete = false;
-                    continue;
-                };
-                seen += 1;
-                if seen > limit {
-                    scan.complete = false;
-                    return scan;
-                }
-                // The kind from the folder listing (d_type): no link is followed.
-                let Ok(kind) = entry.file_type() else {
-                    scan.complete = false;
-                    continue;
-                };
-                let path = rel.join(entry.file_name());
-                if kind.is_socket() {
-                    scan.sockets.push(path);
-                } else if kind.is_dir() {
-                    folders.push(path);
-                }
-            }
-        }
-        scan.sockets.sort();
-        scan
     }
 }
 

@@ -131,6 +131,7 @@ mod tests {
             dir: true,
             id: None,
             sockets: false,
+            hide_sockets: false,
         }
     }
 
@@ -216,6 +217,7 @@ fn sockets_may_be_reached_in_own_folders_and_in_shares_that_say_so() {
         dir: true,
         id: None,
         sockets,
+        hide_sockets: false,
     };
     let mounts = vec![
         share("/usr", Access::ReadOnly, false),

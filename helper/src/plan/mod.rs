@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use host::{Entry, HostFacts, HostFs};
 use idmap::MapLine;
-use source::{Checked, FileId, SOCKET_SCAN_LIMIT, Unchecked};
+use source::{Checked, FileId, Unchecked};
 
 /// Host top-level folders bound read-only when they are folders, recreated when symlinks.
 const SYSTEM_DIRS: &[&str] = &[
@@ -92,10 +92,11 @@ pub enum MountOp {
         /// that): a desktop socket, a share that says `sockets`, its own kept home.
         #[serde(default)]
         sockets: bool,
+        /// The Unix sockets beneath it are hidden, once every mount is made (each under an
+        /// empty read-only file, found on the mount itself: `sandbox::sockets`).
+        #[serde(default)]
+        hide_sockets: bool,
     },
-    /// An empty read-only file bound over the Unix socket at `path` (found in a shared
-    /// folder), so the app cannot connect to whatever listens there.
-    Hide { path: PathBuf },
     /// A small generated file (read-only once the root is sealed).
     File { path: PathBuf, contents: String },
     /// The sandbox's own /proc (its pid namespace), with kernel knobs read-only.
@@ -110,7 +111,6 @@ impl MountOp {
         match self {
             Self::Tmpfs { path, .. }
             | Self::Bind { path, .. }
-            | Self::Hide { path }
             | Self::Proc { path }
             | Self::Devpts { path } => Some(path),
             Self::Dir { .. } | Self::Symlink { .. } | Self::File { .. } => None,
@@ -407,23 +407,16 @@ pub fn build(
                 // Made for the launch in Hutch's data folder, which no sandbox sees.
                 id: None,
                 sockets: true,
+                hide_sockets: false,
             }
         }
     };
     let desktop = desktop::plan(profile, request, host, fs)?;
     mounts.extend(desktop.mounts.iter().cloned());
     let mut placed: Vec<(usize, MountOp)> = vec![(depth(&host.home), home_op)];
-    // Folders bound read-only from the user's files: their sockets are hidden (see below).
-    let mut scanned: Vec<(PathBuf, PathBuf)> = Vec::new();
     for op in &desktop.home_mounts {
-        if let MountOp::Bind {
-            path, source, dir, ..
-        } = op
-        {
+        if let MountOp::Bind { path, .. } = op {
             placed.push((depth(path), op.clone()));
-            if *dir {
-                scanned.push((path.clone(), source.clone()));
-            }
         }
     }
     let mut warnings = Vec::new();
@@ -446,12 +439,11 @@ pub fn build(
                 dir: share.dir(),
                 id: Some(share.source.id),
                 sockets: share.sockets,
+                // A folder's sockets are hidden unless the share says `sockets`.
+                hide_sockets: share.dir() && !share.sockets,
             },
         ));
-        if !share.dir() {
-            continue;
-        }
-        if share.sockets {
+        if share.dir() && share.sockets {
             warnings.push(format!(
                 "{} is shared with its Unix sockets: the app can talk to whatever listens on \
                  them, outside the sandbox",
@@ -460,44 +452,10 @@ pub fn build(
             if source::holds_x11_sockets(&share.source.path) {
                 warnings.push(desktop::X11_WARNING.into());
             }
-        } else {
-            scanned.push((share.path.clone(), share.source.path.clone()));
         }
     }
     placed.sort_by_key(|(d, _)| *d);
     mounts.extend(placed.into_iter().map(|(_, op)| op));
-    // Sockets in shared folders are hidden last, on top of every share.
-    for (inside, real) in &scanned {
-        let scan = fs.sockets_under(real, SOCKET_SCAN_LIMIT);
-        if !scan.sockets.is_empty() {
-            let names: Vec<String> = scan
-                .sockets
-                .iter()
-                .take(3)
-                .map(|p| p.display().to_string())
-                .collect();
-            warnings.push(format!(
-                "{} holds {} Unix socket{} ({}{}): hidden from the app, so nothing listening \
-                 there can act for it (add `,sockets` to the share to keep them)",
-                inside.display(),
-                scan.sockets.len(),
-                if scan.sockets.len() == 1 { "" } else { "s" },
-                names.join(", "),
-                if scan.sockets.len() > 3 { ", …" } else { "" }
-            ));
-        }
-        if !scan.complete {
-            warnings.push(format!(
-                "{} is too large (over {SOCKET_SCAN_LIMIT} entries) or partly unreadable to \
-                 look through for Unix sockets: any socket beyond what was looked at stays \
-                 reachable from the app",
-                inside.display()
-            ));
-        }
-        mounts.extend(scan.sockets.iter().map(|rel| MountOp::Hide {
-            path: inside.join(rel),
-        }));
-    }
 
     let cwd = request
         .cwd
@@ -766,6 +724,7 @@ fn system_bind(fs: &dyn HostFs, path: PathBuf, access: Access) -> Option<MountOp
         dir,
         id: Some(found.id),
         sockets: false,
+        hide_sockets: false,
     })
 }
 

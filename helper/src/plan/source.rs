@@ -45,19 +45,6 @@ pub enum Unchecked {
     Changed(PathBuf),
 }
 
-/// The Unix sockets found beneath a folder.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SocketScan {
-    /// Paths relative to the folder.
-    pub sockets: Vec<PathBuf>,
-    /// Whether every entry beneath the folder was looked at (false when the walk stopped at
-    /// its limit, or a folder in it could not be read).
-    pub complete: bool,
-}
-
-/// At most this many entries of a shared folder are looked at for sockets.
-pub const SOCKET_SCAN_LIMIT: usize = 100_000;
-
 /// Folders of the host system a sandbox never gets, whatever the path that leads there: their
 /// contents are the host itself (its processes, devices, kernel knobs).
 const HOST_SYSTEM: &[&str] = &["/proc", "/sys", "/dev"];

@@ -5,12 +5,10 @@ use hutch_core::profile::{DisplayMode, Share};
 use hutch_core::protocol::ShareSpec;
 
 use super::host::SubRange;
-use super::source::SocketScan;
 use super::*;
 
-/// A made-up host file system: path -> entry (links resolved as the real one does), and the
-/// sockets found beneath folders.
-struct FakeFs(HashMap<PathBuf, Entry>, HashMap<PathBuf, SocketScan>);
+/// A made-up host file system: path -> entry (links resolved as the real one does).
+struct FakeFs(HashMap<PathBuf, Entry>);
 
 /// The made-up identity of the file at `real`.
 fn fake_id(real: &Path) -> FileId {
@@ -65,7 +63,7 @@ impl FakeFs {
             m.insert(PathBuf::from(f), Entry::File);
         }
         m.insert(PathBuf::from("/run/user/1000/bus"), Entry::Other);
-        Self(m, HashMap::new())
+        Self(m)
     }
 
     fn with(mut self, path: &str, entry: Entry) -> Self {
@@ -148,12 +146,6 @@ impl HostFs for FakeFs {
             id: fake_id(&real),
             path: real,
             kind,
-        })
-    }
-    fn sockets_under(&self, dir: &Path, _limit: usize) -> SocketScan {
-        self.1.get(dir).cloned().unwrap_or(SocketScan {
-            sockets: vec![],
-            complete: true,
         })
     }
 }
@@ -261,7 +253,6 @@ fn find<'a>(plan: &'a SandboxPlan, path: &str) -> Vec<&'a MountOp> {
             | MountOp::Symlink { path: p, .. }
             | MountOp::Tmpfs { path: p, .. }
             | MountOp::Bind { path: p, .. }
-            | MountOp::Hide { path: p }
             | MountOp::File { path: p, .. }
             | MountOp::Proc { path: p }
             | MountOp::Devpts { path: p } => p == Path::new(path),
@@ -281,6 +272,7 @@ fn system_folders_are_read_only_and_links_are_recreated() {
             dir: true,
             id: Some(fake_id(Path::new("/usr"))),
             sockets: false,
+            hide_sockets: false,
         }]
     );
     assert_eq!(
@@ -403,6 +395,7 @@ fn persistent_home_binds_the_apps_folder() {
             dir: true,
             id: None,
             sockets: true,
+            hide_sockets: false,
         }]
     );
     assert_eq!(p.prepare_dirs, [dir]);
@@ -573,6 +566,7 @@ fn a_share_is_checked_and_bound_by_what_it_really_is() {
             dir: true,
             id: Some(fake_id(Path::new("/home/alice/Documents"))),
             sockets: false,
+            hide_sockets: true,
         }]
     );
     // Every bind of the plan names its source by its real path and carries its identity, but
@@ -586,61 +580,47 @@ fn a_share_is_checked_and_bound_by_what_it_really_is() {
 
 #[test]
 fn sockets_in_a_shared_folder_are_hidden_and_socket_folders_need_to_be_asked_for() {
-    let mut fs = FakeFs::debian()
+    let fs = FakeFs::debian()
         .with("/tmp", Entry::Dir)
         .with("/tmp/hp-tmux", Entry::Dir)
         .with("/tmp/.X11-unix", Entry::Dir)
         .with("/home/alice/.ssh", Entry::Dir);
-    fs.1.insert(
-        "/tmp/hp-tmux".into(),
-        SocketScan {
-            sockets: vec!["sock".into(), "deep/er.sock".into()],
-            complete: true,
-        },
-    );
+    let hides = |p: &SandboxPlan, at: &str| {
+        p.mounts.iter().any(|op| {
+            matches!(op, MountOp::Bind { path, hide_sockets: true, sockets: false, .. }
+                if path == Path::new(at))
+        })
+    };
     let mut req = request(&["true"]);
     req.shares
         .push(ShareSpec::new("/tmp/hp-tmux", ShareMode::ReadOnly));
+    req.shares
+        .push(ShareSpec::new("/home/alice/notes.txt", ShareMode::ReadOnly));
     let p = plan_fs(&Profile::builtin_default(), &req, &fs).unwrap();
-    let bind = p
-        .mounts
-        .iter()
-        .position(
-            |op| matches!(op, MountOp::Bind { path, .. } if path == Path::new("/tmp/hp-tmux")),
-        )
-        .unwrap();
-    for sock in ["/tmp/hp-tmux/sock", "/tmp/hp-tmux/deep/er.sock"] {
-        let hide = p
-            .mounts
-            .iter()
-            .position(|op| *op == MountOp::Hide { path: sock.into() })
-            .unwrap_or_else(|| panic!("{sock} hidden: {:?}", p.mounts));
-        assert!(hide > bind, "hidden on top of the share");
-    }
-    assert!(
-        p.warnings
-            .iter()
-            .any(|w| w.contains("/tmp/hp-tmux holds 2 Unix sockets (sock, deep/er.sock)")),
-        "{:?}",
-        p.warnings
-    );
+    // A shared folder's sockets are hidden (by pid 1, on the mount); a file has none.
+    assert!(hides(&p, "/tmp/hp-tmux"), "{:?}", p.mounts);
+    assert!(matches!(
+        find(&p, "/home/alice/notes.txt")[..],
+        [MountOp::Bind {
+            hide_sockets: false,
+            ..
+        }]
+    ));
     // Asked for in so many words: bound with its sockets, and said so.
     req.shares[0].sockets = true;
     let p = plan_fs(&Profile::builtin_default(), &req, &fs).unwrap();
-    assert!(!p.mounts.iter().any(|op| matches!(op, MountOp::Hide { .. })));
+    assert!(matches!(
+        find(&p, "/tmp/hp-tmux")[..],
+        [MountOp::Bind {
+            hide_sockets: false,
+            sockets: true,
+            ..
+        }]
+    ));
     assert!(
         p.warnings
             .iter()
             .any(|w| w.contains("with its Unix sockets"))
-    );
-    // A folder too large to look through completely says what that means.
-    fs.1.get_mut(Path::new("/tmp/hp-tmux")).unwrap().complete = false;
-    req.shares[0].sockets = false;
-    let p = plan_fs(&Profile::builtin_default(), &req, &fs).unwrap();
-    assert!(
-        p.warnings.iter().any(|w| w.contains("stays reachable")),
-        "{:?}",
-        p.warnings
     );
     // Folders known to hold the session's sockets are refused unless asked for.
     for folder in ["/tmp", "/tmp/.X11-unix", "/home/alice/.ssh"] {
@@ -670,6 +650,59 @@ fn sockets_in_a_shared_folder_are_hidden_and_socket_folders_need_to_be_asked_for
         ShareMode::ReadOnly,
     ));
     plan_fs(&Profile::builtin_default(), &req, &fs).unwrap();
+}
+
+#[test]
+fn the_users_look_is_shared_only_as_itself_never_through_a_link() {
+    let mut req = request(&["app"]);
+    session_env(&mut req);
+    req.display = Some(DisplayMode::Wayland);
+    // A program with the home shared read-write made settings.ini a link to a private key,
+    // and .fonts a link to .ssh: neither is bound, and the launch says why.
+    let fs = desktop_fs()
+        .with("/home/alice/.ssh", Entry::Dir)
+        .with("/home/alice/.ssh/id_ed25519", Entry::File)
+        .with(
+            "/home/alice/.config/gtk-3.0/settings.ini",
+            Entry::Symlink("/home/alice/.ssh/id_ed25519".into()),
+        )
+        .with("/home/alice/.fonts", Entry::Symlink(".ssh".into()))
+        .with("/home/alice/.themes", Entry::File);
+    let p = desktop_plan(&Profile::builtin_default(), &req, &fs).unwrap();
+    for look in [
+        "/home/alice/.config/gtk-3.0/settings.ini",
+        "/home/alice/.fonts",
+        "/home/alice/.themes",
+    ] {
+        assert!(find(&p, look).is_empty(), "{look} bound: {:?}", p.mounts);
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w.starts_with(&format!("{look} was not shared"))),
+            "{look}: {:?}",
+            p.warnings
+        );
+    }
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("it is a link to /home/alice/.ssh/id_ed25519"))
+    );
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("/home/alice/.themes") && w.contains("not a folder"))
+    );
+    // The real font folder is bound read-only, its sockets hidden.
+    assert!(matches!(
+        find(&p, "/home/alice/.local/share/fonts")[..],
+        [MountOp::Bind {
+            access: Access::ReadOnly,
+            hide_sockets: true,
+            sockets: false,
+            ..
+        }]
+    ));
 }
 
 #[test]
@@ -1011,6 +1044,7 @@ fn wayland_gets_its_socket_alone_in_a_private_runtime_folder() {
         dir: false,
         id: Some(fake_id(Path::new("/run/user/1000/wayland-0"))),
         sockets: true,
+        hide_sockets: false,
     }));
     // The runtime folder is a fresh one: nothing else of the host's is bound into it.
     let runtime_binds: Vec<_> = p
@@ -1045,6 +1079,7 @@ fn x11_binds_the_display_socket_and_cookie_and_says_it_is_unsafe() {
         dir: false,
         id: Some(fake_id(Path::new("/tmp/.X11-unix/X0"))),
         sockets: true,
+        hide_sockets: false,
     }));
     assert!(p.mounts.contains(&MountOp::Bind {
         source: "/home/alice/.Xauthority".into(),
@@ -1053,6 +1088,7 @@ fn x11_binds_the_display_socket_and_cookie_and_says_it_is_unsafe() {
         dir: false,
         id: Some(fake_id(Path::new("/home/alice/.Xauthority"))),
         sockets: false,
+        hide_sockets: false,
     }));
     assert!(
         p.warnings.iter().any(|w| w.contains("every keystroke")),

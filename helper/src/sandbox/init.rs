@@ -59,13 +59,14 @@ fn open_terminal(rows: u16, cols: u16) -> Result<Terminal, SetupError> {
     })
 }
 
-fn setup(plan: &SandboxPlan) -> Result<(), SetupError> {
-    rootfs::finish_and_enter(plan)?;
+/// Finishes the root and enters it; returns what the launch is told (sockets hidden).
+fn setup(plan: &SandboxPlan) -> Result<Vec<String>, SetupError> {
+    let notes = rootfs::finish_and_enter(plan)?;
     nix::unistd::sethostname(&plan.hostname)
         .map_err(|e| SetupError::new(format!("set host name {:?}", plan.hostname), e))?;
     // Non-dumpable: the app (same uid) cannot open /proc/1/exe or ptrace us (CVE-2019-5736).
     nix::sys::prctl::set_dumpable(false).map_err(|e| SetupError::new("set non-dumpable", e))?;
-    Ok(())
+    Ok(notes)
 }
 
 /// The app's process, forked while the sandbox is prepared and waiting for its launch.
@@ -232,9 +233,10 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
         fail(&report, SetupError::new("launch", why));
     }
     let plan = &*plan;
-    if let Err(e) = setup(plan) {
-        fail(&report, e);
-    }
+    let notes = match setup(plan) {
+        Ok(notes) => notes,
+        Err(e) => fail(&report, e),
+    };
     let terminal = match plan
         .tty
         .map(|(rows, cols)| open_terminal(rows, cols))
@@ -286,6 +288,7 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
         &InitReport::Running {
             app_pid: app.as_raw(),
             landlock,
+            notes,
         },
         &fds,
     );

@@ -26,6 +26,7 @@ pub mod landlock;
 pub mod network;
 pub mod rootfs;
 pub mod seccomp;
+pub mod sockets;
 pub mod supervisor;
 
 use hutch_core::protocol::ExitStatus;
@@ -72,6 +73,9 @@ pub enum InitReport {
         /// How far Landlock confines the app.
         #[serde(default)]
         landlock: Option<String>,
+        /// What the launch is told (the sockets hidden in shared folders).
+        #[serde(default)]
+        notes: Vec<String>,
     },
     /// From the app just before exec: its confinement took effect (Landlock's status).
     Confined {
@@ -178,6 +182,9 @@ pub enum SupervisorEvent {
         app_pid: Option<i32>,
         #[serde(default)]
         landlock: Option<String>,
+        /// What the launch is told (the sockets hidden in shared folders).
+        #[serde(default)]
+        notes: Vec<String>,
     },
     /// Nothing runs: the sandbox could not be set up.
     Failed {

@@ -15,7 +15,7 @@ use nix::sys::stat::{Mode, fchmod, fstat, mkdirat};
 use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::unistd::symlinkat;
 
-use super::SetupError;
+use super::{SetupError, sockets};
 use crate::plan::host;
 use crate::plan::source::FileId;
 use crate::plan::{Access, MountOp, SandboxPlan};
@@ -331,7 +331,7 @@ fn bind(
 }
 
 /// Attaches a copy of the mount tree at `src` on `target`, with its flags set first.
-fn attach(
+pub(super) fn attach(
     src: std::os::fd::BorrowedFd<'_>,
     target: std::os::fd::BorrowedFd<'_>,
     access: Access,
@@ -347,21 +347,6 @@ fn attach(
     }
     sys::mount_set_flags(tree.as_fd(), flags)?;
     sys::attach_tree(tree.as_fd(), target)
-}
-
-/// Hides the socket at `path` (inside a shared folder) under an empty read-only file, unless
-/// it is gone or no longer a socket. `empty` is that file, on the root's tmpfs.
-fn hide(root: &Root, path: &Path, empty: &OwnedFd) -> Result<(), SetupError> {
-    let what = || format!("hide the socket {}", path.display());
-    match root.find(path).map_err(|e| SetupError::new(what(), e))? {
-        Some((socket, mode)) if mode & libc::S_IFMT == libc::S_IFSOCK => {
-            attach(empty.as_fd(), socket.as_fd(), Access::ReadOnly, false)
-                .map_err(|e| SetupError::io(what(), e))
-        }
-        // Gone, or no longer a socket (a link, a folder) since the plan looked: nothing to
-        // hide, and nothing is followed.
-        _ => Ok(()),
-    }
 }
 
 /// A random version 4 UUID, as the kernel formats boot ids.
@@ -383,19 +368,47 @@ fn random_uuid() -> Result<String, SetupError> {
     ))
 }
 
-/// Files of the sandbox's /proc that identify the host, and what the sandbox reads instead:
-/// the boot id (`/proc/sys/kernel/random/boot_id`, a random one per sandbox) and the kernel's
-/// command line (`/proc/cmdline`: root device, boot image, options). The boot time and uptime
-/// come from the sandbox's time namespace instead (see `init`).
+/// Files of the sandbox's /proc that identify the host or show what is not the sandbox's, and
+/// what the sandbox reads instead: the boot id (`/proc/sys/kernel/random/boot_id`, a random
+/// one per sandbox), the kernel's command line (root device, boot image, options), and, empty,
+/// what container runtimes mask too: the user's keyrings (`keys`), kernel memory (`kcore`) and
+/// the kernel's timers and scheduler state. The boot time and uptime come from the sandbox's
+/// time namespace instead (see `init`).
 fn masked_proc_files() -> Result<Vec<(&'static str, String)>, SetupError> {
-    Ok(vec![
+    let mut files = vec![
         ("sys/kernel/random/boot_id", random_uuid()?),
         ("cmdline", "\n".to_owned()),
-    ])
+    ];
+    for empty in [
+        "keys",
+        "kcore",
+        "timer_list",
+        "sched_debug",
+        "latency_stats",
+    ] {
+        files.push((empty, String::new()));
+    }
+    Ok(files)
 }
 
-/// Binds a generated read-only file over each of [`masked_proc_files`] in the sandbox's /proc.
+/// Folders of /proc about the host's hardware, shown empty (as container runtimes do).
+const MASKED_PROC_DIRS: &[&str] = &["acpi", "scsi", "asound"];
+
+/// Binds a generated read-only file over each of [`masked_proc_files`] in the sandbox's /proc,
+/// and an empty read-only tmpfs over each of [`MASKED_PROC_DIRS`].
 fn mask_proc(proc_dir: &Path) -> Result<(), SetupError> {
+    for rel in MASKED_PROC_DIRS {
+        let dir = proc_dir.join(rel);
+        if fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            do_mount(
+                Some(Path::new("tmpfs")),
+                &dir,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some("size=0,mode=555"),
+            )?;
+        }
+    }
     for (rel, contents) in masked_proc_files()? {
         let knob = proc_dir.join(rel);
         if fs::symlink_metadata(&knob).is_err() {
@@ -434,7 +447,7 @@ fn mount_fs(
     Ok(inside(&root.path, path))
 }
 
-fn apply(root: &Root, op: &MountOp, empty: &mut Option<OwnedFd>) -> Result<(), SetupError> {
+fn apply(root: &Root, op: &MountOp) -> Result<(), SetupError> {
     match op {
         MountOp::Dir { path, mode } => {
             root.target(path, Want::Dir(*mode))?;
@@ -478,13 +491,6 @@ fn apply(root: &Root, op: &MountOp, empty: &mut Option<OwnedFd>) -> Result<(), S
             id,
             ..
         } => bind(root, source, path, *access, *dir, *id),
-        MountOp::Hide { path } => {
-            let empty = match empty {
-                Some(fd) => fd,
-                None => empty.insert(empty_file(root)?),
-            };
-            hide(root, path, empty)
-        }
         MountOp::File { path, contents } => {
             let (parent, name) = root.parent_of(path)?;
             let file = openat(
@@ -594,22 +600,62 @@ pub fn prepare(root: &Path, base: &[MountOp]) -> Result<(), SetupError> {
         Some("mode=0755"),
     )?;
     let opened = Root::open(root)?;
-    let mut empty = None;
     for op in base {
-        apply(&opened, op, &mut empty)?;
+        apply(&opened, op)?;
     }
-    remove_empty(&opened, empty)
+    Ok(())
+}
+
+/// Hides the sockets of every bind that asks for it (shared folders), once every mount is
+/// made; returns what the launch is told.
+fn hide_sockets(root: &Root, mounts: &[MountOp]) -> Result<Vec<String>, SetupError> {
+    let shares: Vec<&Path> = mounts
+        .iter()
+        .filter_map(|op| match op {
+            MountOp::Bind {
+                path,
+                hide_sockets: true,
+                ..
+            } => Some(path.as_path()),
+            _ => None,
+        })
+        .collect();
+    if shares.is_empty() {
+        return Ok(Vec::new());
+    }
+    let empty = empty_file(root)?;
+    let notes = (|| {
+        let mut hider = sockets::Hider::new(&empty)?;
+        for at in shares {
+            let what = || format!("open the share {} to look for sockets", at.display());
+            let Some((top, _)) = root.find(at).map_err(|e| SetupError::new(what(), e))? else {
+                return Err(SetupError::new(what(), "it is not there"));
+            };
+            let dir = openat(
+                &top,
+                ".",
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| SetupError::new(what(), e))?;
+            hider.share(at, dir)?;
+        }
+        hider.settle()?;
+        Ok(hider.notes())
+    })();
+    remove_empty(root, Some(empty))?;
+    notes
 }
 
 /// Step 2: the plan's own mounts on top, then pivot into the root and seal it read-only.
-pub fn finish_and_enter(plan: &SandboxPlan) -> Result<(), SetupError> {
+/// Returns what the launch is told (the sockets hidden).
+pub fn finish_and_enter(plan: &SandboxPlan) -> Result<Vec<String>, SetupError> {
     let root = &plan.root;
     let opened = Root::open(root)?;
-    let mut empty = None;
     for op in &plan.mounts {
-        apply(&opened, op, &mut empty)?;
+        apply(&opened, op)?;
     }
-    remove_empty(&opened, empty)?;
+    let notes = hide_sockets(&opened, &plan.mounts)?;
     drop(opened);
     std::env::set_current_dir(root)
         .map_err(|e| SetupError::io(format!("chdir {}", root.display()), e))?;
@@ -627,5 +673,6 @@ pub fn finish_and_enter(plan: &SandboxPlan) -> Result<(), SetupError> {
             | MsFlags::MS_NOSUID
             | MsFlags::MS_NODEV,
         None,
-    )
+    )?;
+    Ok(notes)
 }

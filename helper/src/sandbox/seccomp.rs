@@ -116,6 +116,8 @@ pub const NAMESPACE_CALLS: &[libc::c_long] = &[libc::SYS_unshare, libc::SYS_chro
 
 pub const NOT_IMPLEMENTED: &[libc::c_long] = &[
     libc::SYS_clone3,
+    #[cfg(target_arch = "x86_64")]
+    SYS_OPEN_TREE_ATTR,
     libc::SYS_fsconfig,
     libc::SYS_fsmount,
     libc::SYS_fsopen,
@@ -125,8 +127,20 @@ pub const NOT_IMPLEMENTED: &[libc::c_long] = &[
     libc::SYS_open_tree,
 ];
 
-/// Terminal ioctls that inject input or read the console (CVE-2017-5226, CVE-2023-28100).
-const DENIED_IOCTLS: &[u64] = &[libc::TIOCSTI, libc::TIOCLINUX];
+/// `open_tree_attr` (Linux 6.15), which the libc crate does not name yet.
+#[cfg(target_arch = "x86_64")]
+const SYS_OPEN_TREE_ATTR: libc::c_long = 467;
+
+/// Terminal ioctls that inject input or read the console (CVE-2017-5226, CVE-2023-28100), and
+/// that leave a terminal the app was handed (the caller's, without `-t`) broken after it:
+/// another line discipline (`TIOCSETD`, also a way into the kernel's rarely used line
+/// disciplines) and exclusive mode (`TIOCEXCL`: the user's own programs can no longer open it).
+pub const DENIED_IOCTLS: &[u64] = &[
+    libc::TIOCSTI,
+    libc::TIOCLINUX,
+    libc::TIOCSETD,
+    libc::TIOCEXCL,
+];
 
 /// Socket families allowed: AF_UNSPEC, AF_UNIX, AF_INET, AF_INET6, AF_NETLINK.
 const ALLOWED_FAMILIES: &[u64] = &[0, 1, 2, 10, 16];

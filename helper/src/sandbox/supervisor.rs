@@ -610,7 +610,9 @@ impl Relay {
             match report {
                 InitReport::Prepared => {}
                 InitReport::Confined { .. } => {}
-                InitReport::Running { landlock, .. } => {
+                InitReport::Running {
+                    landlock, notes, ..
+                } => {
                     started = true;
                     self.app_pid = app_host_pid(child);
                     self.record.landlock = landlock.clone();
@@ -619,6 +621,7 @@ impl Relay {
                     let event = SupervisorEvent::Started {
                         init_pid: child.as_raw(),
                         app_pid: self.app_pid,
+                        notes,
                         landlock,
                     };
                     self.tell_with(&event, &fds);
