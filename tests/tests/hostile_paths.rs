@@ -650,3 +650,27 @@ fn the_users_look_is_not_a_way_to_their_files() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_share_too_deep_to_look_through_is_refused_unless_it_keeps_its_sockets() {
+    let env = env_or_skip!();
+    let shared = folder(&env, "deep");
+    let mut deep = shared.clone();
+    for _ in 0..300 {
+        deep.push("d");
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    let out = env.sh(&["--share", &shared.display().to_string()], "true");
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("its folders nest more than 256 deep")
+            && stderr(&out).contains("add `,sockets`"),
+        "{}",
+        stderr(&out)
+    );
+    // Said in so many words, it is shared as it is.
+    ok(&env.sh(
+        &["--share", &format!("{}:ro,sockets", shared.display())],
+        "true",
+    ));
+}

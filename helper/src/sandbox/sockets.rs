@@ -3,15 +3,20 @@
 //!
 //! Runs in pid 1, after every share is mounted and before the pivot, on the mounts themselves.
 //! Another program may be changing a shared folder meanwhile (another sandbox with it shared
-//! read-write, renaming folders about): so nothing is looked up by a path twice. Folders are
-//! opened one from another without following links and read through their descriptors, each
-//! watched (inotify) from before it is read; a socket is opened from its folder's descriptor,
-//! checked to be one, and an empty read-only file is attached on that very file. Whatever
-//! appears in a watched folder meanwhile (a socket, a folder moved in) is looked at too, until
-//! nothing moves. A folder that cannot be looked through completely refuses the launch.
+//! read-write, renaming folders about), so a folder is never looked up again by a path that
+//! could lead elsewhere: folders are opened one from another without following links, watched
+//! (inotify) from before they are read, and read through their descriptors; a socket is opened
+//! from its folder's descriptor, checked to be one, and an empty read-only file is attached on
+//! that very file. Whatever appears in a watched folder meanwhile (a socket, a folder moved in)
+//! is looked at too, until nothing moves. A folder that cannot be looked through completely
+//! refuses the launch.
+//!
+//! Only the shares' top folders stay open: a folder an event names is opened again from its
+//! share's top, part by part, and must still be the folder that was watched (device and inode);
+//! a folder moved meanwhile is found where its move says it went.
 
-use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -23,29 +28,42 @@ use nix::sys::stat::{Mode, fstat};
 
 use super::SetupError;
 
-/// At most this many entries of the shared folders are looked at (a larger share is refused
-/// unless it says `sockets`).
+/// At most this many entries of the shared folders are looked at (more refuses the launch
+/// unless the share says `sockets`).
 pub const ENTRY_LIMIT: usize = 200_000;
+
+/// Folders nested deeper than this refuse the launch.
+const DEPTH_LIMIT: usize = 256;
 
 /// What a change to a watched folder may bring in.
 const WATCHED: AddWatchFlags = AddWatchFlags::IN_CREATE
     .union(AddWatchFlags::IN_MOVED_TO)
     .union(AddWatchFlags::IN_ONLYDIR);
 
+/// A folder that was read and is watched.
+#[derive(Debug)]
+struct Folder {
+    /// Its folder, `None` for a share's top.
+    parent: Option<WatchDescriptor>,
+    name: OsString,
+    share: usize,
+    /// Device and inode.
+    id: (u64, u64),
+}
+
 /// Hides sockets beneath shared folders; see the module's documentation.
 pub struct Hider<'a> {
     /// The empty read-only file attached over each socket.
     empty: &'a OwnedFd,
     inotify: Inotify,
-    /// Each watched folder's descriptor and its path inside the sandbox.
-    folders: HashMap<WatchDescriptor, (OwnedFd, PathBuf)>,
-    /// The folders read (device, inode): a folder moved about is not read again.
-    read: HashSet<(u64, u64)>,
-    /// Every share's root folder, to look through again if the watches lost track.
+    folders: HashMap<WatchDescriptor, Folder>,
+    /// The watch of each folder read, by device and inode.
+    by_id: HashMap<(u64, u64), WatchDescriptor>,
+    /// Each share: where it is inside, and its top folder.
     shares: Vec<(PathBuf, OwnedFd)>,
     seen: usize,
     /// Sockets hidden, by share (for the launch's notes).
-    pub hidden: Vec<(PathBuf, Vec<PathBuf>)>,
+    hidden: Vec<Vec<PathBuf>>,
 }
 
 impl std::fmt::Debug for Hider<'_> {
@@ -61,69 +79,234 @@ fn proc_fd(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
+fn id_of(fd: &OwnedFd) -> nix::Result<(u64, u64)> {
+    fstat(fd).map(|st| (st.st_dev, st.st_ino))
+}
+
+/// Opens the folder `name` of `dir`, not following a link; `None` when it is gone or is no
+/// folder (now).
+fn open_folder(dir: &OwnedFd, name: &OsStr) -> nix::Result<Option<OwnedFd>> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    match openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Why following the changes stopped.
+#[derive(Debug)]
+enum Drain {
+    /// Changes were missed (the queue overflowed, a folder could not be found again): look
+    /// through everything again.
+    Lost,
+    Failed(SetupError),
+}
+
+impl From<SetupError> for Drain {
+    fn from(e: SetupError) -> Self {
+        Self::Failed(e)
+    }
+}
+
 impl<'a> Hider<'a> {
     pub fn new(empty: &'a OwnedFd) -> Result<Self, SetupError> {
-        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-            .map_err(|e| SetupError::new("watch shared folders for sockets (inotify)", e))?;
         Ok(Self {
             empty,
-            inotify,
+            inotify: Self::watcher()?,
             folders: HashMap::new(),
-            read: HashSet::new(),
+            by_id: HashMap::new(),
             shares: Vec::new(),
             seen: 0,
             hidden: Vec::new(),
         })
     }
 
-    /// Looks through the share mounted at `at` (inside), whose root folder is `root` (opened
+    fn watcher() -> Result<Inotify, SetupError> {
+        Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .map_err(|e| SetupError::new("watch shared folders for sockets (inotify)", e))
+    }
+
+    /// Looks through the share mounted at `at` (inside), whose top folder is `top` (opened
     /// through the mount), hiding every socket in it.
-    pub fn share(&mut self, at: &Path, root: OwnedFd) -> Result<(), SetupError> {
-        self.hidden.push((at.to_owned(), Vec::new()));
-        let again = root
+    pub fn share(&mut self, at: &Path, top: OwnedFd) -> Result<(), SetupError> {
+        let again = top
             .try_clone()
             .map_err(|e| SetupError::io(format!("look through {}", at.display()), e))?;
         self.shares.push((at.to_owned(), again));
-        self.folder(root, at.to_owned())
+        self.hidden.push(Vec::new());
+        self.tree(self.shares.len() - 1, top, None, OsString::new())
     }
 
-    /// Watches, then reads the folder `dir` (at `path` inside), and everything beneath it.
-    fn folder(&mut self, dir: OwnedFd, path: PathBuf) -> Result<(), SetupError> {
-        let mut todo = vec![(dir, path)];
-        while let Some((dir, path)) = todo.pop() {
-            let id = fstat(&dir)
-                .map(|st| (st.st_dev, st.st_ino))
-                .map_err(|e| SetupError::new(format!("look through {}", path.display()), e))?;
-            if !self.read.insert(id) {
-                // Read already (it was moved about since): its sockets are hidden, and its
-                // watch reports what comes into it.
-                continue;
+    /// Where the watched folder `wd` is inside, from its share's top (its parts).
+    fn parts(&self, wd: WatchDescriptor) -> Option<(usize, Vec<OsString>)> {
+        let mut parts = Vec::new();
+        let mut cur = self.folders.get(&wd)?;
+        while let Some(parent) = cur.parent {
+            parts.push(cur.name.clone());
+            cur = self.folders.get(&parent)?;
+            if parts.len() > DEPTH_LIMIT {
+                return None;
             }
-            let wd = self.inotify.add_watch(&proc_fd(&dir), WATCHED).map_err(|e| {
-                refuse(
-                    &path,
-                    format!("it cannot be watched while it is looked through ({e}; see fs.inotify.max_user_watches)"),
-                )
-            })?;
-            let entries = std::fs::read_dir(proc_fd(&dir))
-                .map_err(|e| refuse(&path, format!("it cannot be read ({e})")))?;
-            for entry in entries {
-                let entry = entry.map_err(|e| refuse(&path, format!("it cannot be read ({e})")))?;
-                self.count(&path)?;
-                let name = entry.file_name();
-                match entry.file_type() {
-                    Ok(t) if t.is_dir() => {
-                        if let Some(sub) = self.open_folder(&dir, &name, &path)? {
-                            todo.push(sub);
+        }
+        parts.reverse();
+        Some((cur.share, parts))
+    }
+
+    fn inside(&self, share: usize, parts: &[OsString]) -> PathBuf {
+        parts
+            .iter()
+            .fold(self.shares[share].0.clone(), |p, part| p.join(part))
+    }
+
+    /// Opens the watched folder `wd` again from its share's top; `None` when it is not where
+    /// it was (moved: its move is reported where it went) or is another folder now.
+    fn reopen(&self, wd: WatchDescriptor) -> Result<Option<OwnedFd>, SetupError> {
+        let Some((share, parts)) = self.parts(wd) else {
+            return Ok(None);
+        };
+        let top = &self.shares[share].1;
+        let mut dir = top
+            .try_clone()
+            .map_err(|e| SetupError::io("look through a share again".into(), e))?;
+        for (i, part) in parts.iter().enumerate() {
+            dir = match open_folder(&dir, part) {
+                Ok(Some(next)) => next,
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    let at = self.inside(share, &parts[..=i]);
+                    return Err(refuse(&at, format!("it cannot be looked through ({e})")));
+                }
+            };
+        }
+        let same = id_of(&dir).ok() == self.folders.get(&wd).map(|f| f.id);
+        Ok(same.then_some(dir))
+    }
+
+    /// Reads the folder `top` (named `name` in the watched folder `parent`) and everything
+    /// beneath it, watching each folder before it is read; folders read already (moved about
+    /// since) are not read again, only recorded where they are now.
+    fn tree(
+        &mut self,
+        share: usize,
+        top: OwnedFd,
+        parent: Option<WatchDescriptor>,
+        name: OsString,
+    ) -> Result<(), SetupError> {
+        // Depth first, one open folder per level.
+        let mut stack: Vec<(
+            OwnedFd,
+            WatchDescriptor,
+            std::vec::IntoIter<(OsString, bool)>,
+        )> = Vec::new();
+        let mut next = Some((top, parent, name));
+        loop {
+            if let Some((dir, parent, name)) = next.take()
+                && let Some((wd, entries)) = self.read(share, &dir, parent, name)?
+            {
+                if stack.len() >= DEPTH_LIMIT {
+                    let (s, parts) = self.parts(wd).unwrap_or((share, Vec::new()));
+                    return Err(refuse(
+                        &self.inside(s, &parts),
+                        format!("its folders nest more than {DEPTH_LIMIT} deep"),
+                    ));
+                }
+                stack.push((dir, wd, entries.into_iter()));
+            }
+            let Some((dir, wd, entries)) = stack.last_mut() else {
+                return Ok(());
+            };
+            match entries.next() {
+                Some((name, true)) => {
+                    match open_folder(dir, &name) {
+                        Ok(Some(sub)) => next = Some((sub, Some(*wd), name)),
+                        // Gone or no folder now: the watch reports what takes its place.
+                        Ok(None) => {}
+                        Err(e) => {
+                            let (s, parts) = self.parts(*wd).unwrap_or((share, Vec::new()));
+                            let at = self.inside(s, &parts).join(&name);
+                            return Err(refuse(&at, format!("it cannot be looked through ({e})")));
                         }
                     }
-                    Ok(t) if t.is_socket() => self.hide(&dir, &name, &path)?,
-                    _ => {}
+                }
+                Some((name, false)) => {
+                    let wd = *wd;
+                    let dir = dir
+                        .try_clone()
+                        .map_err(|e| SetupError::io("look through a share".into(), e))?;
+                    self.hide(&dir, wd, &name)?;
+                }
+                None => {
+                    stack.pop();
                 }
             }
-            self.folders.insert(wd, (dir, path));
         }
-        Ok(())
+    }
+
+    /// Watches, then reads, the folder `dir`: its sub-folders (`true`) and sockets (`false`).
+    /// `None` when it was read before (only its place is recorded anew).
+    #[allow(clippy::type_complexity)]
+    fn read(
+        &mut self,
+        share: usize,
+        dir: &OwnedFd,
+        parent: Option<WatchDescriptor>,
+        name: OsString,
+    ) -> Result<Option<(WatchDescriptor, Vec<(OsString, bool)>)>, SetupError> {
+        let where_ = |me: &Self| {
+            parent
+                .and_then(|p| me.parts(p))
+                .map(|(s, parts)| me.inside(s, &parts).join(&name))
+                .unwrap_or_else(|| me.shares[share].0.clone())
+        };
+        let id = id_of(dir)
+            .map_err(|e| refuse(&where_(self), format!("it cannot be looked at ({e})")))?;
+        if let Some(&wd) = self.by_id.get(&id) {
+            // Read already: it was moved about. Its sockets are hidden; it is here now.
+            if let Some(folder) = self.folders.get_mut(&wd) {
+                if folder.parent.is_some() {
+                    folder.parent = parent;
+                    folder.name = name;
+                }
+            }
+            return Ok(None);
+        }
+        let wd = self
+            .inotify
+            .add_watch(&proc_fd(dir), WATCHED)
+            .map_err(|e| {
+                refuse(
+                    &where_(self),
+                    format!(
+                        "it cannot be watched while it is looked through ({e}; see \
+                     fs.inotify.max_user_watches)"
+                    ),
+                )
+            })?;
+        let at = where_(self);
+        self.folders.insert(
+            wd,
+            Folder {
+                parent,
+                name,
+                share,
+                id,
+            },
+        );
+        self.by_id.insert(id, wd);
+        let mut found = Vec::new();
+        let entries = std::fs::read_dir(proc_fd(dir))
+            .map_err(|e| refuse(&at, format!("it cannot be read ({e})")))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| refuse(&at, format!("it cannot be read ({e})")))?;
+            self.count(&at)?;
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => found.push((entry.file_name(), true)),
+                Ok(t) if t.is_socket() => found.push((entry.file_name(), false)),
+                _ => {}
+            }
+        }
+        Ok(Some((wd, found)))
     }
 
     fn count(&mut self, path: &Path) -> Result<(), SetupError> {
@@ -140,27 +323,10 @@ impl<'a> Hider<'a> {
         Ok(())
     }
 
-    /// Opens the folder `name` of `dir` (not following a link); `None` when it is gone or is
-    /// no folder now (a change that the watch on `dir` reports if it brings one back).
-    fn open_folder(
-        &self,
-        dir: &OwnedFd,
-        name: &OsStr,
-        path: &Path,
-    ) -> Result<Option<(OwnedFd, PathBuf)>, SetupError> {
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        match openat(dir, name, flags, Mode::empty()) {
-            Ok(fd) => Ok(Some((fd, path.join(name)))),
-            Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) => Ok(None),
-            Err(e) => Err(refuse(
-                &path.join(name),
-                format!("it cannot be looked through ({e}): sockets in it could not be hidden"),
-            )),
-        }
-    }
-
-    /// Hides `name` in `dir` if it is a socket now.
-    fn hide(&mut self, dir: &OwnedFd, name: &OsStr, path: &Path) -> Result<(), SetupError> {
+    /// Hides `name` in `dir` (the watched folder `wd`) if it is a socket now.
+    fn hide(&mut self, dir: &OwnedFd, wd: WatchDescriptor, name: &OsStr) -> Result<(), SetupError> {
+        let (share, parts) = self.parts(wd).unwrap_or_default();
+        let at = self.inside(share, &parts).join(name);
         let found = openat(
             dir,
             name,
@@ -170,12 +336,7 @@ impl<'a> Hider<'a> {
         let socket = match found {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => return Ok(()),
-            Err(e) => {
-                return Err(SetupError::new(
-                    format!("hide {}", path.join(name).display()),
-                    e,
-                ));
-            }
+            Err(e) => return Err(SetupError::new(format!("hide {}", at.display()), e)),
         };
         let is_socket = fstat(&socket).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK);
         if !is_socket {
@@ -187,22 +348,17 @@ impl<'a> Hider<'a> {
             crate::plan::Access::ReadOnly,
             false,
         )
-        .map_err(|e| SetupError::io(format!("hide the socket {}", path.join(name).display()), e))?;
-        let at = path.join(name);
-        if let Some((share, list)) = self
-            .hidden
-            .iter_mut()
-            .rev()
-            .find(|(share, _)| at.starts_with(share))
-        {
-            list.push(at.strip_prefix(&*share).unwrap_or(&at).to_owned());
-        }
+        .map_err(|e| SetupError::io(format!("hide the socket {}", at.display()), e))?;
+        let top = &self.shares[share].0;
+        let rel = at.strip_prefix(top).unwrap_or(&at).to_owned();
+        self.hidden[share].push(rel);
         Ok(())
     }
 
     /// Looks at whatever appeared in a watched folder since it was read, until nothing new
-    /// comes (every share read first). Should the watches lose track (their queue overflowed),
-    /// everything is looked through again, a few times at most.
+    /// comes (every share read first). Should the watches lose track (their queue overflowed,
+    /// a folder could not be found again), everything is looked through again, a few times at
+    /// most.
     pub fn settle(&mut self) -> Result<(), SetupError> {
         let mut restarts = 0;
         loop {
@@ -232,70 +388,79 @@ impl<'a> Hider<'a> {
                 Err(Errno::EAGAIN) => return Ok(()),
                 Err(_) => return Err(Drain::Lost),
             };
-            // A folder renamed back and forth comes as many events: each name once.
-            let mut names: HashSet<(WatchDescriptor, std::ffi::OsString)> = HashSet::new();
+            // In the order they came (a folder's move before what then happened in it), each
+            // name once (a folder renamed back and forth comes as many events).
+            let mut names: Vec<(WatchDescriptor, OsString)> = Vec::new();
             for event in events {
                 if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
                     return Err(Drain::Lost);
                 }
                 if let Some(name) = event.name {
-                    names.insert((event.wd, name));
+                    let key = (event.wd, name);
+                    if !names.contains(&key) {
+                        names.push(key);
+                    }
                 }
             }
             for (wd, name) in names {
-                let Some((dir, path)) = self.folders.get(&wd) else {
+                let Some(share) = self.folders.get(&wd).map(|f| f.share) else {
                     continue;
                 };
-                let (Ok(dir), path) = (dir.try_clone(), path.clone()) else {
+                let Some(dir) = self.reopen(wd)? else {
+                    // Not where it was: moved, or gone. If it went somewhere watched, that
+                    // move is an event of its own, and what came into it meanwhile is an
+                    // event the folder's watch reports again where it is now... but only if
+                    // it came after: to miss nothing, look through everything again.
                     return Err(Drain::Lost);
                 };
-                self.arrived(&dir, &name, &path).map_err(Drain::Failed)?;
+                let (s, parts) = self.parts(wd).unwrap_or((share, Vec::new()));
+                self.count(&self.inside(s, &parts))?;
+                match open_folder(&dir, &name) {
+                    Ok(Some(sub)) => self.tree(share, sub, Some(wd), name)?,
+                    Ok(None) => self.hide(&dir, wd, &name)?,
+                    Err(e) => {
+                        let at = self.inside(s, &parts).join(&name);
+                        return Err(Drain::Failed(refuse(
+                            &at,
+                            format!("it cannot be looked through ({e})"),
+                        )));
+                    }
+                }
             }
-        }
-    }
-
-    /// Looks at `name`, which appeared in `dir`: a folder is read (unless it was), a socket
-    /// hidden.
-    fn arrived(&mut self, dir: &OwnedFd, name: &OsStr, path: &Path) -> Result<(), SetupError> {
-        self.count(path)?;
-        match self.open_folder(dir, name, path)? {
-            Some((sub, at)) => self.folder(sub, at),
-            None => self.hide(dir, name, path),
         }
     }
 
     /// Starts over with fresh watches: every share looked through again (sockets hidden
     /// already are empty files now).
     fn restart(&mut self) -> Result<(), SetupError> {
-        self.inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-            .map_err(|e| SetupError::new("watch shared folders for sockets (inotify)", e))?;
+        self.inotify = Self::watcher()?;
         self.folders.clear();
-        self.read.clear();
-        let shares: Vec<(PathBuf, OwnedFd)> = self
-            .shares
-            .iter()
-            .filter_map(|(at, fd)| Some((at.clone(), fd.try_clone().ok()?)))
-            .collect();
-        for (at, root) in shares {
-            self.folder(root, at)?;
+        self.by_id.clear();
+        for share in 0..self.shares.len() {
+            let top = self.shares[share]
+                .1
+                .try_clone()
+                .map_err(|e| SetupError::io("look through a share again".into(), e))?;
+            self.tree(share, top, None, OsString::new())?;
         }
         Ok(())
     }
 
     /// What the launch is told: the sockets hidden in each share.
     pub fn notes(&self) -> Vec<String> {
-        self.hidden
+        self.shares
             .iter()
+            .zip(&self.hidden)
             .filter(|(_, list)| !list.is_empty())
-            .map(|(share, list)| {
+            .map(|((share, _), list)| {
                 let names: Vec<String> = list
                     .iter()
                     .take(3)
                     .map(|p| p.display().to_string())
                     .collect();
                 format!(
-                    "{} holds {} Unix socket{} ({}{}): hidden from the app, so nothing listening \
-                     there can act for it (add `,sockets` to the share to keep them)",
+                    "{} holds {} Unix socket{} ({}{}): hidden from the app, so nothing \
+                     listening there can act for it (add `,sockets` to the share to keep them)",
                     share.display(),
                     list.len(),
                     if list.len() == 1 { "" } else { "s" },
@@ -305,14 +470,6 @@ impl<'a> Hider<'a> {
             })
             .collect()
     }
-}
-
-/// Why following the watches stopped.
-#[derive(Debug)]
-enum Drain {
-    /// Events were lost (the queue overflowed): look through everything again.
-    Lost,
-    Failed(SetupError),
 }
 
 fn refuse(path: &Path, why: String) -> SetupError {
