@@ -40,6 +40,14 @@ const WATCHED: AddWatchFlags = AddWatchFlags::IN_CREATE
     .union(AddWatchFlags::IN_MOVED_TO)
     .union(AddWatchFlags::IN_ONLYDIR);
 
+/// One level of the depth-first walk: a folder, its watch, and its entries still to look at
+/// (sub-folders `true`, sockets `false`).
+type Level = (
+    OwnedFd,
+    WatchDescriptor,
+    std::vec::IntoIter<(OsString, bool)>,
+);
+
 /// A folder that was read and is watched.
 #[derive(Debug)]
 struct Folder {
@@ -194,11 +202,7 @@ impl<'a> Hider<'a> {
         name: OsString,
     ) -> Result<(), SetupError> {
         // Depth first, one open folder per level.
-        let mut stack: Vec<(
-            OwnedFd,
-            WatchDescriptor,
-            std::vec::IntoIter<(OsString, bool)>,
-        )> = Vec::new();
+        let mut stack: Vec<Level> = Vec::new();
         let mut next = Some((top, parent, name));
         loop {
             if let Some((dir, parent, name)) = next.take()
@@ -263,11 +267,11 @@ impl<'a> Hider<'a> {
             .map_err(|e| refuse(&where_(self), format!("it cannot be looked at ({e})")))?;
         if let Some(&wd) = self.by_id.get(&id) {
             // Read already: it was moved about. Its sockets are hidden; it is here now.
-            if let Some(folder) = self.folders.get_mut(&wd) {
-                if folder.parent.is_some() {
-                    folder.parent = parent;
-                    folder.name = name;
-                }
+            if let Some(folder) = self.folders.get_mut(&wd)
+                && folder.parent.is_some()
+            {
+                folder.parent = parent;
+                folder.name = name;
             }
             return Ok(None);
         }
