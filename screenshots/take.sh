@@ -104,7 +104,9 @@ shot() { # NAME SHOW
     window=
 }
 sleep 6
-shot main-view ""
+# Under software emulation (the VM) a first frame takes seconds: wait longer there.
+wait=${HUTCH_SHOTS_CGROUP:+20}
+shot main-view "" "${wait:-4}"
 shot details-view details 20
-shot settings-panel profile:number-cruncher
+shot settings-panel profile:number-cruncher "${wait:-4}"
 echo "wrote $OUT/main-view.png $OUT/details-view.png $OUT/settings-panel.png"

@@ -358,37 +358,12 @@ pub fn probe_userns() -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::host::SubRange;
 
     /// A machine where everything works.
     fn healthy() -> Observations {
         Observations {
             user_namespaces: Ok(()),
-            facts: host::HostFacts {
-                uid: 1000,
-                gid: 1000,
-                user: "alice".into(),
-                group: "alice".into(),
-                home: "/home/alice".into(),
-                shell: "/bin/sh".into(),
-                subuids: vec![SubRange {
-                    start: 100000,
-                    count: 65536,
-                }],
-                subgids: vec![SubRange {
-                    start: 100000,
-                    count: 65536,
-                }],
-                newuidmap: Some("/usr/bin/newuidmap".into()),
-                newgidmap: Some("/usr/bin/newgidmap".into()),
-                slirp4netns: None,
-                pasta: Some("/usr/bin/pasta".into()),
-                cores: 2,
-                private_dirs: vec![],
-                homes_dir: PathBuf::new(),
-                session_runtime: None,
-                real_home: "/home/alice".into(),
-            },
+            facts: host::HostFacts::alice(),
             uidmap_privileged: true,
             cgroups: Mode::Delegated {
                 root: "/sys/fs/cgroup/user.slice/hutch".into(),

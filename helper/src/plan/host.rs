@@ -47,6 +47,41 @@ pub struct HostFacts {
     pub real_home: PathBuf,
 }
 
+#[cfg(test)]
+impl HostFacts {
+    /// A made-up user with a subordinate range and every tool, for unit tests.
+    pub(crate) fn alice() -> Self {
+        Self {
+            uid: 1000,
+            gid: 1000,
+            user: "alice".into(),
+            group: "alice".into(),
+            home: "/home/alice".into(),
+            shell: "/bin/bash".into(),
+            subuids: vec![SubRange {
+                start: 100000,
+                count: 65536,
+            }],
+            subgids: vec![SubRange {
+                start: 100000,
+                count: 65536,
+            }],
+            newuidmap: Some("/usr/bin/newuidmap".into()),
+            newgidmap: Some("/usr/bin/newgidmap".into()),
+            slirp4netns: Some("/usr/bin/slirp4netns".into()),
+            pasta: Some("/usr/bin/pasta".into()),
+            cores: 2,
+            private_dirs: vec![
+                "/home/alice/.config/hutch".into(),
+                "/run/user/1000/hutch".into(),
+            ],
+            homes_dir: "/home/alice/.local/share/hutch/homes".into(),
+            session_runtime: Some("/run/user/1000".into()),
+            real_home: "/home/alice".into(),
+        }
+    }
+}
+
 /// What kind of thing is at a host path (without following a final symlink).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {

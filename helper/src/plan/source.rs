@@ -138,28 +138,7 @@ mod tests {
     use super::*;
 
     fn host() -> HostFacts {
-        HostFacts {
-            uid: 1000,
-            gid: 1000,
-            user: "alice".into(),
-            group: "alice".into(),
-            home: "/home/alice".into(),
-            shell: "/bin/sh".into(),
-            subuids: vec![],
-            subgids: vec![],
-            newuidmap: None,
-            newgidmap: None,
-            slirp4netns: None,
-            pasta: None,
-            cores: 1,
-            private_dirs: vec![
-                "/home/alice/.config/hutch".into(),
-                "/run/user/1000/hutch".into(),
-            ],
-            homes_dir: "/home/alice/.local/share/hutch/homes".into(),
-            session_runtime: Some("/run/user/1000".into()),
-            real_home: "/home/alice".into(),
-        }
+        HostFacts::alice()
     }
 
     #[test]

@@ -4,7 +4,6 @@ use hutch_core::network::{NetBackend, NetworkMode, PortForward};
 use hutch_core::profile::{DisplayMode, Share};
 use hutch_core::protocol::ShareSpec;
 
-use super::host::SubRange;
 use super::*;
 
 /// A made-up host file system: path -> entry (links resolved as the real one does).
@@ -151,34 +150,7 @@ impl HostFs for FakeFs {
 }
 
 fn alice() -> HostFacts {
-    HostFacts {
-        uid: 1000,
-        gid: 1000,
-        user: "alice".into(),
-        group: "alice".into(),
-        home: "/home/alice".into(),
-        shell: "/bin/bash".into(),
-        subuids: vec![SubRange {
-            start: 100000,
-            count: 65536,
-        }],
-        subgids: vec![SubRange {
-            start: 100000,
-            count: 65536,
-        }],
-        newuidmap: Some("/usr/bin/newuidmap".into()),
-        newgidmap: Some("/usr/bin/newgidmap".into()),
-        slirp4netns: Some("/usr/bin/slirp4netns".into()),
-        pasta: Some("/usr/bin/pasta".into()),
-        cores: 2,
-        private_dirs: vec![
-            "/home/alice/.config/hutch".into(),
-            "/run/user/1000/hutch".into(),
-        ],
-        homes_dir: "/home/alice/.local/share/hutch/homes".into(),
-        session_runtime: Some("/run/user/1000".into()),
-        real_home: "/home/alice".into(),
-    }
+    HostFacts::alice()
 }
 
 fn request(command: &[&str]) -> RunRequest {
