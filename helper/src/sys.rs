@@ -12,6 +12,12 @@ use nix::sched::CloneFlags;
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::unistd::Pid;
 
+/// The error of the system call that just failed, saying which call it was.
+fn failed(call: impl std::fmt::Display) -> io::Error {
+    let err = io::Error::last_os_error();
+    io::Error::new(err.kind(), format!("{call} failed: {err}"))
+}
+
 /// Which side of a fork-like clone we are on.
 #[derive(Debug)]
 pub enum CloneResult {
@@ -66,11 +72,7 @@ pub fn cloexec_from(first: RawFd) -> io::Result<()> {
     if ret == 0 {
         Ok(())
     } else {
-        let err = io::Error::last_os_error();
-        Err(io::Error::new(
-            err.kind(),
-            format!("close_range({first}, ~0, CLOEXEC) failed: {err}"),
-        ))
+        Err(failed(format!("close_range({first}, ~0, CLOEXEC)")))
     }
 }
 
@@ -91,22 +93,14 @@ pub fn loopback_up() -> io::Result<()> {
     // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name and writes the flags into `req`, a
     // valid, exclusively borrowed ifreq that lives across the call.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
-        let err = io::Error::last_os_error();
-        return Err(io::Error::new(
-            err.kind(),
-            format!("ioctl(SIOCGIFFLAGS, lo) failed: {err}"),
-        ));
+        return Err(failed("ioctl(SIOCGIFFLAGS, lo)"));
     }
     // SAFETY: after SIOCGIFFLAGS the flags member of the union is the initialised one.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
     req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
     // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
-        let err = io::Error::last_os_error();
-        return Err(io::Error::new(
-            err.kind(),
-            format!("ioctl(SIOCSIFFLAGS, lo up) failed: {err}"),
-        ));
+        return Err(failed("ioctl(SIOCSIFFLAGS, lo up)"));
     }
     Ok(())
 }
@@ -115,11 +109,7 @@ pub fn loopback_up() -> io::Result<()> {
 pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal) and touches no memory.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0 as libc::c_int) } < 0 {
-        let err = io::Error::last_os_error();
-        return Err(io::Error::new(
-            err.kind(),
-            format!("ioctl(TIOCSCTTY) failed: {err}"),
-        ));
+        return Err(failed("ioctl(TIOCSCTTY)"));
     }
     Ok(())
 }
@@ -143,11 +133,7 @@ pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<(
     };
     // SAFETY: TIOCSWINSZ reads one winsize from `ws`, which lives across the call.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
-        let err = io::Error::last_os_error();
-        return Err(io::Error::new(
-            err.kind(),
-            format!("ioctl(TIOCSWINSZ) failed: {err}"),
-        ));
+        return Err(failed("ioctl(TIOCSWINSZ)"));
     }
     Ok(())
 }
@@ -227,11 +213,7 @@ pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
     let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0 as libc::c_uint) };
     if ret < 0 {
-        let err = io::Error::last_os_error();
-        return Err(io::Error::new(
-            err.kind(),
-            format!("pidfd_open({pid}) failed: {err}"),
-        ));
+        return Err(failed(format!("pidfd_open({pid})")));
     }
     // SAFETY: the syscall returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
@@ -250,11 +232,7 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
         )
     };
     if ret < 0 {
-        let err = io::Error::last_os_error();
-        return Err(io::Error::new(
-            err.kind(),
-            format!("pidfd_send_signal({signal}) failed: {err}"),
-        ));
+        return Err(failed(format!("pidfd_send_signal({signal})")));
     }
     Ok(())
 }
@@ -263,11 +241,9 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
 pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_GETFD only reads the fd's flags; it fails with EBADF when `fd` is not open.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        let err = io::Error::last_os_error();
-        return Err(io::Error::new(
-            err.kind(),
-            format!("fd {fd} is not open: {err}"),
-        ));
+        return Err(failed(format!(
+            "fcntl({fd}, F_GETFD): fd {fd} is not open; it"
+        )));
     }
     // SAFETY: the fd is open (checked above) and was placed for us by our parent (pass_fd_as);
     // nothing else in this process refers to it, so we may own and close it.
@@ -348,11 +324,7 @@ pub fn clone_tree(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
         )
     };
     if ret < 0 {
-        let err = io::Error::last_os_error();
-        return Err(io::Error::new(
-            err.kind(),
-            format!("open_tree(OPEN_TREE_CLONE) failed: {err}"),
-        ));
+        return Err(failed("open_tree(OPEN_TREE_CLONE)"));
     }
     // SAFETY: open_tree returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
@@ -380,11 +352,7 @@ pub fn mount_set_flags(tree: BorrowedFd<'_>, set: u64) -> io::Result<()> {
         )
     };
     if ret < 0 {
-        let err = io::Error::last_os_error();
-        return Err(io::Error::new(
-            err.kind(),
-            format!("mount_setattr({set:#x}) failed: {err}"),
-        ));
+        return Err(failed(format!("mount_setattr({set:#x})")));
     }
     Ok(())
 }
@@ -407,11 +375,7 @@ pub fn attach_tree(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<(
         )
     };
     if ret < 0 {
-        let err = io::Error::last_os_error();
-        return Err(io::Error::new(
-            err.kind(),
-            format!("move_mount failed: {err}"),
-        ));
+        return Err(failed("move_mount"));
     }
     Ok(())
 }
@@ -465,11 +429,7 @@ pub fn landlock_abi() -> io::Result<i32> {
         )
     };
     if ret < 0 {
-        let err = io::Error::last_os_error();
-        return Err(io::Error::new(
-            err.kind(),
-            format!("landlock_create_ruleset(VERSION) failed: {err}"),
-        ));
+        return Err(failed("landlock_create_ruleset(VERSION)"));
     }
     Ok(ret as i32)
 }
