@@ -15,7 +15,7 @@ fn main() -> ExitCode {
             // character of theirs reaches the terminal.
             eprintln!(
                 "hutch: {}",
-                hutch_core::text::escape_controls(&format!("{e:#}"))
+                hutch_core::text::escape_line(&format!("{e:#}"))
             );
             ExitCode::from(cli::HUTCH_ERROR)
         }

@@ -71,8 +71,15 @@ pub enum Stdio {
     /// The three fds sent beside the `Run` frame become the app's stdin, stdout and stderr.
     Inherit,
     /// The helper makes a pseudo-terminal for the app and sends its controller side back with
-    /// [`Response::Started`]; the client relays it to its own terminal.
-    Tty { rows: u16, cols: u16 },
+    /// [`Response::Started`]; the client relays it to its own terminal. The streams `keep`
+    /// marks (stdin, stdout, stderr) are instead the fds sent beside the `Run` frame, in that
+    /// order: the client keeps its pipes and files, and the app never holds its terminal.
+    Tty {
+        rows: u16,
+        cols: u16,
+        #[serde(default)]
+        keep: [bool; 3],
+    },
     /// /dev/null for all three.
     Null,
     /// stdin is /dev/null; stdout and stderr go to a bounded log kept by the helper
@@ -565,7 +572,14 @@ mod tests {
         let Request::Run(run) = run else {
             panic!("not a run request")
         };
-        assert_eq!(run.stdio, Stdio::Tty { rows: 24, cols: 80 });
+        assert_eq!(
+            run.stdio,
+            Stdio::Tty {
+                rows: 24,
+                cols: 80,
+                keep: [false; 3]
+            }
+        );
         assert!(run.shares.is_empty() && run.profile.is_none());
     }
 

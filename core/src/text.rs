@@ -1,12 +1,13 @@
 //! Text an app wrote, made safe to show a person: its control characters (the escape
-//! sequences a terminal obeys, `ESC[6n` makes a terminal type into the user's input) are shown
-//! as visible escapes instead of being passed to the terminal.
+//! sequences a terminal obeys, `ESC[6n` makes a terminal type into the user's input) and the
+//! Unicode marks that reorder or break what is shown (bidirectional overrides and isolates,
+//! line and paragraph separators) are shown as visible escapes instead of being passed on.
 
 use std::borrow::Cow;
 
 /// `text` with every control character but newline and tab written as a visible escape:
-/// `\e` for ESC, `\r`, `\xHH` for the other C0 controls and DEL, `\u{HH}` for C1 controls.
-/// Text without any comes back borrowed.
+/// `\e` for ESC, `\r`, `\xHH` for the other C0 controls and DEL, `\u{HH}` for C1 controls and
+/// the reordering marks. Text without any comes back borrowed.
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
     if !text.chars().any(needs_escape) {
         return Cow::Borrowed(text);
@@ -36,7 +37,23 @@ pub fn escape_line(text: &str) -> Cow<'_, str> {
 }
 
 fn needs_escape(c: char) -> bool {
-    c.is_control() && c != '\n' && c != '\t'
+    (c.is_control() && c != '\n' && c != '\t') || reorders(c)
+}
+
+/// Marks that change the order or the lines of what is shown (a file name could otherwise
+/// read backwards, or as another line): bidirectional embeddings, overrides, isolates and
+/// marks, and the Unicode line and paragraph separators.
+fn reorders(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+    )
 }
 
 #[cfg(test)]
@@ -54,6 +71,12 @@ mod tests {
             "\\e[6n\\e]0;title\\x07 done\\r\n\\x7f\\u{9b}31m"
         );
         assert_eq!(escape_line("a\tb\nc\x1b"), "a\\tb\\nc\\e");
+        // A name that would read backwards, or as a line of its own.
+        assert_eq!(
+            escape_controls("evil\u{202e}txt.exe\u{2028}hutch: ok"),
+            "evil\\u{202e}txt.exe\\u{2028}hutch: ok"
+        );
+        assert!(matches!(escape_controls("emoji 👩‍💻 stay"), Cow::Borrowed(_)));
         assert!(matches!(escape_line("ps -e"), Cow::Borrowed(_)));
     }
 }

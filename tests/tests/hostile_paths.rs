@@ -386,6 +386,15 @@ type TerminalState = (nix::sys::termios::Termios, (u16, u16));
 /// Runs `hutch ARGS` with a new pseudo-terminal as its stdin, stdout and stderr; returns what
 /// it printed there, and the terminal's state before and after.
 fn on_a_terminal(env: &TestEnv, args: &[&str]) -> (String, [TerminalState; 2]) {
+    on_a_terminal_for(env, args, Duration::ZERO)
+}
+
+/// [`on_a_terminal`], reading what shows on the terminal for `linger` after hutch ended.
+fn on_a_terminal_for(
+    env: &TestEnv,
+    args: &[&str],
+    linger: Duration,
+) -> (String, [TerminalState; 2]) {
     use std::os::fd::AsFd;
     let pty = nix::pty::openpty(None, None).unwrap();
     let follower = pty.slave;
@@ -444,6 +453,7 @@ fn on_a_terminal(env: &TestEnv, args: &[&str]) -> (String, [TerminalState; 2]) {
     while !writer.is_finished() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+    std::thread::sleep(linger);
     drop(follower);
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     let printed = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
@@ -673,4 +683,107 @@ fn a_share_too_deep_to_look_through_is_refused_unless_it_keeps_its_sockets() {
         &["--share", &format!("{}:ro,sockets", shared.display())],
         "true",
     ));
+}
+
+#[test]
+fn an_app_cannot_hand_the_callers_terminal_to_a_sandbox_that_outlives_it() {
+    let env = env_or_skip!();
+    // Two sandboxes of one profile meet in its kept home (where an app's own sockets are not
+    // hidden): the first keeps whatever descriptors it is sent, and writes to them later.
+    env.write_profile("kp", "home = \"persist\"\n");
+    let keeper = "import array, socket, os, time\n\
+         s = socket.socket(socket.AF_UNIX); s.bind(os.path.expanduser('~/keeper.sock')); s.listen(1)\n\
+         print('listening', flush=True)\n\
+         c, _ = s.accept()\n\
+         msg, anc, _, _ = c.recvmsg(16, socket.CMSG_LEN(3 * 4))\n\
+         fds = array.array('i'); fds.frombytes(anc[0][2])\n\
+         print('got', len(fds), 'fds:', [os.readlink('/proc/self/fd/%d' % f) for f in fds], flush=True)\n\
+         time.sleep(2)\n\
+         for f in fds:\n\
+         \x20   try: os.write(f, b'INJECTED-AFTER-RUN\\n'); print('wrote to', f, flush=True)\n\
+         \x20   except OSError as e: print('cannot write to', f, e.strerror, flush=True)\n";
+    let id = ok(&env.hutch(&["run", "-d", "-p", "kp", "--", "python3", "-c", keeper]));
+    let id = id.trim().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stdout(&env.hutch(&["logs", &id])).contains("listening") {
+        assert!(Instant::now() < deadline, "the keeper did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sender = "import array, socket, os\n\
+         s = socket.socket(socket.AF_UNIX); s.connect(os.path.expanduser('~/keeper.sock'))\n\
+         s.sendmsg([b'x'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [0, 1, 2]))])\n\
+         print('sent my terminal')\n";
+    // The caller's terminal is watched for a while after the run returned.
+    let (printed, _) = on_a_terminal_for(
+        &env,
+        &["run", "-p", "kp", "--", "python3", "-c", sender],
+        Duration::from_secs(4),
+    );
+    assert!(printed.contains("sent my terminal"), "{printed}");
+    // The keeper got descriptors (the attack ran), but they are the sender's own terminal, not
+    // the caller's: nothing it writes after the run reaches the caller.
+    let log = stdout(&env.hutch(&["logs", &id]));
+    let _ = env.hutch(&["stop", "--grace", "0", &id]);
+    assert!(log.contains("got 3 fds"), "{log}");
+    assert!(!printed.contains("INJECTED"), "{printed}");
+    assert!(
+        log.contains("/dev/pts/"),
+        "the sandbox's own terminal: {log}"
+    );
+}
+
+#[test]
+fn a_named_pipe_and_a_folder_shared_twice_are_hidden_too() {
+    let env = env_or_skip!();
+    // A program of the user's reads commands from a named pipe in a folder shared read-only
+    // (a read-only mount does not stop writes to a pipe).
+    let shared = folder(&env, "pipes");
+    let ctl = shared.join("ctl");
+    nix::unistd::mkfifo(&ctl, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let heard = env.dir.path().join("heard");
+    let reader = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("timeout 20 cat {} > {}", ctl.display(), heard.display()))
+        .spawn()
+        .unwrap();
+    let write = format!("echo pwned > {} && echo wrote", ctl.display());
+    let out = env.sh(&["--share", &format!("{}:ro", shared.display())], &write);
+    assert!(!stdout(&out).contains("wrote"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("holds 1 named pipe (ctl): hidden"), "{}", stderr(&out));
+    // Control: with its sockets and pipes kept, the write reaches the program.
+    let out = env.sh(
+        &["--share", &format!("{}:ro,sockets", shared.display())],
+        &write,
+    );
+    assert_eq!(ok(&out), "wrote\n");
+    let mut reader = reader;
+    let _ = reader.wait();
+    assert_eq!(std::fs::read_to_string(&heard).unwrap(), "pwned\n");
+
+    // One folder shared under two names (a link to it): each mount has its socket hidden.
+    let d = folder(&env, "twice");
+    let _server = socket_server(&d.join("sock"));
+    let link = env.dir.path().join("twice-link");
+    symlink(&d, &link);
+    let probe = format!(
+        "import socket\n\
+         for p in ({a:?}, {b:?}):\n\
+         \x20   s = socket.socket(socket.AF_UNIX)\n\
+         \x20   try: s.connect(p); print(p, 'reached')\n\
+         \x20   except OSError as e: print(p, e.strerror)\n",
+        a = d.join("sock").display().to_string(),
+        b = link.join("sock").display().to_string(),
+    );
+    let out = env.hutch(&[
+        "run",
+        "--share",
+        &d.display().to_string(),
+        "--share",
+        &link.display().to_string(),
+        "--",
+        "python3",
+        "-c",
+        &probe,
+    ]);
+    assert!(!ok(&out).contains("reached"), "{}", stdout(&out));
 }

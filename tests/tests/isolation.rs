@@ -574,3 +574,22 @@ fn a_share_mounted_over_a_base_tmpfs_is_as_usable_as_its_access_says() {
     assert!(!out.status.success());
     assert!(!host.with_file_name(format!("{name}.new")).exists());
 }
+
+#[test]
+fn an_app_holds_no_more_than_its_share_of_the_users_inotify_instances() {
+    let env = env_or_skip!();
+    // The app takes every inotify instance it can, and holds them.
+    let (mut child, _out, first) = env.spawn_sh(
+        "python3 -c '
+import ctypes, time
+n = 0
+while ctypes.CDLL(None).inotify_init1(0) >= 0: n += 1
+print(n, flush=True); time.sleep(30)'",
+    );
+    assert_eq!(first.trim(), "64", "the sandbox's share of instances");
+    // The user's own programs (and the next launch) still get theirs.
+    let host = nix::sys::inotify::Inotify::init(nix::sys::inotify::InitFlags::empty());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(host.is_ok(), "{host:?}");
+}

@@ -38,12 +38,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let target = Arc::new(Target::default());
     forward_signals(signals, Arc::clone(&target));
 
-    let stdio = if args.tty {
-        let (rows, cols) =
-            hutch_helper::sys::window_size(std::io::stdin().as_fd()).unwrap_or((24, 80));
-        Stdio::Tty { rows, cols }
-    } else if args.detach {
+    // The app never holds the caller's terminal (it could change it, or hand it to another
+    // sandbox that keeps it after this command ends): a stream that is a terminal becomes the
+    // sandbox's own terminal, relayed here; pipes and files are passed as they are. `-t`
+    // gives the app a terminal for all three.
+    let terminals = [
+        std::io::stdin().is_terminal(),
+        std::io::stdout().is_terminal(),
+        std::io::stderr().is_terminal(),
+    ];
+    let stdio = if args.detach {
         Stdio::Log
+    } else if args.tty || terminals.iter().any(|t| *t) {
+        let (rows, cols) = terminal::size().unwrap_or((24, 80));
+        let keep = match args.tty {
+            true => [false; 3],
+            false => terminals.map(|t| !t),
+        };
+        Stdio::Tty { rows, cols, keep }
     } else {
         Stdio::Inherit
     };
@@ -73,16 +85,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     // An app given the caller's terminal may change it: whatever it changed there is put back
     // once it exited (or we did).
-    let saved = (!args.tty && !args.detach).then(terminal::Saved::now);
+    let saved = (!args.detach).then(terminal::Saved::now);
     // The run request follows the hello without waiting for its answer: one round trip less.
     let mut client = Client::open_or_start("hutch-cli")?;
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
-    let fds = if args.tty || args.detach {
-        vec![]
-    } else {
-        vec![stdin.as_fd(), stdout.as_fd(), stderr.as_fd()]
+    let all = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
+    let fds: Vec<_> = match stdio {
+        Stdio::Log => Vec::new(),
+        Stdio::Tty { keep, .. } => all
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(fd, keep)| keep.then_some(fd))
+            .collect(),
+        _ => all.to_vec(),
     };
     let id = match client.request(&Request::Run(Box::new(request)), &fds)? {
         Response::Started { id, warnings, .. } => {
@@ -93,7 +110,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             id
         }
         Response::Error { message, .. } => {
-            eprintln!("hutch: {}", hutch_core::text::escape_controls(&message));
+            eprintln!("hutch: {}", hutch_core::text::escape_line(&message));
             return Ok(ExitCode::from(HUTCH_ERROR));
         }
         other => bail!("unexpected answer from the helper: {other:?}"),
@@ -103,7 +120,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let tty = if args.tty {
+    let tty = if let Stdio::Tty { .. } = stdio {
         match client.take_fds(1).pop() {
             Some(fd) => Some(fd),
             None => bail!("the helper sent no terminal for sandbox {id}"),
@@ -122,8 +139,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 .is_terminal()
                 .then(terminal::RawMode::enter)
                 .transpose()?;
-            let status = terminal::relay(&mut client, master, &id)?;
+            let keep = match stdio {
+                Stdio::Tty { keep, .. } => keep,
+                _ => [false; 3],
+            };
+            let status = terminal::relay(&mut client, master, &id, keep)?;
             drop(raw);
+            drop(saved);
             status
         }
         None => {
@@ -332,10 +354,7 @@ fn forward_signals(signals: SigSet, target: Arc<Target>) {
         loop {
             let Ok(sig) = signals.wait() else { continue };
             if sig == Signal::SIGWINCH {
-                if let (Some(tty), Some((rows, cols))) = (
-                    target.tty.get(),
-                    hutch_helper::sys::window_size(std::io::stdin().as_fd()),
-                ) {
+                if let (Some(tty), Some((rows, cols))) = (target.tty.get(), terminal::size()) {
                     let _ = hutch_helper::sys::set_window_size(tty.as_fd(), rows, cols);
                 }
                 continue;

@@ -91,33 +91,50 @@ impl Drop for Saved {
     }
 }
 
-/// Copies stdin to the sandbox's terminal and its output to stdout until the app exits.
-pub fn relay(client: &mut Client, master: OwnedFd, id: &str) -> anyhow::Result<ExitStatus> {
+/// The size of the caller's terminal (the first of stdin, stdout and stderr that is one).
+pub fn size() -> Option<(u16, u16)> {
+    (0..3).find_map(|n| with_stdio(n, hutch_helper::sys::window_size))
+}
+
+/// Copies stdin to the sandbox's terminal and its output to stdout (to stderr when stdout is
+/// kept: a file or pipe the app writes itself) until the app exits. A kept stdin is the app's
+/// own: nothing is copied from it.
+pub fn relay(
+    client: &mut Client,
+    master: OwnedFd,
+    id: &str,
+    keep: [bool; 3],
+) -> anyhow::Result<ExitStatus> {
     let mut pty = std::fs::File::from(master);
     let mut pty_in = pty.try_clone()?;
     // stdin on its own thread: a blocked read there must not hold up the output.
     let stdin_is_tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        let mut stdin = std::io::stdin().lock();
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => {
-                    // End of piped input: an end-of-file character for the app's terminal.
-                    if !stdin_is_tty {
-                        let _ = pty_in.write_all(&[4]);
-                    }
-                    break;
-                }
-                Ok(n) => {
-                    if pty_in.write_all(&buf[..n]).is_err() {
+    if !keep[0] {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => {
+                        // End of piped input: an end-of-file character for the app's terminal.
+                        if !stdin_is_tty {
+                            let _ = pty_in.write_all(&[4]);
+                        }
                         break;
+                    }
+                    Ok(n) => {
+                        if pty_in.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
                     }
                 }
             }
-        }
-    });
-    let mut stdout = std::io::stdout();
+        });
+    }
+    let mut out: Box<dyn Write> = match keep[1] {
+        false => Box::new(std::io::stdout()),
+        true => Box::new(std::io::stderr()),
+    };
     let mut status: Option<ExitStatus> = None;
     let mut drain_until: Option<Instant> = None;
     // The helper went away: its successor is asked for the exit once the app has gone.
@@ -156,8 +173,8 @@ pub fn relay(client: &mut Client, master: OwnedFd, id: &str) -> anyhow::Result<E
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Ok(n) => {
-                    stdout.write_all(&buf[..n])?;
-                    stdout.flush()?;
+                    out.write_all(&buf[..n])?;
+                    out.flush()?;
                 }
             }
         }
@@ -179,7 +196,10 @@ pub fn relay(client: &mut Client, master: OwnedFd, id: &str) -> anyhow::Result<E
                     drain_until = Some(Instant::now() + Duration::from_millis(500));
                 }
                 Event::NetworkDown { message, .. } => {
-                    eprint!("\r\nhutch: the sandbox's network is down: {message}\r\n");
+                    eprint!(
+                        "\r\nhutch: the sandbox's network is down: {}\r\n",
+                        hutch_core::text::escape_line(&message)
+                    );
                 }
                 Event::OutOfMemory { kills, .. } => {
                     eprint!(

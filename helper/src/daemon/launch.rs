@@ -150,7 +150,21 @@ fn stdio_for(
             let second = writer.try_clone().map_err(io)?;
             Ok((vec![open_null()?, writer, second], Some(reader)))
         }
-        Stdio::Tty { .. } => Ok((Vec::new(), None)),
+        Stdio::Tty { keep, .. } => {
+            let wanted = keep.iter().filter(|k| **k).count();
+            if fds.len() == wanted {
+                Ok((fds, None))
+            } else {
+                Err((
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "a terminal run keeping {wanted} of its streams needs {wanted} fds \
+                         attached to its frame; got {}",
+                        fds.len()
+                    ),
+                ))
+            }
+        }
     }
 }
 

@@ -211,6 +211,9 @@ pub struct SandboxPlan {
     pub limits: Limits,
     /// A pseudo-terminal of this size (rows, columns), made inside the sandbox's own devpts.
     pub tty: Option<(u16, u16)>,
+    /// With a terminal: which of stdin, stdout and stderr are the caller's fds instead.
+    #[serde(default)]
+    pub keep: [bool; 3],
     /// Host folders to create (mode 0700) before the sandbox starts (persistent homes).
     pub prepare_dirs: Vec<PathBuf>,
     /// What the user should know about this sandbox (e.g. the single-uid fallback).
@@ -502,8 +505,12 @@ pub fn build(
         landlock,
         network,
         limits,
+        keep: match request.stdio {
+            Stdio::Tty { keep, .. } => keep,
+            _ => [false; 3],
+        },
         tty: match request.stdio {
-            Stdio::Tty { rows, cols } => Some((rows.max(1), cols.max(1))),
+            Stdio::Tty { rows, cols, .. } => Some((rows.max(1), cols.max(1))),
             _ => None,
         },
         prepare_dirs,

@@ -749,10 +749,19 @@ fn tty_and_user_namespace_options_carry_through() {
     let mut profile = Profile::builtin_default();
     profile.allow_user_namespaces = true;
     let mut req = request(&["sh"]);
-    req.stdio = Stdio::Tty { rows: 24, cols: 80 };
+    req.stdio = Stdio::Tty {
+        rows: 24,
+        cols: 80,
+        keep: [false, true, false],
+    };
     let p = plan(&profile, &req).unwrap();
     assert!(p.allow_user_namespaces);
     assert_eq!(p.tty, Some((24, 80)));
+    assert_eq!(
+        p.keep,
+        [false, true, false],
+        "stdout stays the caller's file"
+    );
     assert_eq!(p.hostname, "hutch-default");
 }
 

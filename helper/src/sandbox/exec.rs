@@ -75,6 +75,10 @@ pub struct AppLaunch {
     pub allow_user_namespaces: bool,
     /// The follower side of a terminal made inside the sandbox.
     pub terminal: Option<PathBuf>,
+    /// With a terminal: which of stdin, stdout and stderr are the caller's fds (attached, in
+    /// that order) instead.
+    #[serde(default)]
+    pub keep: [bool; 3],
 }
 
 impl AppLaunch {
@@ -92,6 +96,7 @@ impl AppLaunch {
                 .collect(),
             allow_user_namespaces: plan.allow_user_namespaces,
             terminal,
+            keep: plan.keep,
         }
     }
 }
@@ -103,15 +108,24 @@ fn cstring(s: &str) -> Result<CString, SetupError> {
 /// Where the app's stdin, stdout and stderr come from.
 #[derive(Debug, Clone, Copy)]
 enum AppStdio<'a> {
-    /// The follower side of a terminal made inside the sandbox.
-    Terminal(&'a Path),
+    /// The follower side of a terminal made inside the sandbox, but for the streams `keep`
+    /// marks, which are the caller's fds given (in order).
+    Terminal(&'a Path, [bool; 3], &'a [OwnedFd]),
     /// The caller's three fds (fewer leave the rest as pid 1 had them: /dev/null).
     Fds(&'a [OwnedFd]),
 }
 
+fn dup_to(fd: &OwnedFd, n: usize) -> nix::Result<()> {
+    match n {
+        0 => nix::unistd::dup2_stdin(fd),
+        1 => nix::unistd::dup2_stdout(fd),
+        _ => nix::unistd::dup2_stderr(fd),
+    }
+}
+
 fn attach_stdio(stdio: AppStdio<'_>) -> Result<(), SetupError> {
     match stdio {
-        AppStdio::Terminal(path) => {
+        AppStdio::Terminal(path, keep, kept) => {
             let what = format!("attach terminal {}", path.display());
             let tty = nix::fcntl::open(
                 path,
@@ -119,11 +133,18 @@ fn attach_stdio(stdio: AppStdio<'_>) -> Result<(), SetupError> {
                 nix::sys::stat::Mode::empty(),
             )
             .map_err(|e| SetupError::new(what.clone(), e))?;
-            nix::unistd::dup2_stdin(&tty).map_err(|e| SetupError::new(what.clone(), e))?;
-            nix::unistd::dup2_stdout(&tty).map_err(|e| SetupError::new(what.clone(), e))?;
-            nix::unistd::dup2_stderr(&tty).map_err(|e| SetupError::new(what.clone(), e))?;
-            drop(tty);
-            sys::set_controlling_tty(std::io::stdin().as_fd())
+            let mut kept = kept.iter();
+            for (n, keep) in keep.into_iter().enumerate() {
+                let fd = match keep {
+                    true => kept.next().ok_or_else(|| {
+                        SetupError::new(what.clone(), "a kept stream came without its fd")
+                    })?,
+                    false => &tty,
+                };
+                dup_to(fd, n).map_err(|e| SetupError::new(what.clone(), e))?;
+            }
+            // The app's session leads from the terminal (whichever stream it is on).
+            sys::set_controlling_tty(tty.as_fd())
                 .map_err(|e| SetupError::new("make the terminal controlling", e))
         }
         AppStdio::Fds(fds) => {
@@ -157,7 +178,7 @@ fn ready(base_filters: &[BpfProgram]) -> Result<(), SetupError> {
 /// What the app's process does once its part of the plan came, before Landlock.
 fn attach(launch: &AppLaunch, stdio: &[OwnedFd]) -> Result<(), SetupError> {
     attach_stdio(match &launch.terminal {
-        Some(follower) => AppStdio::Terminal(follower),
+        Some(follower) => AppStdio::Terminal(follower, launch.keep, stdio),
         None => AppStdio::Fds(stdio),
     })?;
     std::env::set_current_dir(&launch.cwd)

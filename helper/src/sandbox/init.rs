@@ -185,6 +185,7 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
     if let Err(e) = own_boot_clock() {
         fail(&report, e);
     }
+    share_of_inotify();
     // Every sandbox has its loopback up (the first socket in a network namespace is slow to
     // make: done before the launch).
     if let Err(e) = sys::loopback_up() {
@@ -252,10 +253,8 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
         fail(&report, gone_before_launch(waited));
     }
     let launch = exec::AppLaunch::new(plan, terminal.as_ref().map(|t| t.follower.clone()));
-    let fds: Vec<BorrowedFd<'_>> = match terminal {
-        Some(_) => Vec::new(),
-        None => stdio.iter().map(|fd| fd.as_fd()).collect(),
-    };
+    // With a terminal, only the streams the caller keeps (its pipes and files) come along.
+    let fds: Vec<BorrowedFd<'_>> = stdio.iter().map(|fd| fd.as_fd()).collect();
     if channel::send(&app.go, &launch, &fds).is_err() {
         // Its process died since the check above.
         fail(&report, gone_before_launch(waitpid(app.pid, None)));
@@ -325,6 +324,24 @@ fn own_boot_clock() -> Result<(), SetupError> {
     let offset = format!("boottime {} 0\n", 1 - now.tv_sec());
     std::fs::write("/proc/self/timens_offsets", offset)
         .map_err(|e| SetupError::io("set the sandbox's boot clock (timens_offsets)".into(), e))
+}
+
+/// inotify instances and watches a sandbox may hold, at most: they count against the user's
+/// own (`fs.inotify.max_user_instances`, 128 by default), which an app could otherwise use up,
+/// leaving the user's programs, and the next launch's look for sockets, none.
+const INOTIFY_INSTANCES: u32 = 64;
+const INOTIFY_WATCHES: u32 = 131_072;
+
+/// Caps the sandbox's user namespace at [`INOTIFY_INSTANCES`] and [`INOTIFY_WATCHES`]
+/// (`/proc/sys/user/max_inotify_*` are per user namespace, and charged up to the user's).
+/// Best effort: kernels before 4.11 have no such limits per namespace.
+fn share_of_inotify() {
+    for (knob, value) in [
+        ("max_inotify_instances", INOTIFY_INSTANCES),
+        ("max_inotify_watches", INOTIFY_WATCHES),
+    ] {
+        let _ = std::fs::write(format!("/proc/sys/user/{knob}"), value.to_string());
+    }
 }
 
 /// Forwards signals to `app` and reaps every child until `app` exits.

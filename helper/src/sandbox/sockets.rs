@@ -65,13 +65,14 @@ pub struct Hider<'a> {
     empty: &'a OwnedFd,
     inotify: Inotify,
     folders: HashMap<WatchDescriptor, Folder>,
-    /// The watch of each folder read, by device and inode.
-    by_id: HashMap<(u64, u64), WatchDescriptor>,
+    /// The watch of each folder read, by share and device and inode (one folder seen through
+    /// two shares is two mounts, each with its own files hidden).
+    by_id: HashMap<(usize, u64, u64), WatchDescriptor>,
     /// Each share: where it is inside, and its top folder.
     shares: Vec<(PathBuf, OwnedFd)>,
     seen: usize,
-    /// Sockets hidden, by share (for the launch's notes).
-    hidden: Vec<Vec<PathBuf>>,
+    /// Sockets and named pipes (`true`) hidden, by share (for the launch's notes).
+    hidden: Vec<Vec<(PathBuf, bool)>>,
 }
 
 impl std::fmt::Debug for Hider<'_> {
@@ -265,7 +266,7 @@ impl<'a> Hider<'a> {
         };
         let id = id_of(dir)
             .map_err(|e| refuse(&where_(self), format!("it cannot be looked at ({e})")))?;
-        if let Some(&wd) = self.by_id.get(&id) {
+        if let Some(&wd) = self.by_id.get(&(share, id.0, id.1)) {
             // Read already: it was moved about. Its sockets are hidden; it is here now.
             if let Some(folder) = self.folders.get_mut(&wd)
                 && folder.parent.is_some()
@@ -297,7 +298,7 @@ impl<'a> Hider<'a> {
                 id,
             },
         );
-        self.by_id.insert(id, wd);
+        self.by_id.insert((share, id.0, id.1), wd);
         let mut found = Vec::new();
         let entries = std::fs::read_dir(proc_fd(dir))
             .map_err(|e| refuse(&at, format!("it cannot be read ({e})")))?;
@@ -306,7 +307,7 @@ impl<'a> Hider<'a> {
             self.count(&at)?;
             match entry.file_type() {
                 Ok(t) if t.is_dir() => found.push((entry.file_name(), true)),
-                Ok(t) if t.is_socket() => found.push((entry.file_name(), false)),
+                Ok(t) if t.is_socket() || t.is_fifo() => found.push((entry.file_name(), false)),
                 _ => {}
             }
         }
@@ -342,8 +343,10 @@ impl<'a> Hider<'a> {
             Err(Errno::ENOENT) => return Ok(()),
             Err(e) => return Err(SetupError::new(format!("hide {}", at.display()), e)),
         };
-        let is_socket = fstat(&socket).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK);
-        if !is_socket {
+        // A named pipe is a way to drive a program outside too (one that reads commands from
+        // it), and a read-only mount does not stop writes to one: hidden alike.
+        let kind = fstat(&socket).map(|st| st.st_mode & libc::S_IFMT);
+        if !matches!(kind, Ok(libc::S_IFSOCK | libc::S_IFIFO)) {
             return Ok(());
         }
         super::rootfs::attach(
@@ -355,7 +358,7 @@ impl<'a> Hider<'a> {
         .map_err(|e| SetupError::io(format!("hide the socket {}", at.display()), e))?;
         let top = &self.shares[share].0;
         let rel = at.strip_prefix(top).unwrap_or(&at).to_owned();
-        self.hidden[share].push(rel);
+        self.hidden[share].push((rel, kind == Ok(libc::S_IFIFO)));
         Ok(())
     }
 
@@ -440,6 +443,7 @@ impl<'a> Hider<'a> {
         self.inotify = Self::watcher()?;
         self.folders.clear();
         self.by_id.clear();
+        self.seen = 0;
         for share in 0..self.shares.len() {
             let top = self.shares[share]
                 .1
@@ -460,14 +464,24 @@ impl<'a> Hider<'a> {
                 let names: Vec<String> = list
                     .iter()
                     .take(3)
-                    .map(|p| p.display().to_string())
+                    .map(|(p, _)| p.display().to_string())
                     .collect();
+                let pipes = list.iter().filter(|(_, pipe)| *pipe).count();
+                let count = |n: usize, one: &str, many: &str| {
+                    (n > 0).then(|| format!("{n} {}", if n == 1 { one } else { many }))
+                };
+                let what: Vec<String> = [
+                    count(list.len() - pipes, "Unix socket", "Unix sockets"),
+                    count(pipes, "named pipe", "named pipes"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
                 format!(
-                    "{} holds {} Unix socket{} ({}{}): hidden from the app, so nothing \
-                     listening there can act for it (add `,sockets` to the share to keep them)",
+                    "{} holds {} ({}{}): hidden from the app, so nothing listening there can \
+                     act for it (add `,sockets` to the share to keep them)",
                     share.display(),
-                    list.len(),
-                    if list.len() == 1 { "" } else { "s" },
+                    what.join(" and "),
                     names.join(", "),
                     if list.len() > 3 { ", …" } else { "" }
                 )
