@@ -95,7 +95,7 @@ ids+=("$("$BIN/hutch" run --detach -- sh -c 'while :; do echo tick; sleep 2; don
 shot() { # NAME SHOW
     HUTCH_GUI_SHOW=$2 "$BIN/hutch" >/dev/null 2>&1 &
     window=$!
-    for _ in $(seq 100); do xdotool search --name '^Hutch$' >/dev/null 2>&1 && break; sleep 0.2; done
+    for _ in $(seq 600); do xdotool search --name '^Hutch$' >/dev/null 2>&1 && break; sleep 0.2; done
     sleep "${3:-4}"
     xdotool mousemove 1110 710
     sleep 0.5
