@@ -743,13 +743,21 @@ fn a_named_pipe_and_a_folder_shared_twice_are_hidden_too() {
     let heard = env.dir.path().join("heard");
     let reader = std::process::Command::new("sh")
         .arg("-c")
-        .arg(format!("timeout 20 cat {} > {}", ctl.display(), heard.display()))
+        .arg(format!(
+            "timeout 20 cat {} > {}",
+            ctl.display(),
+            heard.display()
+        ))
         .spawn()
         .unwrap();
     let write = format!("echo pwned > {} && echo wrote", ctl.display());
     let out = env.sh(&["--share", &format!("{}:ro", shared.display())], &write);
     assert!(!stdout(&out).contains("wrote"), "{}", stdout(&out));
-    assert!(stderr(&out).contains("holds 1 named pipe (ctl): hidden"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("holds 1 named pipe (ctl): hidden"),
+        "{}",
+        stderr(&out)
+    );
     // Control: with its sockets and pipes kept, the write reaches the program.
     let out = env.sh(
         &["--share", &format!("{}:ro,sockets", shared.display())],
