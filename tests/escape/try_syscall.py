@@ -84,6 +84,7 @@ CALLS = {
     "fanotify_init": (300, [0x200, 0]),  # FAN_REPORT_FID: what a user may ask for
     "ptrace": (101, [0xFFFF, 0, 0, 0]),
     "process_vm_readv": (310, [0, 0, 0, 0, 0, 0]),
+    "pidfd_getfd": (438, [-1, -1, 0]),
     "process_vm_writev": (311, [0, 0, 0, 0, 0, 0]),
     "clock_settime": (227, [0, BAD]),
     "settimeofday": (164, [BAD, 0]),

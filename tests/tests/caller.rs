@@ -24,17 +24,20 @@ fn shared(env: &TestEnv, name: &str) -> (PathBuf, String) {
     (dir, spec)
 }
 
-/// The host pid of the app of the only live sandbox.
+/// The host pid of the app of the only live sandbox, once it is listed running (the app may
+/// print its first line a moment before the helper hears it started).
 fn app_pid(env: &TestEnv) -> i32 {
-    let ps = env.ps();
-    let live: Vec<&serde_json::Value> = ps
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["state"] == "running")
-        .collect();
-    assert_eq!(live.len(), 1, "{ps}");
-    live[0]["pid"].as_i64().unwrap() as i32
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ps = env.ps();
+        let live: Vec<&serde_json::Value> = ps.as_array().unwrap().iter().collect();
+        assert_eq!(live.len(), 1, "{ps}");
+        if live[0]["state"] == "running" {
+            return live[0]["pid"].as_i64().unwrap() as i32;
+        }
+        assert!(Instant::now() < deadline, "never running: {ps}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn alive(pid: i32) -> bool {

@@ -175,10 +175,9 @@ fn the_app_runs_in_its_own_cgroup_with_its_limits_and_it_is_gone_after_exit() {
     );
     let procs = read("cgroup.procs");
     assert!(procs.lines().count() >= 2, "pid 1 and the app: {procs}");
-    let _ = child.kill();
-    let list: serde_json::Value = env.ps();
-    let id = list[0]["id"].as_str().unwrap().to_owned();
-    ok(&env.hutch(&["stop", &id]));
+    // Stopped (its `hutch run` then ends with it).
+    ok(&env.hutch(&["stop", &only_id(&env)]));
+    let _ = child.wait();
     let deadline = Instant::now() + Duration::from_secs(10);
     while cg.exists() {
         assert!(

@@ -586,10 +586,61 @@ n = 0
 while ctypes.CDLL(None).inotify_init1(0) >= 0: n += 1
 print(n, flush=True); time.sleep(30)'",
     );
-    assert_eq!(first.trim(), "64", "the sandbox's share of instances");
+    let users: u64 = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_instances")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        first.trim(),
+        (users / 4).max(8).to_string(),
+        "the sandbox's share: a quarter of the user's {users}"
+    );
     // The user's own programs (and the next launch) still get theirs.
     let host = nix::sys::inotify::Inotify::init(nix::sys::inotify::InitFlags::empty());
     let _ = child.kill();
     let _ = child.wait();
     assert!(host.is_ok(), "{host:?}");
+}
+
+#[test]
+fn an_app_forks_no_more_than_its_share_of_processes() {
+    let env = env_or_skip!();
+    // Where no cgroup bounds it (this host's degraded mode), the app's task limit does: a
+    // quarter of the machine's pids, not the user's whole allowance.
+    let pid_max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let outside: u64 = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NPROC)
+        .unwrap()
+        .1;
+    let inside: u64 = ok(&env.sh(
+        &[],
+        "python3 -c 'import resource; print(resource.getrlimit(resource.RLIMIT_NPROC)[1])'",
+    ))
+    .trim()
+    .parse()
+    .unwrap();
+    let share = hutch_helper::sandbox::exec::task_share(None, pid_max);
+    assert_eq!(inside, share.min(outside), "outside {outside}");
+    // The limit holds for the app (it has no capability to pass it): forks stop there.
+    let out = ok(&env.sh(
+        &[],
+        "python3 -c '
+import os, resource, time
+resource.setrlimit(resource.RLIMIT_NPROC, (30, 30))
+n = 0
+try:
+    while n < 1000:
+        if os.fork() == 0:
+            time.sleep(3); os._exit(0)
+        n += 1
+except OSError as e:
+    print(n, e.strerror)'",
+    ));
+    let forked: u64 = out.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(forked < 30, "{out}");
+    assert!(out.contains("Resource temporarily unavailable"), "{out}");
 }

@@ -48,6 +48,39 @@ pub fn drop_all_capabilities() -> Result<(), SetupError> {
     Ok(())
 }
 
+/// Queued signals the app may hold at most.
+const SIGNALS_PENDING: u64 = 4096;
+
+/// How many tasks (processes and threads) the app may have: the profile's process limit, else
+/// a quarter of the machine's pids, between 1024 and 8192.
+pub fn task_share(pids: Option<u64>, pid_max: u64) -> u64 {
+    pids.unwrap_or_else(|| (pid_max / 4).clamp(1024, 8192))
+}
+
+/// Caps what the app may take of what the kernel counts per user: tasks (`RLIMIT_NPROC`) and
+/// queued signals (`RLIMIT_SIGPENDING`). Since Linux 5.15 both are counted per user namespace,
+/// so the cap is this sandbox's alone: without it (and without a delegated `pids.max`) one app
+/// could take every process of the user, and every pid of the machine, and queue every signal
+/// the user may. Limits already lower stay.
+fn cap_user_counts(pids: Option<u64>) -> Result<(), SetupError> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(32_768);
+    for (resource, cap) in [
+        (Resource::RLIMIT_NPROC, task_share(pids, pid_max)),
+        (Resource::RLIMIT_SIGPENDING, SIGNALS_PENDING),
+    ] {
+        let (soft, hard) =
+            getrlimit(resource).map_err(|e| SetupError::new(format!("read {resource:?}"), e))?;
+        let hard = hard.min(cap);
+        setrlimit(resource, soft.min(hard), hard)
+            .map_err(|e| SetupError::new(format!("limit {resource:?} to {hard}"), e))?;
+    }
+    Ok(())
+}
+
 /// Finds `name` in `path_var` the way a shell does; names with a `/` are taken as they are.
 pub fn resolve_command(name: &str, path_var: &str) -> Option<PathBuf> {
     if name.contains('/') {
@@ -79,6 +112,9 @@ pub struct AppLaunch {
     /// that order) instead.
     #[serde(default)]
     pub keep: [bool; 3],
+    /// The profile's process limit, if any (it bounds the app's tasks without cgroups too).
+    #[serde(default)]
+    pub pids: Option<u64>,
 }
 
 impl AppLaunch {
@@ -97,6 +133,7 @@ impl AppLaunch {
             allow_user_namespaces: plan.allow_user_namespaces,
             terminal,
             keep: plan.keep,
+            pids: plan.limits.pids,
         }
     }
 }
@@ -181,6 +218,7 @@ fn attach(launch: &AppLaunch, stdio: &[OwnedFd]) -> Result<(), SetupError> {
         Some(follower) => AppStdio::Terminal(follower, launch.keep, stdio),
         None => AppStdio::Fds(stdio),
     })?;
+    cap_user_counts(launch.pids)?;
     std::env::set_current_dir(&launch.cwd)
         .map_err(|e| SetupError::new(format!("chdir {}", launch.cwd.display()), e))?;
     sys::cloexec_from(3).map_err(|e| SetupError::new("mark fds close-on-exec", e))?;

@@ -326,21 +326,26 @@ fn own_boot_clock() -> Result<(), SetupError> {
         .map_err(|e| SetupError::io("set the sandbox's boot clock (timens_offsets)".into(), e))
 }
 
-/// inotify instances and watches a sandbox may hold, at most: they count against the user's
-/// own (`fs.inotify.max_user_instances`, 128 by default), which an app could otherwise use up,
-/// leaving the user's programs, and the next launch's look for sockets, none.
-const INOTIFY_INSTANCES: u32 = 64;
-const INOTIFY_WATCHES: u32 = 131_072;
+/// The share of the user's inotify instances and watches one sandbox may hold: they count
+/// against the user's own (`fs.inotify.max_user_instances`, 128 by default), which an app could
+/// otherwise use up, leaving the user's programs, and the next launch's look for sockets, none.
+const INOTIFY_SHARE: u64 = 4;
 
-/// Caps the sandbox's user namespace at [`INOTIFY_INSTANCES`] and [`INOTIFY_WATCHES`]
-/// (`/proc/sys/user/max_inotify_*` are per user namespace, and charged up to the user's).
-/// Best effort: kernels before 4.11 have no such limits per namespace.
+/// Caps the sandbox's user namespace at a quarter of the user's inotify instances and watches
+/// (`/proc/sys/user/max_inotify_*` are per user namespace, and charged up to the user's; the
+/// user's own limits are `fs.inotify.max_user_*`). Best effort: kernels before 4.11 have no
+/// such limits per namespace.
 fn share_of_inotify() {
-    for (knob, value) in [
-        ("max_inotify_instances", INOTIFY_INSTANCES),
-        ("max_inotify_watches", INOTIFY_WATCHES),
+    for (knob, user, least) in [
+        ("max_inotify_instances", "max_user_instances", 8),
+        ("max_inotify_watches", "max_user_watches", 8192),
     ] {
-        let _ = std::fs::write(format!("/proc/sys/user/{knob}"), value.to_string());
+        let users = std::fs::read_to_string(format!("/proc/sys/fs/inotify/{user}"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(128);
+        let share = (users / INOTIFY_SHARE).max(least);
+        let _ = std::fs::write(format!("/proc/sys/user/{knob}"), share.to_string());
     }
 }
 

@@ -11,7 +11,9 @@
 //! is looked at too, until nothing moves. A folder that cannot be looked through completely
 //! refuses the launch.
 //!
-//! Only the shares' top folders stay open: a folder an event names is opened again from its
+//! Each share has an inotify instance of its own (an instance gives a folder one watch, and one
+//! folder may be seen through two shares: two mounts, each with its own files hidden). Only
+//! the shares' top folders stay open: a folder an event names is opened again from its
 //! share's top, part by part, and must still be the folder that was watched (device and inode);
 //! a folder moved meanwhile is found where its move says it went.
 
@@ -40,21 +42,20 @@ const WATCHED: AddWatchFlags = AddWatchFlags::IN_CREATE
     .union(AddWatchFlags::IN_MOVED_TO)
     .union(AddWatchFlags::IN_ONLYDIR);
 
+/// A watched folder: its share, and its watch in that share's inotify instance (one instance
+/// per share: an instance gives one watch to one folder, which two shares may both show).
+type Watch = (usize, WatchDescriptor);
+
 /// One level of the depth-first walk: a folder, its watch, and its entries still to look at
 /// (sub-folders `true`, sockets `false`).
-type Level = (
-    OwnedFd,
-    WatchDescriptor,
-    std::vec::IntoIter<(OsString, bool)>,
-);
+type Level = (OwnedFd, Watch, std::vec::IntoIter<(OsString, bool)>);
 
 /// A folder that was read and is watched.
 #[derive(Debug)]
 struct Folder {
     /// Its folder, `None` for a share's top.
-    parent: Option<WatchDescriptor>,
+    parent: Option<Watch>,
     name: OsString,
-    share: usize,
     /// Device and inode.
     id: (u64, u64),
 }
@@ -63,11 +64,12 @@ struct Folder {
 pub struct Hider<'a> {
     /// The empty read-only file attached over each socket.
     empty: &'a OwnedFd,
-    inotify: Inotify,
-    folders: HashMap<WatchDescriptor, Folder>,
+    /// One inotify instance per share.
+    watchers: Vec<Inotify>,
+    folders: HashMap<Watch, Folder>,
     /// The watch of each folder read, by share and device and inode (one folder seen through
     /// two shares is two mounts, each with its own files hidden).
-    by_id: HashMap<(usize, u64, u64), WatchDescriptor>,
+    by_id: HashMap<(usize, u64, u64), Watch>,
     /// Each share: where it is inside, and its top folder.
     shares: Vec<(PathBuf, OwnedFd)>,
     seen: usize,
@@ -122,7 +124,7 @@ impl<'a> Hider<'a> {
     pub fn new(empty: &'a OwnedFd) -> Result<Self, SetupError> {
         Ok(Self {
             empty,
-            inotify: Self::watcher()?,
+            watchers: Vec::new(),
             folders: HashMap::new(),
             by_id: HashMap::new(),
             shares: Vec::new(),
@@ -143,14 +145,15 @@ impl<'a> Hider<'a> {
             .try_clone()
             .map_err(|e| SetupError::io(format!("look through {}", at.display()), e))?;
         self.shares.push((at.to_owned(), again));
+        self.watchers.push(Self::watcher()?);
         self.hidden.push(Vec::new());
         self.tree(self.shares.len() - 1, top, None, OsString::new())
     }
 
     /// Where the watched folder `wd` is inside, from its share's top (its parts).
-    fn parts(&self, wd: WatchDescriptor) -> Option<(usize, Vec<OsString>)> {
+    fn parts(&self, watch: Watch) -> Option<(usize, Vec<OsString>)> {
         let mut parts = Vec::new();
-        let mut cur = self.folders.get(&wd)?;
+        let mut cur = self.folders.get(&watch)?;
         while let Some(parent) = cur.parent {
             parts.push(cur.name.clone());
             cur = self.folders.get(&parent)?;
@@ -159,7 +162,7 @@ impl<'a> Hider<'a> {
             }
         }
         parts.reverse();
-        Some((cur.share, parts))
+        Some((watch.0, parts))
     }
 
     fn inside(&self, share: usize, parts: &[OsString]) -> PathBuf {
@@ -170,8 +173,8 @@ impl<'a> Hider<'a> {
 
     /// Opens the watched folder `wd` again from its share's top; `None` when it is not where
     /// it was (moved: its move is reported where it went) or is another folder now.
-    fn reopen(&self, wd: WatchDescriptor) -> Result<Option<OwnedFd>, SetupError> {
-        let Some((share, parts)) = self.parts(wd) else {
+    fn reopen(&self, watch: Watch) -> Result<Option<OwnedFd>, SetupError> {
+        let Some((share, parts)) = self.parts(watch) else {
             return Ok(None);
         };
         let top = &self.shares[share].1;
@@ -188,7 +191,7 @@ impl<'a> Hider<'a> {
                 }
             };
         }
-        let same = id_of(&dir).ok() == self.folders.get(&wd).map(|f| f.id);
+        let same = id_of(&dir).ok() == self.folders.get(&watch).map(|f| f.id);
         Ok(same.then_some(dir))
     }
 
@@ -199,7 +202,7 @@ impl<'a> Hider<'a> {
         &mut self,
         share: usize,
         top: OwnedFd,
-        parent: Option<WatchDescriptor>,
+        parent: Option<Watch>,
         name: OsString,
     ) -> Result<(), SetupError> {
         // Depth first, one open folder per level.
@@ -255,9 +258,9 @@ impl<'a> Hider<'a> {
         &mut self,
         share: usize,
         dir: &OwnedFd,
-        parent: Option<WatchDescriptor>,
+        parent: Option<Watch>,
         name: OsString,
-    ) -> Result<Option<(WatchDescriptor, Vec<(OsString, bool)>)>, SetupError> {
+    ) -> Result<Option<(Watch, Vec<(OsString, bool)>)>, SetupError> {
         let where_ = |me: &Self| {
             parent
                 .and_then(|p| me.parts(p))
@@ -266,9 +269,9 @@ impl<'a> Hider<'a> {
         };
         let id = id_of(dir)
             .map_err(|e| refuse(&where_(self), format!("it cannot be looked at ({e})")))?;
-        if let Some(&wd) = self.by_id.get(&(share, id.0, id.1)) {
+        if let Some(&watch) = self.by_id.get(&(share, id.0, id.1)) {
             // Read already: it was moved about. Its sockets are hidden; it is here now.
-            if let Some(folder) = self.folders.get_mut(&wd)
+            if let Some(folder) = self.folders.get_mut(&watch)
                 && folder.parent.is_some()
             {
                 folder.parent = parent;
@@ -276,8 +279,7 @@ impl<'a> Hider<'a> {
             }
             return Ok(None);
         }
-        let wd = self
-            .inotify
+        let wd = self.watchers[share]
             .add_watch(&proc_fd(dir), WATCHED)
             .map_err(|e| {
                 refuse(
@@ -289,16 +291,9 @@ impl<'a> Hider<'a> {
                 )
             })?;
         let at = where_(self);
-        self.folders.insert(
-            wd,
-            Folder {
-                parent,
-                name,
-                share,
-                id,
-            },
-        );
-        self.by_id.insert((share, id.0, id.1), wd);
+        let watch = (share, wd);
+        self.folders.insert(watch, Folder { parent, name, id });
+        self.by_id.insert((share, id.0, id.1), watch);
         let mut found = Vec::new();
         let entries = std::fs::read_dir(proc_fd(dir))
             .map_err(|e| refuse(&at, format!("it cannot be read ({e})")))?;
@@ -311,7 +306,7 @@ impl<'a> Hider<'a> {
                 _ => {}
             }
         }
-        Ok(Some((wd, found)))
+        Ok(Some((watch, found)))
     }
 
     fn count(&mut self, path: &Path) -> Result<(), SetupError> {
@@ -329,8 +324,8 @@ impl<'a> Hider<'a> {
     }
 
     /// Hides `name` in `dir` (the watched folder `wd`) if it is a socket now.
-    fn hide(&mut self, dir: &OwnedFd, wd: WatchDescriptor, name: &OsStr) -> Result<(), SetupError> {
-        let (share, parts) = self.parts(wd).unwrap_or_default();
+    fn hide(&mut self, dir: &OwnedFd, watch: Watch, name: &OsStr) -> Result<(), SetupError> {
+        let (share, parts) = self.parts(watch).unwrap_or((watch.0, Vec::new()));
         let at = self.inside(share, &parts).join(name);
         let found = openat(
             dir,
@@ -390,43 +385,47 @@ impl<'a> Hider<'a> {
     /// Handles the watches' events until there are none.
     fn drain(&mut self) -> Result<(), Drain> {
         loop {
-            let events = match self.inotify.read_events() {
-                Ok(events) => events,
-                Err(Errno::EAGAIN) => return Ok(()),
-                Err(_) => return Err(Drain::Lost),
-            };
             // In the order they came (a folder's move before what then happened in it), each
             // name once (a folder renamed back and forth comes as many events).
-            let mut names: Vec<(WatchDescriptor, OsString)> = Vec::new();
-            for event in events {
-                if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
-                    return Err(Drain::Lost);
-                }
-                if let Some(name) = event.name {
-                    let key = (event.wd, name);
-                    if !names.contains(&key) {
-                        names.push(key);
+            let mut names: Vec<(Watch, OsString)> = Vec::new();
+            for (share, watcher) in self.watchers.iter().enumerate() {
+                let events = match watcher.read_events() {
+                    Ok(events) => events,
+                    Err(Errno::EAGAIN) => continue,
+                    Err(_) => return Err(Drain::Lost),
+                };
+                for event in events {
+                    if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                        return Err(Drain::Lost);
+                    }
+                    if let Some(name) = event.name {
+                        let key = ((share, event.wd), name);
+                        if !names.contains(&key) {
+                            names.push(key);
+                        }
                     }
                 }
             }
-            for (wd, name) in names {
-                let Some(share) = self.folders.get(&wd).map(|f| f.share) else {
+            if names.is_empty() {
+                return Ok(());
+            }
+            for (watch, name) in names {
+                if !self.folders.contains_key(&watch) {
                     continue;
-                };
-                let Some(dir) = self.reopen(wd)? else {
-                    // Not where it was: moved, or gone. If it went somewhere watched, that
-                    // move is an event of its own, and what came into it meanwhile is an
-                    // event the folder's watch reports again where it is now... but only if
-                    // it came after: to miss nothing, look through everything again.
+                }
+                let Some(dir) = self.reopen(watch)? else {
+                    // Not where it was: moved, or gone. What came into it meanwhile is
+                    // reported where it is now only if it came after: to miss nothing, look
+                    // through everything again.
                     return Err(Drain::Lost);
                 };
-                let (s, parts) = self.parts(wd).unwrap_or((share, Vec::new()));
-                self.count(&self.inside(s, &parts))?;
+                let (share, parts) = self.parts(watch).unwrap_or((watch.0, Vec::new()));
+                self.count(&self.inside(share, &parts))?;
                 match open_folder(&dir, &name) {
-                    Ok(Some(sub)) => self.tree(share, sub, Some(wd), name)?,
-                    Ok(None) => self.hide(&dir, wd, &name)?,
+                    Ok(Some(sub)) => self.tree(share, sub, Some(watch), name)?,
+                    Ok(None) => self.hide(&dir, watch, &name)?,
                     Err(e) => {
-                        let at = self.inside(s, &parts).join(&name);
+                        let at = self.inside(share, &parts).join(&name);
                         return Err(Drain::Failed(refuse(
                             &at,
                             format!("it cannot be looked through ({e})"),
@@ -440,7 +439,9 @@ impl<'a> Hider<'a> {
     /// Starts over with fresh watches: every share looked through again (sockets hidden
     /// already are empty files now).
     fn restart(&mut self) -> Result<(), SetupError> {
-        self.inotify = Self::watcher()?;
+        for watcher in &mut self.watchers {
+            *watcher = Self::watcher()?;
+        }
         self.folders.clear();
         self.by_id.clear();
         self.seen = 0;
