@@ -51,10 +51,12 @@ pub fn drop_all_capabilities() -> Result<(), SetupError> {
 /// Queued signals the app may hold at most.
 const SIGNALS_PENDING: u64 = 4096;
 
-/// How many tasks (processes and threads) the app may have: the profile's process limit, else
-/// a quarter of the machine's pids, between 1024 and 8192.
+/// How many tasks (processes and threads) the app may have: a quarter of the machine's pids,
+/// between 1024 and 8192, or the profile's process limit when it is higher. (A lower process
+/// limit is the delegated cgroup's `pids.max` to enforce: it counts what it refuses, which the
+/// window and `hutch stats` show.)
 pub fn task_share(pids: Option<u64>, pid_max: u64) -> u64 {
-    pids.unwrap_or_else(|| (pid_max / 4).clamp(1024, 8192))
+    (pid_max / 4).clamp(1024, 8192).max(pids.unwrap_or(0))
 }
 
 /// Caps what the app may take of what the kernel counts per user: tasks (`RLIMIT_NPROC`) and
@@ -347,6 +349,16 @@ pub fn wait_and_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_task_share_is_a_quarter_of_the_pids_or_a_higher_process_limit() {
+        assert_eq!(task_share(None, 32_768), 8192);
+        assert_eq!(task_share(None, 4_194_304), 8192);
+        assert_eq!(task_share(None, 2048), 1024);
+        // A lower process limit is the cgroup's to enforce (and count).
+        assert_eq!(task_share(Some(16), 32_768), 8192);
+        assert_eq!(task_share(Some(20_000), 32_768), 20_000);
+    }
 
     #[test]
     fn commands_resolve_through_path() {
