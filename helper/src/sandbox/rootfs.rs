@@ -573,13 +573,10 @@ fn empty_file(root: &Root) -> Result<OwnedFd, SetupError> {
     Ok(fd)
 }
 
-/// Removes the file [`empty_file`] made, if it made one (the mounts of it stay).
-fn remove_empty(root: &Root, empty: Option<OwnedFd>) -> Result<(), SetupError> {
-    if empty.is_some() {
-        nix::unistd::unlinkat(&root.fd, EMPTY, nix::unistd::UnlinkatFlags::NoRemoveDir)
-            .map_err(|e| SetupError::new(format!("remove {EMPTY} from the root"), e))?;
-    }
-    Ok(())
+/// Removes the file [`empty_file`] made (the mounts of it stay).
+fn remove_empty(root: &Root) -> Result<(), SetupError> {
+    nix::unistd::unlinkat(&root.fd, EMPTY, nix::unistd::UnlinkatFlags::NoRemoveDir)
+        .map_err(|e| SetupError::new(format!("remove {EMPTY} from the root"), e))
 }
 
 /// Step 1, ahead of the plan: a tmpfs on `root` and the host-only base of the root.
@@ -643,7 +640,8 @@ fn hide_sockets(root: &Root, mounts: &[MountOp]) -> Result<Vec<String>, SetupErr
         hider.settle()?;
         Ok(hider.notes())
     })();
-    remove_empty(root, Some(empty))?;
+    drop(empty);
+    remove_empty(root)?;
     notes
 }
 

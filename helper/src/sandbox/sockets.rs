@@ -46,8 +46,10 @@ const WATCHED: AddWatchFlags = AddWatchFlags::IN_CREATE
 /// per share: an instance gives one watch to one folder, which two shares may both show).
 type Watch = (usize, WatchDescriptor);
 
-/// One level of the depth-first walk: a folder, its watch, and its entries still to look at
-/// (sub-folders `true`, sockets `false`).
+/// A folder's entries to look at: its sub-folders (`true`), sockets and named pipes (`false`).
+type Entries = Vec<(OsString, bool)>;
+
+/// One level of the depth-first walk: a folder, its watch, and its entries still to look at.
 type Level = (OwnedFd, Watch, std::vec::IntoIter<(OsString, bool)>);
 
 /// A folder that was read and is watched.
@@ -253,14 +255,13 @@ impl<'a> Hider<'a> {
 
     /// Watches, then reads, the folder `dir`: its sub-folders (`true`) and sockets (`false`).
     /// `None` when it was read before (only its place is recorded anew).
-    #[allow(clippy::type_complexity)]
     fn read(
         &mut self,
         share: usize,
         dir: &OwnedFd,
         parent: Option<Watch>,
         name: OsString,
-    ) -> Result<Option<(Watch, Vec<(OsString, bool)>)>, SetupError> {
+    ) -> Result<Option<(Watch, Entries)>, SetupError> {
         let where_ = |me: &Self| {
             parent
                 .and_then(|p| me.parts(p))
