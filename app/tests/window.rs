@@ -127,7 +127,7 @@ fn program(dir: &Path, name: &str) -> PathBuf {
 fn save(dir: &Path, name: &str, f: impl FnOnce(&mut Profile)) {
     let mut p = Profile::with_defaults(name);
     f(&mut p);
-    hutch_helper::profiles::save(dir, &p).unwrap();
+    hutch_client::profiles::save(dir, &p).unwrap();
 }
 
 #[test]
@@ -153,7 +153,7 @@ fn dropping_a_program_makes_its_profile_then_sends_the_launch() {
     assert_eq!(runs[0].stdio, Stdio::Log);
     // The program is shared through its new profile (not twice).
     assert!(runs[0].shares.is_empty(), "{:?}", runs[0].shares);
-    let saved = hutch_helper::profiles::load(&profiles, Some("mytool")).unwrap();
+    let saved = hutch_client::profiles::load(&profiles, Some("mytool")).unwrap();
     assert_eq!(saved.command, std::slice::from_ref(&tool_path));
     assert_eq!(saved.network, NetworkMode::User);
     assert_eq!(saved.home, hutch_core::profile::HomeMode::Persist);
@@ -289,7 +289,7 @@ fn a_settings_change_is_saved_to_the_profile_and_applied_live() {
     h.run_steps(2);
     h.get_by_label("Save").click();
     h.run_steps(2);
-    let saved = hutch_helper::profiles::load(&profiles, Some("editor")).unwrap();
+    let saved = hutch_client::profiles::load(&profiles, Some("editor")).unwrap();
     assert_eq!(saved.limits.memory, Some(256 << 20));
     assert_eq!(saved.limits.pids, Some(64));
     assert_eq!(saved.command, ["/usr/bin/vi"], "other keys are kept");
@@ -662,7 +662,7 @@ fn a_share_keeps_its_sockets_only_when_ticked_and_a_launch_says_what_was_hidden(
     h.get_by_label_contains("the app can talk to what listens there");
     h.get_by_label("Save").click();
     h.run_steps(2);
-    let saved = hutch_helper::profiles::load(&profiles, Some("term")).unwrap();
+    let saved = hutch_client::profiles::load(&profiles, Some("term")).unwrap();
     assert!(saved.shares[0].sockets, "{:?}", saved.shares);
     // The helper's warning about hidden sockets reaches the person launching.
     link.push([Update::Started {
@@ -695,7 +695,7 @@ fn dialogs_answer_the_keyboard() {
     press(&mut h, egui::Key::Escape);
     assert!(h.query_by_label("Run firsttool in a sandbox").is_none());
     assert!(link.runs().is_empty());
-    assert!(hutch_helper::profiles::load(&profiles, Some("firsttool")).is_err());
+    assert!(hutch_client::profiles::load(&profiles, Some("firsttool")).is_err());
     // Tab moves through the fields (the name, then the network box, which Space ticks);
     // Enter takes the default button, "Create and run".
     let tool = program(tmp.path(), "keyed");
@@ -712,7 +712,7 @@ fn dialogs_answer_the_keyboard() {
     h.run_steps(2);
     assert!(h.query_by_label("Run keyed in a sandbox").is_none());
     assert_eq!(link.runs().len(), 1);
-    let saved = hutch_helper::profiles::load(&profiles, Some("keyed")).unwrap();
+    let saved = hutch_client::profiles::load(&profiles, Some("keyed")).unwrap();
     assert_eq!(
         saved.network,
         NetworkMode::User,

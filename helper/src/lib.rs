@@ -3,7 +3,7 @@
 //! Data path, module by module:
 //!
 //! ```text
-//! client (hutch CLI/GUI) ── client ─► socket ── daemon::connection ─► daemon::launch
+//! hutch (CLI/GUI) ─── hutch_client ─► socket ── daemon::connection ─► daemon::launch
 //!                                                    │                   │ profiles, plan
 //!                                                    │                   ▼
 //!                          daemon::registry ◄── events ◄── sandbox::supervisor (fresh process)
@@ -12,15 +12,12 @@
 //!                                    sandbox::init (pid 1) ── rootfs ── exec ── seccomp ─► app
 //! ```
 //!
-//! `sys` is the only module with `unsafe` code.
+//! `sys` is the only module with `unsafe` code (the client crate has its own for what both sides
+//! use).
 
-pub mod cgroup;
-pub mod channel;
-pub mod client;
+pub(crate) mod cgroup;
 pub mod daemon;
 pub mod doctor;
-pub mod paths;
 pub mod plan;
-pub mod profiles;
 pub mod sandbox;
 pub mod sys;

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use hutch_helper::{client, daemon, doctor, paths, sandbox, sys};
+use hutch_client::{Client, paths};
+use hutch_helper::{daemon, doctor, sandbox, sys};
 
 /// Exit code when another helper already serves the socket.
 const ALREADY_RUNNING: u8 = 3;
@@ -118,7 +119,7 @@ fn run_foreground(socket: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 /// once it answers on the socket.
 fn start_detached(socket: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let socket = socket_path(socket)?;
-    if let Ok(running) = client::Client::connect(&socket, "hutch-helper-start") {
+    if let Ok(running) = Client::connect(&socket, "hutch-helper-start") {
         eprintln!(
             "hutch-helper: another hutch-helper (pid {}) is already serving {}",
             running.helper_pid,
@@ -162,8 +163,7 @@ fn start_detached(socket: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             });
         }
         // Ready when the helper that answers is ours (not one that started meanwhile).
-        if client::Client::connect(&socket, "hutch-helper-start")
-            .is_ok_and(|c| c.helper_pid == child.id())
+        if Client::connect(&socket, "hutch-helper-start").is_ok_and(|c| c.helper_pid == child.id())
         {
             println!(
                 "hutch-helper running (pid {}) on {}",

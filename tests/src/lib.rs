@@ -229,7 +229,7 @@ impl TestEnv {
     }
 
     pub fn wait_ready(&self, timeout: Duration) -> bool {
-        hutch_helper::client::wait_ready(&self.socket, timeout)
+        hutch_client::connection::wait_ready(&self.socket, timeout)
     }
 
     /// What the helper logged so far.
@@ -263,7 +263,7 @@ impl TestEnv {
     /// The pid of whichever helper serves this test's socket now (also one a CLI started),
     /// from its single-instance lock file.
     pub fn serving_helper_pid(&self) -> Option<i32> {
-        let lock = hutch_helper::paths::lock_path(&self.socket);
+        let lock = hutch_client::paths::lock_path(&self.socket);
         std::fs::read_to_string(lock).ok()?.trim().parse().ok()
     }
 

@@ -18,7 +18,7 @@ fn delegated(env: &TestEnv) -> bool {
         .clone();
     let yes = check["status"] == "ok";
     // The handshake tells every client the same.
-    let client = hutch_helper::client::Client::connect(&env.socket, "test").unwrap();
+    let client = hutch_client::connection::Client::connect(&env.socket, "test").unwrap();
     assert_eq!(client.limits, yes, "{}", client.cgroups);
     assert_eq!(
         client.cgroups.starts_with("degraded mode"),

@@ -4,8 +4,8 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use hutch_client::connection::Client;
 use hutch_core::protocol::{ErrorCode, PROTOCOL_VERSION, Request, Response, ServerMessage};
-use hutch_helper::client::Client;
 use hutch_tests::{TestEnv, ok, stderr};
 
 fn raw(env: &TestEnv) -> UnixStream {

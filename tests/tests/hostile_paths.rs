@@ -398,11 +398,11 @@ fn on_a_terminal_for(
     use std::os::fd::AsFd;
     let pty = nix::pty::openpty(None, None).unwrap();
     let follower = pty.slave;
-    hutch_helper::sys::set_window_size(follower.as_fd(), 30, 100).unwrap();
+    hutch_client::sys::set_window_size(follower.as_fd(), 30, 100).unwrap();
     let state = |fd: &std::os::fd::OwnedFd| {
         (
             nix::sys::termios::tcgetattr(fd.as_fd()).unwrap(),
-            hutch_helper::sys::window_size(fd.as_fd()).unwrap(),
+            hutch_client::sys::window_size(fd.as_fd()).unwrap(),
         )
     };
     let before = state(&follower);

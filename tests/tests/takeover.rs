@@ -176,8 +176,8 @@ fn a_foreground_run_gets_its_exit_status_through_the_next_helper() {
 
 #[test]
 fn a_client_that_goes_away_leaves_its_sandboxes_running() {
+    use hutch_client::connection::Client;
     use hutch_core::protocol::{Request, Response, RunRequest};
-    use hutch_helper::client::Client;
     let env = env_or_skip!();
     // The window starts apps this way (output to the helper's log) and may crash at any time.
     let mut window = Client::connect(&env.socket, "window").unwrap();
@@ -304,7 +304,7 @@ fn a_second_helper_on_another_socket_takes_nothing_from_a_live_one() {
         .stderr(log)
         .spawn()
         .unwrap();
-    assert!(hutch_helper::client::wait_ready(
+    assert!(hutch_client::connection::wait_ready(
         &other,
         Duration::from_secs(10)
     ));

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use hutch_client::connection::Client;
 use hutch_core::protocol::{Event, ExitStatus, Request, Response, SandboxState};
-use hutch_helper::client::Client;
 use hutch_tests::{env_or_skip, ok, stderr};
 
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {

@@ -10,7 +10,7 @@ use hutch_core::protocol::{Request, Response};
 use super::{LogsArgs, connect};
 
 /// A connection to the next helper, which may take a moment to come up.
-fn reconnect() -> anyhow::Result<hutch_helper::client::Client> {
+fn reconnect() -> anyhow::Result<hutch_client::connection::Client> {
     let mut tries = 0;
     loop {
         std::thread::sleep(Duration::from_millis(200));

@@ -15,11 +15,11 @@ mod top;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use hutch_client::connection::Client;
 use hutch_core::limits;
 use hutch_core::network::{NetBackend, NetworkMode, PortForward};
 use hutch_core::profile::{DisplayMode, HomeMode};
 use hutch_core::protocol::{Request, Response, ShareSpec};
-use hutch_helper::client::Client;
 
 /// Exit code for Hutch's own failures (the app's codes pass through unchanged), as podman.
 pub const HUTCH_ERROR: u8 = 125;

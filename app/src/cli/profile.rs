@@ -27,10 +27,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
 ];
 
 pub fn profile(command: ProfileCommand) -> anyhow::Result<ExitCode> {
-    let dir = hutch_helper::paths::profiles_dir()?;
+    let dir = hutch_client::paths::profiles_dir()?;
     match command {
         ProfileCommand::List => {
-            let (good, bad) = hutch_helper::profiles::list(&dir);
+            let (good, bad) = hutch_client::profiles::list(&dir);
             for p in &good {
                 let desc = if p.description.is_empty() {
                     String::new()
@@ -121,7 +121,7 @@ fn usage(dir: &std::path::Path) -> (u64, u64) {
 pub fn reset_home(args: ResetHomeArgs) -> anyhow::Result<ExitCode> {
     validate_name(&args.name)
         .map_err(|r| anyhow::anyhow!("invalid profile name `{}`: {r}", args.name))?;
-    let home = hutch_helper::paths::homes_dir()?.join(&args.name);
+    let home = hutch_client::paths::homes_dir()?.join(&args.name);
     if !home.is_dir() {
         println!(
             "{} has no kept home (nothing at {}): nothing to reset",

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::bail;
+use hutch_client::connection::Client;
 use hutch_core::protocol::{Event, Request, Response, RunRequest, Stdio};
-use hutch_helper::client::Client;
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::launchable::{Dropped, Kind};
@@ -267,7 +267,7 @@ fn wait_exit(client: &mut Client, id: &str) -> anyhow::Result<hutch_core::protoc
 pub(super) fn exit_through_new_helper(
     id: &str,
 ) -> anyhow::Result<hutch_core::protocol::ExitStatus> {
-    use hutch_helper::client::ClientError;
+    use hutch_client::connection::ClientError;
     eprintln!("hutch: lost the helper; waiting for sandbox {id} through a new one");
     // A helper that is itself going away (stopping, crashing again) closes the connection:
     // try again for a while.
@@ -355,7 +355,7 @@ fn forward_signals(signals: SigSet, target: Arc<Target>) {
             let Ok(sig) = signals.wait() else { continue };
             if sig == Signal::SIGWINCH {
                 if let (Some(tty), Some((rows, cols))) = (target.tty.get(), terminal::size()) {
-                    let _ = hutch_helper::sys::set_window_size(tty.as_fd(), rows, cols);
+                    let _ = hutch_client::sys::set_window_size(tty.as_fd(), rows, cols);
                 }
                 continue;
             }

@@ -5,8 +5,8 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use hutch_client::connection::Client;
 use hutch_core::protocol::{Event, ExitStatus};
-use hutch_helper::client::Client;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::termios::{self, SetArg, Termios};
@@ -62,7 +62,7 @@ impl Saved {
         let terminal = (0..3).find_map(|n| {
             with_stdio(n, |fd| {
                 let settings = termios::tcgetattr(fd).ok()?;
-                Some((n, settings, hutch_helper::sys::window_size(fd)))
+                Some((n, settings, hutch_client::sys::window_size(fd)))
             })
         });
         let flags = [0, 1, 2].map(|n| {
@@ -79,7 +79,7 @@ impl Drop for Saved {
                 let _ = termios::tcsetattr(stdin, SetArg::TCSANOW, settings);
                 let _ = termios::tcflow(stdin, termios::FlowArg::TCOON);
                 if let Some((rows, cols)) = size {
-                    let _ = hutch_helper::sys::set_window_size(stdin, *rows, *cols);
+                    let _ = hutch_client::sys::set_window_size(stdin, *rows, *cols);
                 }
             });
         }
@@ -93,7 +93,7 @@ impl Drop for Saved {
 
 /// The size of the caller's terminal (the first of stdin, stdout and stderr that is one).
 pub fn size() -> Option<(u16, u16)> {
-    (0..3).find_map(|n| with_stdio(n, hutch_helper::sys::window_size))
+    (0..3).find_map(|n| with_stdio(n, hutch_client::sys::window_size))
 }
 
 /// Copies stdin to the sandbox's terminal and its output to stdout (to stderr when stdout is

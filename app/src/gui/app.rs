@@ -291,7 +291,7 @@ impl HutchApp {
     }
 
     pub fn reload_profiles(&mut self) {
-        let (good, bad) = hutch_helper::profiles::list(&self.profiles_dir);
+        let (good, bad) = hutch_client::profiles::list(&self.profiles_dir);
         self.profiles = good;
         self.broken_profiles = bad;
     }
@@ -492,7 +492,7 @@ impl HutchApp {
                 sockets: s.sockets,
             })
             .collect();
-        hutch_helper::profiles::save(&self.profiles_dir, &profile).map_err(|e| e.to_string())?;
+        hutch_client::profiles::save(&self.profiles_dir, &profile).map_err(|e| e.to_string())?;
         self.reload_profiles();
         let request = self.run_request(&form.launch, &profile);
         self.start(request, form.launch.title.clone());

@@ -6,12 +6,12 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
+use hutch_client::connection::{Client, ClientError};
 use hutch_core::anatomy::Anatomy;
 use hutch_core::limits::Limits;
 use hutch_core::protocol::{
     DoctorReport, Event, ProcessInfo, Request, Response, RunRequest, SandboxInfo, SandboxStats,
 };
-use hutch_helper::client::{Client, ClientError};
 
 /// What the window asks of the helper.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,7 +164,7 @@ fn connect(name: &str) -> Result<Client, ClientError> {
     if !in_flatpak() {
         return Client::connect_or_start(name);
     }
-    let socket = hutch_helper::paths::socket_path()?;
+    let socket = hutch_client::paths::socket_path()?;
     Client::connect(&socket, name).map_err(|e| match e {
         ClientError::NoHelper { .. } => ClientError::Refused(format!(
             "no Hutch helper answers on {}. Inside Flatpak the window cannot start it: install \

@@ -52,7 +52,7 @@ pub fn run_with(start: Start) -> anyhow::Result<()> {
                 &cc.egui_ctx,
                 Box::new(link),
                 Clock::system(),
-                hutch_helper::paths::profiles_dir()?,
+                hutch_client::paths::profiles_dir()?,
             )
             .with_desktop_notifications();
             for file in &start.files {

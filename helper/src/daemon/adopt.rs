@@ -18,8 +18,8 @@ use hutch_core::protocol::SandboxState;
 use super::State;
 use super::launch::{cleanup, spawn_monitor};
 use super::logs::{self, SharedLog};
-use crate::channel::Receiver;
 use crate::sandbox::{ExitRecord, SandboxRecord, SupervisorEvent, files};
+use hutch_client::channel::Receiver;
 
 /// How long a supervisor may take to answer a new daemon.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);

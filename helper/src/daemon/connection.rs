@@ -15,8 +15,8 @@ use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 
 use super::registry::wait_exit;
 use super::{State, launch};
-use crate::channel::{self, ChannelError, Receiver};
 use crate::doctor;
+use hutch_client::channel::{self, ChannelError, Receiver};
 
 /// How long a client may take to say hello.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -19,13 +19,13 @@ use super::logs;
 use super::prepare_key::PrepareKey;
 use super::registry::Refusal;
 use crate::cgroup::{self, Cgroups, Mode};
-use crate::channel::{self, Receiver};
 use crate::plan::NetworkPlan;
 use crate::plan::{self, host};
-use crate::profiles;
 use crate::sandbox::supervisor::CONTROL_FD;
 use crate::sandbox::{SandboxRecord, SupervisorCommand, SupervisorEvent, files};
 use crate::sys;
+use hutch_client::channel::{self, Receiver};
+use hutch_client::profiles;
 use hutch_core::network::NetworkMode;
 use hutch_core::protocol::{Event, NetworkInfo};
 

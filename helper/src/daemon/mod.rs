@@ -1,15 +1,15 @@
 //! The daemon: one per user, listening on `$XDG_RUNTIME_DIR/hutch/helper.sock`.
 
-pub mod adopt;
-pub mod connection;
-pub mod inspect;
-pub mod launch;
-pub mod logs;
-pub mod peer;
-pub mod prepare_key;
-pub mod processes;
-pub mod registry;
-pub mod stats;
+pub(crate) mod adopt;
+pub(crate) mod connection;
+pub(crate) mod inspect;
+pub(crate) mod launch;
+pub(crate) mod logs;
+pub(crate) mod peer;
+pub(crate) mod prepare_key;
+pub(crate) mod processes;
+pub(crate) mod registry;
+pub(crate) mod stats;
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::paths;
+use hutch_client::paths;
 
 /// What the daemon shares between its threads.
 #[derive(Debug)]

@@ -23,10 +23,10 @@ use seccompiler::BpfProgram;
 use serde::{Deserialize, Serialize};
 
 use super::{InitReport, SETUP_FAILED_CODE, SetupError, seccomp};
-use crate::channel::Receiver;
 use crate::plan::SandboxPlan;
 use crate::plan::landlock::FsRule;
 use crate::sys;
+use hutch_client::channel::Receiver;
 
 /// Exit code when the command is not found (as shells do).
 pub const NOT_FOUND_CODE: i32 = 127;

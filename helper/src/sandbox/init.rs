@@ -11,9 +11,9 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use super::{InitCommand, InitReport, SETUP_FAILED_CODE, SetupError, exec, rootfs, seccomp};
-use crate::channel::{self, Receiver};
 use crate::plan::SandboxPlan;
 use crate::sys;
+use hutch_client::channel::{self, Receiver};
 
 /// Signals pid 1 passes on to the app.
 const FORWARDED: &[Signal] = &[
@@ -48,7 +48,8 @@ fn open_terminal(rows: u16, cols: u16) -> Result<Terminal, SetupError> {
     grantpt(&master).map_err(|e| SetupError::new(what, e))?;
     unlockpt(&master).map_err(|e| SetupError::new(what, e))?;
     let follower = ptsname_r(&master).map_err(|e| SetupError::new(what, e))?;
-    sys::set_window_size(master.as_fd(), rows, cols).map_err(|e| SetupError::new(what, e))?;
+    hutch_client::sys::set_window_size(master.as_fd(), rows, cols)
+        .map_err(|e| SetupError::new(what, e))?;
     let controller = master
         .as_fd()
         .try_clone_to_owned()

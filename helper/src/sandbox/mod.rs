@@ -21,12 +21,12 @@
 
 pub mod exec;
 pub mod idmap;
-pub mod init;
-pub mod landlock;
-pub mod network;
-pub mod rootfs;
+pub(crate) mod init;
+pub(crate) mod landlock;
+pub(crate) mod network;
+pub(crate) mod rootfs;
 pub mod seccomp;
-pub mod sockets;
+pub(crate) mod sockets;
 pub mod supervisor;
 
 use hutch_core::protocol::ExitStatus;

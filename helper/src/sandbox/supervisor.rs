@@ -24,10 +24,10 @@ use super::{
     ExitRecord, InitCommand, InitReport, NAMESPACES, SandboxRecord, SupervisorCommand,
     SupervisorEvent, files, idmap, init, network,
 };
-use crate::channel::{self, Receiver};
 use crate::daemon::logs::LOG_CAPACITY;
 use crate::plan::{IdMapPlan, MountOp};
 use crate::sys;
+use hutch_client::channel::{self, Receiver};
 
 /// The fd on which the daemon passes the control socket.
 pub const CONTROL_FD: i32 = 3;

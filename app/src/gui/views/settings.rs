@@ -414,7 +414,7 @@ fn form(app: &mut HutchApp, ui: &mut Ui) {
 
 /// Writes the profile and applies its limits to the app's running sandboxes.
 pub fn save_profile(app: &mut HutchApp, profile: Profile) {
-    match hutch_helper::profiles::save(&app.profiles_dir, &profile) {
+    match hutch_client::profiles::save(&app.profiles_dir, &profile) {
         Ok(file) => {
             let live: Vec<String> = app
                 .model
