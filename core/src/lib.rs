@@ -6,6 +6,7 @@
 //! - [`desktop`]: `.desktop` files and their `Exec` field codes.
 //! - [`frame`]: length-prefixed JSON framing of those messages.
 //! - [`text`]: an app's text made safe to show on a terminal.
+//! - [`units`]: sizes, rates and durations as the CLI and the window show them.
 //!
 //! This crate does no I/O and has no `unsafe`: everything here is plain data and pure
 //! functions, unit tested without a socket or a syscall.
@@ -19,3 +20,4 @@ pub mod network;
 pub mod profile;
 pub mod protocol;
 pub mod text;
+pub mod units;

@@ -8,16 +8,6 @@ use hutch_core::protocol::{NetworkInfo, Request, Response, SandboxInfo, SandboxS
 
 use super::{PsArgs, connect};
 
-/// "3s", "4m05s", "2h10m", "3d4h".
-pub fn format_uptime(secs: u64) -> String {
-    match secs {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
-        s if s < 86400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-        s => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
-    }
-}
-
 fn state_text(info: &SandboxInfo) -> String {
     match (info.state, info.exit) {
         (SandboxState::Exited, Some(status)) => format!("exited ({status})"),
@@ -54,14 +44,14 @@ pub fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_default()
         .as_millis() as u64;
     println!(
-        "{:<10} {:<14} {:>8} {:<22} {:>8}  {:<18} COMMAND",
+        "{:<10} {:<14} {:>8} {:<22} {:>10}  {:<18} COMMAND",
         "ID", "PROFILE", "PID", "STATE", "UPTIME", "NETWORK"
     );
     for s in shown {
         let pid = s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-        let uptime = format_uptime(now.saturating_sub(s.started_at_ms) / 1000);
+        let uptime = hutch_core::units::duration_ms(now.saturating_sub(s.started_at_ms));
         println!(
-            "{:<10} {:<14} {:>8} {:<22} {:>8}  {:<18} {}",
+            "{:<10} {:<14} {:>8} {:<22} {:>10}  {:<18} {}",
             s.id,
             s.profile,
             pid,
@@ -73,17 +63,4 @@ pub fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uptimes_read_naturally() {
-        assert_eq!(format_uptime(5), "5s");
-        assert_eq!(format_uptime(245), "4m05s");
-        assert_eq!(format_uptime(7800), "2h10m");
-        assert_eq!(format_uptime(3 * 86400 + 4 * 3600), "3d4h");
-    }
 }

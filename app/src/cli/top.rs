@@ -5,10 +5,9 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::bail;
-use hutch_core::limits::format_size;
 use hutch_core::protocol::{Event, Request, Response, SandboxStats};
+use hutch_core::units;
 
-use super::stats::human_bytes;
 use super::{TopArgs, connect};
 
 /// CPU percent of one core between two samples.
@@ -32,8 +31,8 @@ fn row(s: &SandboxStats, prev: Option<&SandboxStats>) -> String {
         .map(|p| format!("{:5.1}%", cpu_percent(p, s)))
         .unwrap_or_else(|| "    -".into());
     let mem = match s.memory_limit {
-        Some(limit) => format!("{} / {}", format_size(s.memory_bytes), format_size(limit)),
-        None => format_size(s.memory_bytes),
+        Some(limit) => format!("{} / {}", units::bytes(s.memory_bytes), units::bytes(limit)),
+        None => units::bytes(s.memory_bytes),
     };
     let pids = match s.pids_limit {
         Some(limit) => format!("{}/{limit}", s.pids),
@@ -51,8 +50,8 @@ fn row(s: &SandboxStats, prev: Option<&SandboxStats>) -> String {
             let (prx, ptx) = total(p);
             let (nrx, ntx) = total(s);
             (
-                format!("{}/s", human_bytes(rate(prx, nrx, dt))),
-                format!("{}/s", human_bytes(rate(ptx, ntx, dt))),
+                units::rate(rate(prx, nrx, dt)),
+                units::rate(rate(ptx, ntx, dt)),
             )
         }
         None => ("-".into(), "-".into()),

@@ -30,7 +30,7 @@ pub fn show(app: &mut HutchApp, ui: &mut Ui, id: &str) {
             } else {
                 format!(
                     " · up {}",
-                    widgets::duration(now.saturating_sub(info.started_at_ms))
+                    hutch_core::units::duration_ms(now.saturating_sub(info.started_at_ms))
                 )
             };
             let net = match (&info.network.mode, &info.network.backend, info.network.up) {
@@ -195,9 +195,9 @@ fn graphs(app: &mut HutchApp, ui: &mut Ui, id: &str, now: u64) {
                 "Network",
                 latest.map(|p| {
                     format!(
-                        "in {}/s · out {}/s",
-                        widgets::bytes(p.rx_rate),
-                        widgets::bytes(p.tx_rate)
+                        "in {} · out {}",
+                        hutch_core::units::rate(p.rx_rate.max(0.0) as u64),
+                        hutch_core::units::rate(p.tx_rate.max(0.0) as u64)
                     )
                 }),
             );
@@ -285,7 +285,7 @@ impl Unit {
         match self {
             Self::Percent => format!("{v:.0}%"),
             Self::Bytes => widgets::bytes(v.max(0.0)),
-            Self::Rate => format!("{}/s", widgets::bytes(v.max(0.0))),
+            Self::Rate => hutch_core::units::rate(v.max(0.0) as u64),
             Self::Count => format!("{v:.0}"),
         }
     }

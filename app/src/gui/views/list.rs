@@ -107,7 +107,7 @@ fn row(app: &mut HutchApp, ui: &mut Ui, id: &str) {
                         let uptime = now.saturating_sub(info.started_at_ms);
                         ui.label(
                             RichText::new(if live {
-                                format!("up {}", widgets::duration(uptime))
+                                format!("up {}", hutch_core::units::duration_ms(uptime))
                             } else {
                                 format!("id {}", &info.id)
                             })

@@ -88,28 +88,9 @@ pub fn sparkline(ui: &mut Ui, values: &[f64], max: f64, color: Color32, size: eg
     painter.add(egui::Shape::line(points, Stroke::new(1.5, color)));
 }
 
+/// A size from a plotted value (never negative), as [`hutch_core::units::bytes`] says it.
 pub fn bytes(n: f64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n;
-    let mut u = 0;
-    while v >= 1024.0 && u < units.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{v:.0} {}", units[u])
-    } else {
-        format!("{v:.1} {}", units[u])
-    }
-}
-
-pub fn duration(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..60 => format!("{s} s"),
-        60..3600 => format!("{} min {:02} s", s / 60, s % 60),
-        _ => format!("{} h {:02} min", s / 3600, (s % 3600) / 60),
-    }
+    hutch_core::units::bytes(n.max(0.0) as u64)
 }
 
 /// The newest notices, top right, until dismissed; they fade after 8 seconds.
