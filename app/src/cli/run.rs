@@ -143,8 +143,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 Stdio::Tty { keep, .. } => keep,
                 _ => [false; 3],
             };
-            let status = terminal::relay(&mut client, master, &id, keep)?;
+            let relayed = terminal::relay(&mut client, master, &id, keep)?;
             drop(raw);
+            let status = match relayed {
+                terminal::Relayed::Exited(status) => status,
+                terminal::Relayed::HelperLost => exit_through_new_helper(&id)?,
+            };
             drop(saved);
             status
         }
@@ -264,9 +268,7 @@ fn wait_exit(client: &mut Client, id: &str) -> anyhow::Result<hutch_core::protoc
 /// The helper went away while the app runs (it crashed, or was killed). The sandbox runs on:
 /// the next helper (started here if none answers) takes it over, and the exit is learnt from
 /// its table of sandboxes.
-pub(super) fn exit_through_new_helper(
-    id: &str,
-) -> anyhow::Result<hutch_core::protocol::ExitStatus> {
+fn exit_through_new_helper(id: &str) -> anyhow::Result<hutch_core::protocol::ExitStatus> {
     use hutch_client::connection::ClientError;
     eprintln!("hutch: lost the helper; waiting for sandbox {id} through a new one");
     // A helper that is itself going away (stopping, crashing again) closes the connection:

@@ -96,6 +96,15 @@ pub fn size() -> Option<(u16, u16)> {
     (0..3).find_map(|n| with_stdio(n, hutch_client::sys::window_size))
 }
 
+/// How a relayed terminal ended.
+#[derive(Debug)]
+pub enum Relayed {
+    /// The app exited with this status.
+    Exited(ExitStatus),
+    /// The helper went away while the app ran: its exit is to be learnt from the next one.
+    HelperLost,
+}
+
 /// Copies stdin to the sandbox's terminal and its output to stdout (to stderr when stdout is
 /// kept: a file or pipe the app writes itself) until the app exits. A kept stdin is the app's
 /// own: nothing is copied from it.
@@ -104,7 +113,7 @@ pub fn relay(
     master: OwnedFd,
     id: &str,
     keep: [bool; 3],
-) -> anyhow::Result<ExitStatus> {
+) -> anyhow::Result<Relayed> {
     let mut pty = std::fs::File::from(master);
     let mut pty_in = pty.try_clone()?;
     // stdin on its own thread: a blocked read there must not hold up the output.
@@ -214,13 +223,13 @@ pub fn relay(
         }
     }
     match status {
-        Some(s) => Ok(s),
-        None if helper_lost => super::run::exit_through_new_helper(id),
+        Some(s) => Ok(Relayed::Exited(s)),
+        None if helper_lost => Ok(Relayed::HelperLost),
         None => loop {
             if let Event::Exited { id: exited, status } = client.next_event()?
                 && exited == id
             {
-                break Ok(status);
+                break Ok(Relayed::Exited(status));
             }
         },
     }
