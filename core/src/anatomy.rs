@@ -2,7 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{IdMapKind, NetworkInfo};
+use crate::network::NetworkInfo;
+
+/// How the sandbox's uid/gid maps were written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdMapKind {
+    /// `newuidmap`/`newgidmap` with the user's /etc/subuid and /etc/subgid ranges.
+    SubordinateRange,
+    /// Only the user's own uid and gid (no subordinate range).
+    SingleId,
+}
 
 /// One namespace of the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -106,6 +106,21 @@ impl std::fmt::Display for PortForward {
     }
 }
 
+/// A sandbox's network, as running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkInfo {
+    pub mode: NetworkMode,
+    /// `slirp4netns` or `pasta` for a user network.
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// False once the user-mode stack has died.
+    pub up: bool,
+    #[serde(default)]
+    pub publish: Vec<PortForward>,
+    pub host_loopback: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

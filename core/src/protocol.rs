@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::anatomy::IdMapKind;
 use crate::limits::Limits;
+pub use crate::network::NetworkInfo;
 use crate::network::{NetBackend, NetworkMode, PortForward};
 use crate::profile::{DisplayMode, HomeMode, ShareMode};
 
@@ -198,21 +200,6 @@ pub struct RunRequest {
     pub bound_to_caller: bool,
 }
 
-/// A sandbox's network, as running.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NetworkInfo {
-    pub mode: NetworkMode,
-    /// `slirp4netns` or `pasta` for a user network.
-    #[serde(default)]
-    pub backend: Option<String>,
-    /// False once the user-mode stack has died.
-    pub up: bool,
-    #[serde(default)]
-    pub publish: Vec<PortForward>,
-    pub host_loopback: bool,
-}
-
 /// Traffic counters of one network interface, or of several added up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetCounters {
@@ -304,16 +291,6 @@ pub enum SandboxState {
     Paused,
     Stopping,
     Exited,
-}
-
-/// How the sandbox's uid/gid maps were written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IdMapKind {
-    /// `newuidmap`/`newgidmap` with the user's /etc/subuid and /etc/subgid ranges.
-    SubordinateRange,
-    /// Only the user's own uid and gid (no subordinate range).
-    SingleId,
 }
 
 /// One sandbox as `hutch ps` shows it.
