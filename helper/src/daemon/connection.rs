@@ -254,7 +254,11 @@ fn handle(request: Request, rx: &mut Receiver, writer: &Writer, state: &Arc<Stat
         Request::Doctor => reply(
             writer,
             Response::Doctor {
-                report: doctor::run(state),
+                report: doctor::run(&doctor::Helper {
+                    cgroups: &state.cgroups.mode,
+                    runtime_dir: &state.runtime_dir,
+                    socket: &state.socket,
+                }),
             },
         ),
         Request::Subscribe { interval_ms } => {
