@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime};
 use hutch_core::protocol::SandboxState;
 
 use super::State;
-use super::launch::{cleanup, spawn_monitor};
 use super::logs::{self, SharedLog};
+use super::monitor::{cleanup, read_exit, spawn_monitor};
 use crate::sandbox::{ExitRecord, SandboxRecord, SupervisorEvent, files};
 use hutch_client::channel::Receiver;
 
@@ -37,12 +37,6 @@ fn supervisor_alive(dir: &Path) -> bool {
         return false;
     };
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err()
-}
-
-/// The exit a supervisor left in `dir`, if any.
-pub fn read_exit(dir: &Path) -> Option<ExitRecord> {
-    let text = std::fs::read(dir.join(files::EXIT)).ok()?;
-    serde_json::from_slice(&text).ok()
 }
 
 /// Takes over every sandbox the previous daemon left; returns how many run on.
