@@ -332,3 +332,456 @@ fn stop(state: &State, id: &str, grace: Duration) -> Result<(String, ExitStatus)
     };
     Ok((id, status))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+    use std::path::PathBuf;
+
+    use hutch_core::limits::Limits;
+    use hutch_core::protocol::{IdMapKind, SandboxInfo, SandboxState};
+
+    use super::super::pool::SupervisorError;
+    use super::*;
+    use crate::cgroup::{Cgroups, Mode};
+
+    /// A daemon's state with no sandbox, in the degraded cgroup mode, whose folders (never
+    /// created) are under a temporary folder of this test process.
+    fn state() -> State {
+        let dir = std::env::temp_dir().join(format!("hutch-dispatch-{}", std::process::id()));
+        State {
+            uid: nix::unistd::getuid().as_raw(),
+            registry: Default::default(),
+            runtime_dir: dir.join("runtime"),
+            socket: dir.join("runtime/helper.sock"),
+            profiles_dir: dir.join("profiles"),
+            host: crate::plan::host::FactsCache::new(Vec::new(), dir.join("homes")),
+            socket_activated: false,
+            cgroups: Cgroups {
+                mode: Mode::Degraded {
+                    reason: "a unit test".into(),
+                },
+            },
+            prepare_key: Default::default(),
+            pool: Default::default(),
+            bounds: super::super::Bounds::DEFAULT,
+            connections: Default::default(),
+        }
+    }
+
+    /// A sandbox that is starting: listed, its pid 1 not known yet.
+    fn starting(id: &str) -> SandboxInfo {
+        SandboxInfo {
+            id: id.into(),
+            profile: "default".into(),
+            pid: None,
+            started_at_ms: 0,
+            command: vec!["true".into()],
+            state: SandboxState::Starting,
+            id_map: IdMapKind::SingleId,
+            exit: None,
+            network: hutch_core::protocol::NetworkInfo {
+                mode: hutch_core::network::NetworkMode::None,
+                backend: None,
+                up: true,
+                publish: Vec::new(),
+                host_loopback: false,
+            },
+        }
+    }
+
+    /// A client's connection, for the fds a request brings (none here).
+    fn client() -> (Receiver, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        (Receiver::new(ours), theirs)
+    }
+
+    fn refused(state: &State, request: Request) -> RequestError {
+        let (mut rx, _peer) = client();
+        match dispatch(state, request, &mut rx) {
+            Ok(reply) => panic!("answered {reply:?}"),
+            Err(e) => e,
+        }
+    }
+
+    fn answered(state: &State, request: Request) -> Response {
+        let (mut rx, _peer) = client();
+        match dispatch(state, request, &mut rx) {
+            Ok(Reply::Answer(response)) => response,
+            other => panic!("no plain answer: {other:?}"),
+        }
+    }
+
+    fn io() -> std::io::Error {
+        std::io::Error::from_raw_os_error(libc::EACCES)
+    }
+
+    fn cgroup_error() -> CgroupError {
+        CgroupError {
+            what: "cannot write",
+            path: PathBuf::from("/sys/fs/cgroup/x/cgroup.freeze"),
+            err: io(),
+        }
+    }
+
+    #[test]
+    fn every_error_has_its_code() {
+        let id = || "ab12".to_owned();
+        let registry = |e: RegistryError| RequestError::Registry(e);
+        let launch = |e: LaunchError| RequestError::Launch(e);
+        let prepare = |e: PrepareError| launch(LaunchError::Prepare(e));
+        let table: Vec<(RequestError, ErrorCode)> = vec![
+            (RequestError::NotHello, ErrorCode::Handshake),
+            (RequestError::HelloAgain, ErrorCode::Handshake),
+            (
+                RequestError::Version { protocol: 0 },
+                ErrorCode::UnsupportedVersion,
+            ),
+            (
+                RequestError::OtherUser { ours: 1, theirs: 2 },
+                ErrorCode::Denied,
+            ),
+            (
+                RequestError::Peer {
+                    pid: 7,
+                    why: "it runs inside a Hutch sandbox".into(),
+                },
+                ErrorCode::Denied,
+            ),
+            (RequestError::Busy { max: 1 }, ErrorCode::Denied),
+            (
+                RequestError::BadFrame(ChannelError::Stalled(3)),
+                ErrorCode::BadFrame,
+            ),
+            (RequestError::WatchCaller(io()), ErrorCode::Internal),
+            (RequestError::NotASignal(999), ErrorCode::InvalidRequest),
+            (
+                RequestError::NoCgroups { mode: "x".into() },
+                ErrorCode::InvalidRequest,
+            ),
+            (RequestError::Freeze(cgroup_error()), ErrorCode::Internal),
+            (
+                RequestError::Cpu(LimitError::Cpu("lots".into())),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                RequestError::Limits(cgroup_error()),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                RequestError::Inspect {
+                    id: id(),
+                    err: io(),
+                },
+                ErrorCode::Internal,
+            ),
+            (
+                RequestError::Counters {
+                    id: id(),
+                    err: io(),
+                },
+                ErrorCode::Internal,
+            ),
+            (RequestError::LostTrack { id: id() }, ErrorCode::Internal),
+            (
+                registry(RegistryError::NotLive { id: id() }),
+                ErrorCode::NotFound,
+            ),
+            (
+                registry(RegistryError::NoRunning { id: id() }),
+                ErrorCode::NotFound,
+            ),
+            (
+                registry(RegistryError::NoSandbox { id: id() }),
+                ErrorCode::NotFound,
+            ),
+            (
+                registry(RegistryError::Unknown { id: id() }),
+                ErrorCode::NotFound,
+            ),
+            (
+                registry(RegistryError::Exited { id: id() }),
+                ErrorCode::NotFound,
+            ),
+            (
+                registry(RegistryError::Ambiguous { id: id() }),
+                ErrorCode::NotFound,
+            ),
+            (
+                registry(RegistryError::NoLog { id: id() }),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                registry(RegistryError::Starting { id: id() }),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                registry(RegistryError::Signal {
+                    id: id(),
+                    err: io(),
+                }),
+                ErrorCode::Internal,
+            ),
+            (
+                launch(LaunchError::TooMany { running: 2, max: 2 }),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                launch(LaunchError::Profile(
+                    hutch_core::profile::ProfileError::NotFound {
+                        name: "x".into(),
+                        dir: "/p".into(),
+                    },
+                )),
+                ErrorCode::Profile,
+            ),
+            (
+                launch(LaunchError::InheritFds { got: 0 }),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                launch(LaunchError::TerminalFds { wanted: 1, got: 0 }),
+                ErrorCode::InvalidRequest,
+            ),
+            (launch(LaunchError::DevNull(io())), ErrorCode::Internal),
+            (launch(LaunchError::Pipe(io())), ErrorCode::Internal),
+            (launch(LaunchError::CopyPipe(io())), ErrorCode::Internal),
+            (
+                launch(LaunchError::Plan(crate::plan::PlanError::ShareInvalid(
+                    "x".into(),
+                ))),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                launch(LaunchError::PortInUse {
+                    addr: [127, 0, 0, 1].into(),
+                    port: 8080,
+                }),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                launch(LaunchError::PortUnavailable {
+                    addr: [127, 0, 0, 1].into(),
+                    port: 80,
+                    err: io(),
+                }),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                launch(LaunchError::Limits(cgroup_error())),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                launch(LaunchError::NoDelegation { reason: "x".into() }),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                launch(LaunchError::Registry(RegistryError::Unknown { id: id() })),
+                ErrorCode::NotFound,
+            ),
+            (
+                launch(LaunchError::HandOver(ChannelError::Closed)),
+                ErrorCode::Setup,
+            ),
+            (
+                launch(LaunchError::Supervisor(SupervisorError::Failed("x".into()))),
+                ErrorCode::Setup,
+            ),
+            (
+                prepare(PrepareError::CreateFolder {
+                    path: "/r".into(),
+                    err: io(),
+                }),
+                ErrorCode::Setup,
+            ),
+            (
+                prepare(PrepareError::Cgroup(cgroup_error())),
+                ErrorCode::Setup,
+            ),
+            (prepare(PrepareError::Socketpair(io())), ErrorCode::Internal),
+            (
+                prepare(PrepareError::SpawnSupervisor(io())),
+                ErrorCode::Setup,
+            ),
+            (
+                prepare(PrepareError::Unreachable(ChannelError::Closed)),
+                ErrorCode::Setup,
+            ),
+            (
+                prepare(PrepareError::Supervisor(SupervisorError::Silent(
+                    ChannelError::Closed,
+                ))),
+                ErrorCode::Setup,
+            ),
+        ];
+        for (err, code) in &table {
+            assert_eq!(err.code(), *code, "{err:?}");
+            assert_eq!(
+                err.response(),
+                Response::Error {
+                    code: *code,
+                    message: err.to_string()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn messages_name_what_they_are_about() {
+        let err = RequestError::Registry(RegistryError::NoRunning { id: "ab12".into() });
+        assert_eq!(
+            err.to_string(),
+            "no running sandbox with id ab12 (see `hutch ps`)"
+        );
+        let err = RequestError::Launch(LaunchError::Prepare(PrepareError::CreateFolder {
+            path: "/run/x".into(),
+            err: io(),
+        }));
+        assert!(
+            err.to_string()
+                .starts_with("cannot create folder /run/x: Permission denied"),
+            "{err}"
+        );
+        let err = RequestError::Launch(LaunchError::Supervisor(SupervisorError::unexpected(
+            &crate::sandbox::SupervisorEvent::Failed {
+                message: "no /usr".into(),
+            },
+        )));
+        assert_eq!(err.to_string(), "sandbox setup failed: no /usr");
+    }
+
+    #[test]
+    fn a_request_for_an_unknown_sandbox_is_not_found_and_names_its_id() {
+        let state = state();
+        let id = || "feedbeef".to_owned();
+        let requests = [
+            Request::Signal {
+                id: id(),
+                signal: 15,
+            },
+            Request::Stop {
+                id: id(),
+                grace_ms: None,
+            },
+            Request::Pause { id: id() },
+            Request::Resume { id: id() },
+            Request::Inspect { id: id() },
+            Request::Stats { id: id() },
+            Request::Processes { id: id() },
+            Request::Limit {
+                id: id(),
+                limits: Limits::default(),
+            },
+            Request::Logs {
+                id: id(),
+                since: None,
+            },
+        ];
+        for request in requests {
+            let err = refused(&state, request.clone());
+            assert_eq!(err.code(), ErrorCode::NotFound, "{request:?}: {err}");
+            assert!(err.to_string().contains("feedbeef"), "{request:?}: {err}");
+            assert!(!err.ends_connection());
+        }
+    }
+
+    #[test]
+    fn a_second_hello_is_refused_and_ends_the_connection() {
+        let err = refused(
+            &state(),
+            Request::Hello {
+                protocol: PROTOCOL_VERSION,
+                client: "test".into(),
+            },
+        );
+        assert_eq!(err.code(), ErrorCode::Handshake);
+        assert_eq!(err.to_string(), "hello was already sent");
+        assert!(err.ends_connection());
+    }
+
+    #[test]
+    fn requests_about_a_starting_sandbox() {
+        let state = state();
+        state.registry.insert(starting("ab12cd34"));
+        let Response::Sandboxes { sandboxes } = answered(&state, Request::List) else {
+            panic!("not a list");
+        };
+        assert_eq!(sandboxes.len(), 1);
+        // A prefix names it; a number that is no signal is refused before any is sent.
+        let err = refused(
+            &state,
+            Request::Signal {
+                id: "ab".into(),
+                signal: 999,
+            },
+        );
+        assert_eq!(err.code(), ErrorCode::InvalidRequest);
+        assert_eq!(err.to_string(), "999 is not a signal number");
+        for request in [
+            Request::Signal {
+                id: "ab".into(),
+                signal: 15,
+            },
+            Request::Processes { id: "ab".into() },
+            Request::Inspect { id: "ab".into() },
+        ] {
+            let err = refused(&state, request);
+            assert_eq!(err.code(), ErrorCode::InvalidRequest);
+            assert_eq!(err.to_string(), "sandbox ab12cd34 is still starting");
+        }
+        // Without delegation there is no cgroup to freeze.
+        let err = refused(&state, Request::Pause { id: "ab".into() });
+        assert_eq!(err.code(), ErrorCode::InvalidRequest);
+        assert!(err.to_string().contains("a unit test"), "{err}");
+        let err = refused(
+            &state,
+            Request::Logs {
+                id: "ab".into(),
+                since: None,
+            },
+        );
+        assert_eq!(err.code(), ErrorCode::InvalidRequest);
+        assert!(err.to_string().contains("keeps no log"), "{err}");
+    }
+
+    #[test]
+    fn runs_refused_before_anything_starts() {
+        let mut state = state();
+        let run = |json: &str| Request::Run(Box::new(serde_json::from_str(json).unwrap()));
+        let err = refused(
+            &state,
+            run(r#"{"profile":"no-such-profile","stdio":{"mode":"null"}}"#),
+        );
+        assert_eq!(err.code(), ErrorCode::Profile);
+        assert!(err.to_string().contains("no-such-profile"), "{err}");
+        // The built-in profile, but the caller's stdio did not come with the frame.
+        let err = refused(&state, run(r#"{"stdio":{"mode":"inherit"}}"#));
+        assert_eq!(err.code(), ErrorCode::InvalidRequest);
+        assert!(err.to_string().ends_with("got 0"), "{err}");
+        // No room for another sandbox.
+        state.bounds.max_sandboxes = 1;
+        state.registry.insert(starting("ab12cd34"));
+        let err = refused(&state, run(r#"{"stdio":{"mode":"null"}}"#));
+        assert_eq!(err.code(), ErrorCode::InvalidRequest);
+        assert!(
+            err.to_string().starts_with("1 sandboxes are running"),
+            "{err}"
+        );
+        assert!(state.pool.supervisor_pid().is_none());
+    }
+
+    #[test]
+    fn a_subscription_samples_within_bounds() {
+        let state = state();
+        let every = |interval_ms| {
+            let (mut rx, _peer) = client();
+            match dispatch(&state, Request::Subscribe { interval_ms }, &mut rx) {
+                Ok(Reply::Subscribe { every }) => every,
+                other => panic!("not a subscription: {other:?}"),
+            }
+        };
+        assert_eq!(every(None), Duration::from_secs(1));
+        assert_eq!(every(Some(5)), Duration::from_millis(100));
+        assert_eq!(every(Some(60_000)), Duration::from_secs(10));
+    }
+}

@@ -352,3 +352,71 @@ impl Prewarmer {
         *self.asked.lock().unwrap_or_else(|p| p.into_inner()) = false;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::IdMapPlan;
+    use hutch_core::protocol::IdMapKind;
+
+    /// A stand-in for a prepared sandbox: a child process as its supervisor, a folder of its
+    /// own under the temporary folder.
+    fn prepared(name: &str) -> Prepared {
+        let dir = std::env::temp_dir().join(format!("hutch-pool-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (ours, _theirs) = UnixStream::pair().unwrap();
+        Prepared {
+            id: name.to_owned(),
+            dir,
+            child: Command::new("sleep").arg("30").spawn().unwrap(),
+            rx: Receiver::new(ours),
+            key: PrepareKey {
+                id_map: IdMapPlan {
+                    kind: IdMapKind::SingleId,
+                    uid_lines: Vec::new(),
+                    gid_lines: Vec::new(),
+                    newuidmap: None,
+                    newgidmap: None,
+                },
+                base_mounts: Vec::new(),
+                sources: Vec::new(),
+            },
+            cgroup: None,
+        }
+    }
+
+    fn taken(pool: &Pool) -> Taken<'_> {
+        Taken {
+            pool,
+            prepared: pool.slot().take(),
+        }
+    }
+
+    #[test]
+    fn a_taken_sandbox_goes_back_unless_launched_or_discarded() {
+        let pool = Pool::default();
+        pool.stash(prepared("back"));
+        let pid = pool.supervisor_pid().expect("one waits");
+        // A launch refused before it used the sandbox: the next launch finds it.
+        let first = taken(&pool);
+        assert_eq!(pool.supervisor_pid(), None);
+        assert_eq!(first.get().supervisor_pid(), pid);
+        drop(first);
+        assert_eq!(pool.supervisor_pid(), Some(pid));
+        // A launch that used it: it is the launch's.
+        let mut launched = taken(&pool).launch();
+        assert_eq!(pool.supervisor_pid(), None);
+        assert_eq!(launched.supervisor_pid(), pid);
+        launched.child.kill().unwrap();
+        launched.child.wait().unwrap();
+        std::fs::remove_dir(&launched.dir).unwrap();
+        // A sandbox changed by a refused launch: ended, its folder removed.
+        pool.stash(prepared("discarded"));
+        let dir = taken(&pool).get().dir.clone();
+        taken(&pool);
+        assert!(dir.exists(), "it went back");
+        taken(&pool).discard();
+        assert_eq!(pool.supervisor_pid(), None);
+        assert!(!dir.exists(), "{} is left", dir.display());
+    }
+}
