@@ -358,11 +358,15 @@ fn runtime_dir((dir, socket, mode): &(PathBuf, PathBuf, u32)) -> Check {
     )
 }
 
+/// The namespaces a sandbox needs could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("unshare(CLONE_NEWUSER|CLONE_NEWNS): {}", .0.desc())]
+pub struct ProbeError(nix::errno::Errno);
+
 /// `hutch-helper probe-userns`: can this user create the namespaces a sandbox needs?
-pub fn probe_userns() -> Result<(), String> {
+pub fn probe_userns() -> Result<(), ProbeError> {
     use nix::sched::CloneFlags;
-    nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
-        .map_err(|e| format!("unshare(CLONE_NEWUSER|CLONE_NEWNS): {}", e.desc()))
+    nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).map_err(ProbeError)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use hutch_core::protocol::{ErrorCode, ExitStatus, PROTOCOL_VERSION, Request, Res
 
 use super::State;
 use super::launch::{self, Follow, LaunchError, Started};
+use super::peer::PeerError;
 use super::pool::PrepareError;
 use super::registry::{RegistryError, wait_exit};
 use crate::cgroup::CgroupError;
@@ -49,7 +50,7 @@ pub enum RequestError {
     #[error("this helper serves uid {ours} only; you are uid {theirs}")]
     OtherUser { ours: u32, theirs: u32 },
     #[error("this helper refuses the client (pid {pid}): {why}")]
-    Peer { pid: i32, why: String },
+    Peer { pid: i32, why: PeerError },
     #[error(
         "the helper serves at most {max} connections at once (HUTCH_MAX_CONNECTIONS): \
          close some clients and try again"
@@ -444,7 +445,7 @@ mod tests {
             (
                 RequestError::Peer {
                     pid: 7,
-                    why: "it runs inside a Hutch sandbox".into(),
+                    why: PeerError::Refused("it runs inside a Hutch sandbox".into()),
                 },
                 ErrorCode::Denied,
             ),
