@@ -7,7 +7,6 @@ use std::process::Command;
 use hutch_core::protocol::{Check, CheckStatus, DoctorReport};
 
 use crate::cgroup::Mode;
-use crate::daemon::State;
 use crate::plan::host;
 
 fn check(id: &str, title: &str, status: CheckStatus, detail: String, fix: Option<String>) -> Check {
@@ -51,8 +50,19 @@ pub struct NetworkProbe {
     pub tun: Result<(), String>,
 }
 
+/// What the running helper found at its start, for the checks about it.
+#[derive(Debug, Clone, Copy)]
+pub struct Helper<'a> {
+    /// cgroup v2 delegation, or the degraded mode.
+    pub cgroups: &'a Mode,
+    /// Its runtime folder.
+    pub runtime_dir: &'a Path,
+    /// The socket it listens on.
+    pub socket: &'a Path,
+}
+
 /// Looks at the live system.
-pub fn observe(state: &State) -> Observations {
+pub fn observe(helper: &Helper<'_>) -> Observations {
     let facts = host::gather(Vec::new(), PathBuf::new());
     let uidmap_privileged = match (&facts.newuidmap, &facts.newgidmap) {
         (Some(u), Some(g)) => privileged(u) && privileged(g),
@@ -78,7 +88,7 @@ pub fn observe(state: &State) -> Observations {
     Observations {
         user_namespaces,
         uidmap_privileged,
-        cgroups: state.cgroups.mode.clone(),
+        cgroups: helper.cgroups.clone(),
         network: NetworkProbe {
             found: ["pasta", "slirp4netns"]
                 .into_iter()
@@ -93,9 +103,9 @@ pub fn observe(state: &State) -> Observations {
         }),
         display: (env("WAYLAND_DISPLAY"), env("DISPLAY")),
         runtime: (
-            state.runtime_dir.clone(),
-            state.socket.clone(),
-            std::fs::metadata(&state.runtime_dir)
+            helper.runtime_dir.to_owned(),
+            helper.socket.to_owned(),
+            std::fs::metadata(helper.runtime_dir)
                 .map(|m| m.mode() & 0o777)
                 .unwrap_or(0),
         ),
@@ -104,8 +114,8 @@ pub fn observe(state: &State) -> Observations {
 }
 
 /// Runs every check on the live system.
-pub fn run(state: &State) -> DoctorReport {
-    judge(&observe(state))
+pub fn run(helper: &Helper<'_>) -> DoctorReport {
+    judge(&observe(helper))
 }
 
 /// Every check, from what was observed.
@@ -348,11 +358,15 @@ fn runtime_dir((dir, socket, mode): &(PathBuf, PathBuf, u32)) -> Check {
     )
 }
 
+/// The namespaces a sandbox needs could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("unshare(CLONE_NEWUSER|CLONE_NEWNS): {}", .0.desc())]
+pub struct ProbeError(nix::errno::Errno);
+
 /// `hutch-helper probe-userns`: can this user create the namespaces a sandbox needs?
-pub fn probe_userns() -> Result<(), String> {
+pub fn probe_userns() -> Result<(), ProbeError> {
     use nix::sched::CloneFlags;
-    nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
-        .map_err(|e| format!("unshare(CLONE_NEWUSER|CLONE_NEWNS): {}", e.desc()))
+    nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).map_err(ProbeError)
 }
 
 #[cfg(test)]

@@ -3,10 +3,13 @@
 //! Data path, module by module:
 //!
 //! ```text
-//! hutch (CLI/GUI) ─── hutch_client ─► socket ── daemon::connection ─► daemon::launch
+//! hutch (CLI/GUI) ─── hutch_client ─► socket ── daemon::connection ─► daemon::dispatch
+//!                                                    │                   │ run
+//!                                                    │                   ▼
+//!                                                    │             daemon::launch ◄── daemon::pool
 //!                                                    │                   │ profiles, plan
 //!                                                    │                   ▼
-//!                          daemon::registry ◄── events ◄── sandbox::supervisor (fresh process)
+//!       daemon::registry ◄── daemon::monitor ◄── events ◄── sandbox::supervisor (fresh process)
 //!                                                                        │ sandbox::idmap
 //!                                                                        ▼
 //!                                    sandbox::init (pid 1) ── rootfs ── exec ── seccomp ─► app

@@ -16,10 +16,10 @@ use std::time::{Duration, SystemTime};
 use hutch_core::protocol::SandboxState;
 
 use super::State;
-use super::launch::{cleanup, spawn_monitor};
 use super::logs::{self, SharedLog};
+use super::monitor::{cleanup, read_exit, spawn_monitor};
 use crate::sandbox::{ExitRecord, SandboxRecord, SupervisorEvent, files};
-use hutch_client::channel::Receiver;
+use hutch_client::channel::{ChannelError, Receiver};
 
 /// How long a supervisor may take to answer a new daemon.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -39,10 +39,25 @@ fn supervisor_alive(dir: &Path) -> bool {
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err()
 }
 
-/// The exit a supervisor left in `dir`, if any.
-pub fn read_exit(dir: &Path) -> Option<ExitRecord> {
-    let text = std::fs::read(dir.join(files::EXIT)).ok()?;
-    serde_json::from_slice(&text).ok()
+/// Why a sandbox folder's supervisor did not hand its sandbox over.
+#[derive(Debug, thiserror::Error)]
+enum TakeOverError {
+    #[error("no supervisor holds its folder")]
+    NoSupervisor,
+    #[error("no supervisor answers on {}: {err}", socket.display())]
+    Connect {
+        socket: PathBuf,
+        err: std::io::Error,
+    },
+    /// An event (as `Debug` shows it) that is not a handover.
+    #[error("unexpected answer {0}")]
+    Unexpected(String),
+    #[error("no answer: {0}")]
+    NoAnswer(ChannelError),
+    #[error("no pidfd came with the answer")]
+    NoPidfd,
+    #[error("cannot start a monitor thread: {0}")]
+    Monitor(std::io::Error),
 }
 
 /// Takes over every sandbox the previous daemon left; returns how many run on.
@@ -65,7 +80,7 @@ pub fn take_over_all(state: &Arc<State>) -> usize {
         let attempt = if supervisor_alive(&dir) {
             take_over(state, &id, &dir)
         } else {
-            Err("no supervisor holds its folder".to_owned())
+            Err(TakeOverError::NoSupervisor)
         };
         match attempt {
             Ok(()) => {
@@ -164,10 +179,12 @@ fn saved_output(dir: &Path, lost: u64) -> SharedLog {
 }
 
 /// Asks the supervisor listening in `dir` for its sandbox.
-fn take_over(state: &Arc<State>, id: &str, dir: &Path) -> Result<(), String> {
+fn take_over(state: &Arc<State>, id: &str, dir: &Path) -> Result<(), TakeOverError> {
     let socket = dir.join(files::SOCKET);
-    let stream = UnixStream::connect(&socket)
-        .map_err(|e| format!("no supervisor answers on {}: {e}", socket.display()))?;
+    let stream = match UnixStream::connect(&socket) {
+        Ok(stream) => stream,
+        Err(err) => return Err(TakeOverError::Connect { socket, err }),
+    };
     let _ = stream.set_read_timeout(Some(ANSWER_TIMEOUT));
     let mut rx = Receiver::new(stream);
     let (record, init_pid, app_pid, network_down, log, lost_output) =
@@ -180,11 +197,11 @@ fn take_over(state: &Arc<State>, id: &str, dir: &Path) -> Result<(), String> {
                 log,
                 lost_output,
             }) => (record, init_pid, app_pid, network_down, log, lost_output),
-            Ok(other) => return Err(format!("unexpected answer {other:?}")),
-            Err(e) => return Err(format!("no answer: {e}")),
+            Ok(other) => return Err(TakeOverError::Unexpected(format!("{other:?}"))),
+            Err(e) => return Err(TakeOverError::NoAnswer(e)),
         };
     let mut fds = rx.take_fds(2).into_iter();
-    let pidfd = fds.next().ok_or("no pidfd came with the answer")?;
+    let pidfd = fds.next().ok_or(TakeOverError::NoPidfd)?;
     let log_fd = if log { fds.next() } else { None };
     let _ = rx.stream().set_read_timeout(None);
 
@@ -218,6 +235,5 @@ fn take_over(state: &Arc<State>, id: &str, dir: &Path) -> Result<(), String> {
         log.lock().unwrap_or_else(|p| p.into_inner()).close();
         state.registry.set_log(id, log);
     }
-    spawn_monitor(state, id, rx, None, dir.to_owned(), cgroup)
-        .map_err(|e| format!("cannot start a monitor thread: {e}"))
+    spawn_monitor(state, id, rx, None, dir.to_owned(), cgroup).map_err(TakeOverError::Monitor)
 }

@@ -2,10 +2,13 @@
 
 pub(crate) mod adopt;
 pub(crate) mod connection;
+pub(crate) mod dispatch;
 pub(crate) mod inspect;
 pub(crate) mod launch;
 pub(crate) mod logs;
+pub(crate) mod monitor;
 pub(crate) mod peer;
+pub(crate) mod pool;
 pub(crate) mod prepare_key;
 pub(crate) mod processes;
 pub(crate) mod registry;
@@ -39,10 +42,9 @@ pub struct State {
     pub cgroups: crate::cgroup::Cgroups,
     /// The key of the sandbox the next launch needs, kept while the host does not change.
     pub prepare_key: prepare_key::KeyCache,
-    /// Prepares the sandbox the next launch takes.
-    pub prewarmer: launch::Prewarmer,
-    /// A sandbox prepared ahead (namespaces made, id maps written) for the next launch.
-    pub prepared: std::sync::Mutex<Option<launch::Prepared>>,
+    /// The sandbox prepared ahead (namespaces made, id maps written) for the next launch, and
+    /// the thread that prepares it.
+    pub pool: pool::Pool,
     /// What one user's clients may use of this helper.
     pub bounds: Bounds,
     /// Connections being served.
@@ -54,8 +56,7 @@ impl State {
     /// sandbox's supervisor too): a client below one of them runs inside a sandbox.
     pub fn supervisor_pids(&self) -> Vec<i32> {
         let mut pids = self.registry.ancestors();
-        let prepared = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
-        pids.extend(prepared.as_ref().map(launch::Prepared::supervisor_pid));
+        pids.extend(self.pool.supervisor_pid());
         pids
     }
 }
@@ -248,8 +249,7 @@ pub fn bind(socket: PathBuf) -> Result<Listening, DaemonError> {
         socket,
         profiles_dir: paths::profiles_dir()?,
         prepare_key: prepare_key::KeyCache::default(),
-        prewarmer: launch::Prewarmer::default(),
-        prepared: std::sync::Mutex::new(None),
+        pool: pool::Pool::default(),
         cgroups: crate::cgroup::Cgroups::set_up(),
         socket_activated: activated,
         bounds: Bounds::from_env()?,
@@ -300,7 +300,7 @@ fn shut_down_on_signal(state: Arc<State>) -> std::io::Result<()> {
             if !state.socket_activated {
                 let _ = std::fs::remove_file(&state.socket);
             }
-            launch::discard_prepared(&state);
+            state.pool.discard();
             std::process::exit(0);
         })?;
     Ok(())
@@ -322,8 +322,8 @@ pub fn serve(listening: Listening) {
         );
     }
     // Without the thread each launch prepares its own sandbox (slower, still correct).
-    match launch::Prewarmer::start(&listening.state) {
-        Ok(()) => listening.state.prewarmer.ask(),
+    match pool::Pool::start(&listening.state) {
+        Ok(()) => listening.state.pool.ask(),
         Err(e) => tracing::warn!("cannot start the prewarm thread: {e}"),
     }
     for stream in listening.listener.incoming() {

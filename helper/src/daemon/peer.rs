@@ -92,18 +92,28 @@ pub fn caller_pidfd(stream: BorrowedFd<'_>) -> std::io::Result<std::os::fd::Owne
     crate::sys::pidfd_open(nix::unistd::Pid::from_raw(cred.pid()))
 }
 
+/// Why a client is not let in.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// What [`refusal`] found.
+    #[error("{0}")]
+    Refused(String),
+    #[error("it went away while it was checked")]
+    Gone,
+}
+
 /// Checks the client on `stream` whose credentials say `pid`. With a pidfd of the peer
 /// (`SO_PEERPIDFD`, Linux 6.5) the answer is about that very process: its pid cannot have been
 /// reused while the pidfd shows it alive after the check.
-pub fn check(stream: BorrowedFd<'_>, pid: i32, supervisors: &[i32]) -> Result<(), String> {
+pub fn check(stream: BorrowedFd<'_>, pid: i32, supervisors: &[i32]) -> Result<(), PeerError> {
     let pidfd = crate::sys::peer_pidfd(stream.as_fd()).ok().flatten();
     if let Some(why) = refusal(pid, supervisors) {
-        return Err(why);
+        return Err(PeerError::Refused(why));
     }
     if let Some(pidfd) = pidfd
         && crate::sys::pidfd_send_signal(pidfd.as_fd(), 0).is_err()
     {
-        return Err("it went away while it was checked".into());
+        return Err(PeerError::Gone);
     }
     Ok(())
 }

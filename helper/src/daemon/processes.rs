@@ -3,8 +3,6 @@
 
 use hutch_core::protocol::ProcessInfo;
 
-use super::stats::descendants;
-
 /// Clock ticks per second and page size, for /proc's units.
 pub fn units() -> (u64, u64) {
     let conf = |var| nix::unistd::sysconf(var).ok().flatten().map(|v| v as u64);
@@ -81,6 +79,35 @@ pub fn read(pid: u32, tick: u64, page: u64) -> Option<ProcessInfo> {
         cpu_usec: f.cpu_ticks * 1_000_000 / tick,
         name: f.name,
     })
+}
+
+/// The processes of a sandbox: pid 1's descendants, walked through `task/*/children` (no scan
+/// of the whole of /proc).
+pub fn descendants(init: i32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut queue = vec![init as u32];
+    while let Some(pid) = queue.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let path = task.path().join("children");
+            let Ok(children) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            for child in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
+                out.push(child);
+                queue.push(child);
+            }
+        }
+        if out.len() > 100_000 {
+            break;
+        }
+    }
+    out
 }
 
 /// The sandbox's processes, its pid 1 first, then in pid order.

@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
-use hutch_core::protocol::{ErrorCode, Event, ExitStatus, SandboxInfo, SandboxState};
+use hutch_core::protocol::{Event, ExitStatus, SandboxInfo, SandboxState};
 use nix::unistd::Pid;
 
 use super::logs::SharedLog;
@@ -45,13 +45,11 @@ impl Inner {
 }
 
 /// The live sandbox `id`, or why not.
-fn live<'a>(inner: &'a mut Inner, id: &str) -> Result<&'a mut Slot, Refusal> {
-    inner.live.get_mut(id).ok_or_else(|| {
-        (
-            ErrorCode::NotFound,
-            format!("no running sandbox with id {id}"),
-        )
-    })
+fn live<'a>(inner: &'a mut Inner, id: &str) -> Result<&'a mut Slot, RegistryError> {
+    inner
+        .live
+        .get_mut(id)
+        .ok_or_else(|| RegistryError::NotLive { id: id.to_owned() })
 }
 
 /// Waits among a sandbox's events (from [`Registry::listen`]) for its exit, at most `timeout`
@@ -71,8 +69,36 @@ pub fn wait_exit(events: &mpsc::Receiver<Event>, timeout: Option<Duration>) -> O
     }
 }
 
-/// A failed registry operation, as the protocol reports it.
-pub type Refusal = (ErrorCode, String);
+/// Why the registry cannot do what was asked of a sandbox. Each names the id as the client
+/// gave it (a prefix, perhaps).
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// A full id that is no longer among the running sandboxes.
+    #[error("no running sandbox with id {id}")]
+    NotLive { id: String },
+    /// No running sandbox has this id or prefix.
+    #[error("no running sandbox with id {id} (see `hutch ps`)")]
+    NoRunning { id: String },
+    /// No running or recently exited sandbox has this id or prefix.
+    #[error("no sandbox with id {id} (see `hutch ps -a`)")]
+    NoSandbox { id: String },
+    /// No running or recently exited sandbox has this full id.
+    #[error("no sandbox with id {id}")]
+    Unknown { id: String },
+    #[error("sandbox {id} has already exited")]
+    Exited { id: String },
+    #[error("id {id} matches several sandboxes: give more of it")]
+    Ambiguous { id: String },
+    #[error(
+        "sandbox {id} keeps no log: it was started with a terminal or with the caller's own output"
+    )]
+    NoLog { id: String },
+    /// Its pid 1 is not known yet.
+    #[error("sandbox {id} is still starting")]
+    Starting { id: String },
+    #[error("cannot signal sandbox {id}: {err}")]
+    Signal { id: String, err: std::io::Error },
+}
 
 /// Thread-safe table of sandboxes.
 #[derive(Default)]
@@ -153,7 +179,7 @@ impl Registry {
     }
 
     /// The output log of a live or recently exited sandbox (a unique id prefix is enough).
-    pub fn log(&self, id: &str) -> Result<(String, SharedLog), Refusal> {
+    pub fn log(&self, id: &str) -> Result<(String, SharedLog), RegistryError> {
         let inner = self.lock();
         let known =
             |full: &str| inner.live.contains_key(full) || inner.exited.iter().any(|s| s.id == full);
@@ -170,22 +196,10 @@ impl Registry {
                     .keys()
                     .any(|k| !id.is_empty() && k.starts_with(id)) =>
             {
-                Err((
-                    ErrorCode::InvalidRequest,
-                    format!(
-                        "sandbox {id} keeps no log: it was started with a terminal or with the \
-                         caller's own output"
-                    ),
-                ))
+                Err(RegistryError::NoLog { id: id.to_owned() })
             }
-            [] => Err((
-                ErrorCode::NotFound,
-                format!("no sandbox with id {id} (see `hutch ps -a`)"),
-            )),
-            _ => Err((
-                ErrorCode::NotFound,
-                format!("id {id} matches several sandboxes: give more of it"),
-            )),
+            [] => Err(RegistryError::NoSandbox { id: id.to_owned() }),
+            _ => Err(RegistryError::Ambiguous { id: id.to_owned() }),
         }
     }
 
@@ -243,7 +257,7 @@ impl Registry {
     }
 
     /// What `hutch ps` shows of a running sandbox.
-    pub fn info(&self, id: &str) -> Result<SandboxInfo, Refusal> {
+    pub fn info(&self, id: &str) -> Result<SandboxInfo, RegistryError> {
         Ok(live(&mut self.lock(), id)?.info.clone())
     }
 
@@ -255,12 +269,12 @@ impl Registry {
     }
 
     /// The cgroup folder of a running sandbox (`None` in the degraded mode).
-    pub fn cgroup(&self, id: &str) -> Result<Option<std::path::PathBuf>, Refusal> {
+    pub fn cgroup(&self, id: &str) -> Result<Option<std::path::PathBuf>, RegistryError> {
         Ok(live(&mut self.lock(), id)?.cgroup.clone())
     }
 
     /// How far Landlock confines a running sandbox's app, as it reported.
-    pub fn landlock(&self, id: &str) -> Result<Option<String>, Refusal> {
+    pub fn landlock(&self, id: &str) -> Result<Option<String>, RegistryError> {
         Ok(live(&mut self.lock(), id)?.landlock.clone())
     }
 
@@ -278,18 +292,15 @@ impl Registry {
     }
 
     /// Host pid of a running sandbox's pid 1.
-    pub fn init_pid(&self, id: &str) -> Result<i32, Refusal> {
-        live(&mut self.lock(), id)?.init_pid.ok_or_else(|| {
-            (
-                ErrorCode::InvalidRequest,
-                format!("sandbox {id} is still starting"),
-            )
-        })
+    pub fn init_pid(&self, id: &str) -> Result<i32, RegistryError> {
+        live(&mut self.lock(), id)?
+            .init_pid
+            .ok_or_else(|| RegistryError::Starting { id: id.to_owned() })
     }
 
     /// A channel that receives every event of a sandbox, its exit last (at once, if it has
     /// exited already).
-    pub fn listen(&self, id: &str) -> Result<mpsc::Receiver<Event>, Refusal> {
+    pub fn listen(&self, id: &str) -> Result<mpsc::Receiver<Event>, RegistryError> {
         let (tx, rx) = mpsc::channel();
         let mut inner = self.lock();
         if let Some(slot) = inner.live.get_mut(id) {
@@ -308,7 +319,7 @@ impl Registry {
             });
             return Ok(rx);
         }
-        Err((ErrorCode::NotFound, format!("no sandbox with id {id}")))
+        Err(RegistryError::Unknown { id: id.to_owned() })
     }
 
     /// Records the exit and wakes everyone waiting for it.
@@ -354,7 +365,7 @@ impl Registry {
     }
 
     /// The full id of the live sandbox `id` names (a unique prefix is enough).
-    pub fn resolve(&self, id: &str) -> Result<String, Refusal> {
+    pub fn resolve(&self, id: &str) -> Result<String, RegistryError> {
         let inner = self.lock();
         if inner.live.contains_key(id) {
             return Ok(id.to_owned());
@@ -371,37 +382,23 @@ impl Registry {
                 .iter()
                 .any(|s| s.id.starts_with(id) && !id.is_empty()) =>
             {
-                Err((
-                    ErrorCode::NotFound,
-                    format!("sandbox {id} has already exited"),
-                ))
+                Err(RegistryError::Exited { id: id.to_owned() })
             }
-            [] => Err((
-                ErrorCode::NotFound,
-                format!("no running sandbox with id {id} (see `hutch ps`)"),
-            )),
-            _ => Err((
-                ErrorCode::NotFound,
-                format!("id {id} matches several sandboxes: give more of it"),
-            )),
+            [] => Err(RegistryError::NoRunning { id: id.to_owned() }),
+            _ => Err(RegistryError::Ambiguous { id: id.to_owned() }),
         }
     }
 
     /// Sends `signal` to the sandbox's pid 1, which forwards it to the app.
-    pub fn signal(&self, id: &str, signal: i32, stopping: bool) -> Result<(), Refusal> {
+    pub fn signal(&self, id: &str, signal: i32, stopping: bool) -> Result<(), RegistryError> {
         let mut inner = self.lock();
         let slot = live(&mut inner, id)?;
         let Some(pidfd) = &slot.init else {
-            return Err((
-                ErrorCode::InvalidRequest,
-                format!("sandbox {id} is still starting"),
-            ));
+            return Err(RegistryError::Starting { id: id.to_owned() });
         };
-        sys::pidfd_send_signal(pidfd.as_fd(), signal).map_err(|e| {
-            (
-                ErrorCode::Internal,
-                format!("cannot signal sandbox {id}: {e}"),
-            )
+        sys::pidfd_send_signal(pidfd.as_fd(), signal).map_err(|err| RegistryError::Signal {
+            id: id.to_owned(),
+            err,
         })?;
         if stopping && slot.info.state != SandboxState::Stopping {
             slot.info.state = SandboxState::Stopping;
@@ -444,8 +441,18 @@ mod tests {
         reg.insert(info("cd56"));
         assert_eq!(reg.resolve("cd").unwrap(), "cd56");
         assert_eq!(reg.resolve("ab12").unwrap(), "ab12");
-        assert!(reg.resolve("ab").unwrap_err().1.contains("several"));
-        assert!(reg.resolve("zz").unwrap_err().1.contains("hutch ps"));
+        assert!(
+            reg.resolve("ab")
+                .unwrap_err()
+                .to_string()
+                .contains("several")
+        );
+        assert!(
+            reg.resolve("zz")
+                .unwrap_err()
+                .to_string()
+                .contains("hutch ps")
+        );
         assert!(reg.resolve("").is_err());
     }
 
@@ -466,7 +473,7 @@ mod tests {
         assert!(
             reg.resolve("ab12")
                 .unwrap_err()
-                .1
+                .to_string()
                 .contains("already exited")
         );
     }
@@ -508,8 +515,11 @@ mod tests {
         assert_eq!(reg.log("ab").unwrap().0, "ab12");
         reg.insert(info("cd34"));
         let err = reg.log("cd34").unwrap_err();
-        assert!(err.1.contains("keeps no log"), "{err:?}");
-        assert_eq!(reg.log("zz").unwrap_err().0, ErrorCode::NotFound);
+        assert!(err.to_string().contains("keeps no log"), "{err:?}");
+        assert!(matches!(
+            reg.log("zz").unwrap_err(),
+            RegistryError::NoSandbox { .. }
+        ));
         // Logs are forgotten with the sandbox once it falls out of the recent list.
         for i in 0..RECENT_EXITED {
             let id = format!("x{i}");
@@ -523,13 +533,13 @@ mod tests {
     fn signalling_a_starting_sandbox_is_refused() {
         let reg = Registry::default();
         reg.insert(info("ab12"));
-        assert_eq!(
-            reg.signal("ab12", 15, true).unwrap_err().0,
-            ErrorCode::InvalidRequest
-        );
-        assert_eq!(
-            reg.signal("nope", 15, true).unwrap_err().0,
-            ErrorCode::NotFound
-        );
+        assert!(matches!(
+            reg.signal("ab12", 15, true).unwrap_err(),
+            RegistryError::Starting { .. }
+        ));
+        assert!(matches!(
+            reg.signal("nope", 15, true).unwrap_err(),
+            RegistryError::NotLive { .. }
+        ));
     }
 }

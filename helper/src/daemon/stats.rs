@@ -11,6 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hutch_core::protocol::{NetCounters, SandboxStats};
 
+use super::processes;
+
 /// Parses `/proc/net/dev`: (loopback, every other interface added up).
 pub fn parse_net_dev(text: &str) -> (NetCounters, NetCounters) {
     let mut lo = NetCounters::default();
@@ -138,43 +140,14 @@ fn from_cgroup(stats: &mut SandboxStats, dir: &Path) {
     }
 }
 
-/// The processes of a sandbox: pid 1's descendants, walked through `task/*/children` (no scan
-/// of the whole of /proc).
-pub fn descendants(init: i32) -> Vec<u32> {
-    let mut out = Vec::new();
-    let mut queue = vec![init as u32];
-    while let Some(pid) = queue.pop() {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            continue;
-        };
-        for task in tasks.flatten() {
-            let path = task.path().join("children");
-            let Ok(children) = std::fs::read_to_string(path) else {
-                continue;
-            };
-            for child in children
-                .split_whitespace()
-                .filter_map(|c| c.parse::<u32>().ok())
-            {
-                out.push(child);
-                queue.push(child);
-            }
-        }
-        if out.len() > 100_000 {
-            break;
-        }
-    }
-    out
-}
-
 /// Adds CPU time, resident memory and threads of a sandbox's processes (pid 1 aside: it is
 /// not dumpable, and small) from /proc.
 fn from_proc(stats: &mut SandboxStats, init: i32) {
-    let (tick, page) = super::processes::units();
-    for pid in descendants(init) {
+    let (tick, page) = processes::units();
+    for pid in processes::descendants(init) {
         if let Some(f) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
-            .and_then(|stat| super::processes::StatFields::parse(&stat))
+            .and_then(|stat| processes::StatFields::parse(&stat))
         {
             stats.cpu_usage_usec += f.cpu_ticks * 1_000_000 / tick;
             stats.pids += f.threads;
@@ -280,14 +253,14 @@ mod tests {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
             .ok()
-            .and_then(|s| super::super::processes::StatFields::parse(&s))
+            .and_then(|s| processes::StatFields::parse(&s))
             .is_none_or(|f| f.state != "S" || f.rss_pages == 0)
         {
             assert!(std::time::Instant::now() < deadline, "sleep never started");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let stats = sample("x", me, None).unwrap();
-        assert!(descendants(me).contains(&child.id()));
+        assert!(processes::descendants(me).contains(&child.id()));
         assert!(stats.memory_bytes > 0 && stats.pids > 0, "{stats:?}");
         assert_eq!(stats.source, "proc");
         let _ = child.kill();
