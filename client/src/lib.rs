@@ -18,3 +18,12 @@ pub mod profiles;
 pub mod sys;
 
 pub use connection::{Client, ClientError};
+
+/// Now, as the protocol's timestamps say it (`started_at_ms`, samples' `at_ms`): milliseconds
+/// since the Unix epoch, read from the system clock (0 for a clock set before 1970).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}

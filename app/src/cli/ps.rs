@@ -1,7 +1,6 @@
 //! `hutch ps`.
 
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
 use hutch_core::protocol::{NetworkInfo, Request, Response, SandboxInfo, SandboxState};
@@ -39,10 +38,7 @@ pub fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&shown)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64;
+    let now = hutch_client::now_ms();
     println!(
         "{:<10} {:<14} {:>8} {:<22} {:>10}  {:<18} COMMAND",
         "ID", "PROFILE", "PID", "STATE", "UPTIME", "NETWORK"

@@ -249,10 +249,8 @@ pub fn dispatch(
         Request::Limit { id, limits } => {
             let id = state.registry.resolve(&id)?;
             if let Some(percent) = limits.cpu_percent {
-                let cores = std::thread::available_parallelism()
-                    .map(|n| n.get() as u32)
-                    .unwrap_or(1);
-                hutch_core::limits::check_cpu(percent, cores).map_err(RequestError::Cpu)?;
+                hutch_core::limits::check_cpu(percent, crate::plan::host::cores())
+                    .map_err(RequestError::Cpu)?;
             }
             let dir = cgroup_of(state, &id)?;
             crate::cgroup::apply_limits(&dir, &limits).map_err(RequestError::Limits)?;

@@ -8,7 +8,6 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Child;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use hutch_core::protocol::{ExitStatus, IdMapKind, RunRequest, SandboxInfo, SandboxState, Stdio};
 
@@ -141,13 +140,6 @@ impl Follow {
         // The next launch finds a sandbox prepared.
         state.pool.ask();
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
 }
 
 /// The app's stdin, stdout and stderr: the caller's fds, /dev/null, a pipe to the helper's
@@ -311,7 +303,7 @@ pub fn launch(
         id: id.clone(),
         profile: profile.name.clone(),
         pid: Some(child.id()),
-        started_at_ms: now_ms(),
+        started_at_ms: hutch_client::now_ms(),
         command: plan.argv.clone(),
         state: SandboxState::Starting,
         id_map: plan.id_map.kind,

@@ -7,7 +7,6 @@
 //! (`/proc/PID/net/dev`), a rootless figure cgroups lack.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use hutch_core::protocol::{NetCounters, SandboxStats};
 
@@ -75,17 +74,10 @@ pub fn parse_pressure(text: &str) -> Option<f64> {
         .find_map(|f| f.strip_prefix("avg10=")?.parse().ok())
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
-}
-
 fn empty(id: &str, source: &str) -> SandboxStats {
     SandboxStats {
         id: id.to_owned(),
-        at_ms: now_ms(),
+        at_ms: hutch_client::now_ms(),
         net: NetCounters::default(),
         loopback: NetCounters::default(),
         source: source.to_owned(),
