@@ -177,7 +177,7 @@ fn the_launch_button_chooses_a_file_and_launches_it_like_a_drop() {
     h.run_steps(2);
     h.get_by_label("Launch a program");
     // The chooser lists a folder; pick the program from it.
-    if let Some(hutch::gui::app::Dialog::Chooser(c)) = &mut h.state_mut().dialog {
+    if let Some(hutch::gui::forms::Dialog::Chooser(c)) = &mut h.state_mut().forms.dialog {
         c.enter(tmp.path().to_owned());
     }
     h.run_steps(2);
@@ -458,8 +458,8 @@ fn snapshot_details_view_with_graphs() {
     fixed_world(&link);
     let mut h = harness(&tmp.path().join("profiles"), &link);
     h.run_steps(2);
-    h.state_mut().selected = Some("3f9a1c2b7d".into());
-    h.state_mut().span = hutch::gui::app::Span::TenMinutes;
+    h.state_mut().ui.selected = Some("3f9a1c2b7d".into());
+    h.state_mut().ui.span = hutch::gui::state::Span::TenMinutes;
     h.run_steps(3);
     snapshot(&mut h, "details_view");
 }
@@ -566,8 +566,8 @@ fn snapshot_anatomy_tab() {
     }))]);
     let mut h = harness(&tmp.path().join("profiles"), &link);
     h.run_steps(2);
-    h.state_mut().selected = Some("3f9a1c2b7d".into());
-    h.state_mut().tab = hutch::gui::app::DetailTab::Anatomy;
+    h.state_mut().ui.selected = Some("3f9a1c2b7d".into());
+    h.state_mut().ui.tab = hutch::gui::state::DetailTab::Anatomy;
     h.run_steps(3);
     h.get_by_label_contains("host loopback reachable");
     snapshot(&mut h, "anatomy_tab");
@@ -747,7 +747,7 @@ fn dialogs_answer_the_keyboard() {
     let field = h.get_by_role(Role::TextInput);
     field.focus();
     h.run_steps(1);
-    if let Some(hutch::gui::app::Dialog::Chooser(c)) = &mut h.state_mut().dialog {
+    if let Some(hutch::gui::forms::Dialog::Chooser(c)) = &mut h.state_mut().forms.dialog {
         c.path = typed.display().to_string();
     }
     h.run_steps(1);
