@@ -75,45 +75,49 @@ fn row(
         } else {
             ui.visuals().faint_bg_color
         });
-    let response = frame
-        .show(ui, |ui| {
-            ui.set_width(ui.available_width());
-            ui.horizontal(|ui| {
-                widgets::avatar(ui, &title(info), 32.0);
-                ui.vertical(|ui| {
-                    ui.horizontal(|ui| {
-                        ui.label(RichText::new(title(info)).strong());
-                        let (text, color) = widgets::state(info);
-                        widgets::chip(ui, &text, color);
-                    });
-                    let command = info.command.join(" ");
-                    ui.label(
-                        RichText::new(ellipsize(&command, 48))
-                            .small()
-                            .color(style::MUTED),
-                    )
-                    .on_hover_text(command);
-                    ui.horizontal(|ui| {
-                        let live = info.state != SandboxState::Exited;
-                        let uptime = now.saturating_sub(info.started_at_ms);
+    // The row senses clicks below its buttons (a click on Stop stops, elsewhere selects).
+    let row = egui::UiBuilder::new().sense(egui::Sense::click());
+    let response = ui
+        .scope_builder(row, |ui| {
+            frame.show(ui, |ui| {
+                ui.set_width(ui.available_width());
+                ui.horizontal(|ui| {
+                    widgets::avatar(ui, &title(info), 32.0);
+                    ui.vertical(|ui| {
+                        ui.horizontal(|ui| {
+                            ui.label(RichText::new(title(info)).strong());
+                            let (text, color) = widgets::state(info);
+                            widgets::chip(ui, &text, color);
+                        });
+                        let command = info.command.join(" ");
                         ui.label(
-                            RichText::new(if live {
-                                format!("up {}", hutch_core::units::duration_ms(uptime))
-                            } else {
-                                format!("id {}", &info.id)
-                            })
-                            .small(),
-                        );
-                        if live {
-                            sparklines(view, ui, id, now);
-                        }
+                            RichText::new(ellipsize(&command, 48))
+                                .small()
+                                .color(style::MUTED),
+                        )
+                        .on_hover_text(command);
+                        ui.horizontal(|ui| {
+                            let live = info.state != SandboxState::Exited;
+                            let uptime = now.saturating_sub(info.started_at_ms);
+                            ui.label(
+                                RichText::new(if live {
+                                    format!("up {}", hutch_core::units::duration_ms(uptime))
+                                } else {
+                                    format!("id {}", &info.id)
+                                })
+                                .small(),
+                            );
+                            if live {
+                                sparklines(view, ui, id, now);
+                            }
+                        });
+                        ui.horizontal(|ui| buttons(view, ui, info, actions));
                     });
-                    ui.horizontal(|ui| buttons(view, ui, info, actions));
                 });
-            });
+            })
         })
         .response;
-    if response.interact(egui::Sense::click()).clicked() {
+    if response.clicked() {
         actions.push(Action::Select(id.to_owned()));
     }
     ui.add_space(4.0);
