@@ -14,7 +14,10 @@ use std::sync::{Arc, Mutex};
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
+use hutch::gui::action::Action;
+use hutch::gui::forms::Dialog;
 use hutch::gui::link::{Command, Link, Update};
+use hutch::gui::state::{DetailTab, Page, Span};
 use hutch::gui::{Clock, HutchApp};
 use hutch_core::anatomy::{Anatomy, CgroupAnatomy, Mount, Namespace, Security};
 use hutch_core::network::NetworkMode;
@@ -177,7 +180,7 @@ fn the_launch_button_chooses_a_file_and_launches_it_like_a_drop() {
     h.run_steps(2);
     h.get_by_label("Launch a program");
     // The chooser lists a folder; pick the program from it.
-    if let Some(hutch::gui::app::Dialog::Chooser(c)) = &mut h.state_mut().dialog {
+    if let Some(hutch::gui::forms::Dialog::Chooser(c)) = &mut h.state_mut().forms.dialog {
         c.enter(tmp.path().to_owned());
     }
     h.run_steps(2);
@@ -458,8 +461,8 @@ fn snapshot_details_view_with_graphs() {
     fixed_world(&link);
     let mut h = harness(&tmp.path().join("profiles"), &link);
     h.run_steps(2);
-    h.state_mut().selected = Some("3f9a1c2b7d".into());
-    h.state_mut().span = hutch::gui::app::Span::TenMinutes;
+    h.state_mut().ui.selected = Some("3f9a1c2b7d".into());
+    h.state_mut().ui.span = hutch::gui::state::Span::TenMinutes;
     h.run_steps(3);
     snapshot(&mut h, "details_view");
 }
@@ -566,8 +569,8 @@ fn snapshot_anatomy_tab() {
     }))]);
     let mut h = harness(&tmp.path().join("profiles"), &link);
     h.run_steps(2);
-    h.state_mut().selected = Some("3f9a1c2b7d".into());
-    h.state_mut().tab = hutch::gui::app::DetailTab::Anatomy;
+    h.state_mut().ui.selected = Some("3f9a1c2b7d".into());
+    h.state_mut().ui.tab = hutch::gui::state::DetailTab::Anatomy;
     h.run_steps(3);
     h.get_by_label_contains("host loopback reachable");
     snapshot(&mut h, "anatomy_tab");
@@ -747,7 +750,7 @@ fn dialogs_answer_the_keyboard() {
     let field = h.get_by_role(Role::TextInput);
     field.focus();
     h.run_steps(1);
-    if let Some(hutch::gui::app::Dialog::Chooser(c)) = &mut h.state_mut().dialog {
+    if let Some(hutch::gui::forms::Dialog::Chooser(c)) = &mut h.state_mut().forms.dialog {
         c.path = typed.display().to_string();
     }
     h.run_steps(1);
@@ -758,4 +761,160 @@ fn dialogs_answer_the_keyboard() {
     press(&mut h, egui::Key::Enter);
     assert_eq!(link.runs().len(), 2, "{:?}", link.runs());
     assert_eq!(link.runs()[1].command, [typed.display().to_string()]);
+}
+
+/// The app without a window: `apply` driven directly, the recording link checked.
+fn bare_app(profiles: &Path, link: &RecordingLink) -> HutchApp {
+    let mut app = HutchApp::new(
+        &egui::Context::default(),
+        Box::new(link.clone()),
+        Clock::fixed(NOW),
+        profiles.to_owned(),
+    );
+    app.model.apply(connected(true), NOW);
+    app.model.apply(
+        Update::Sandboxes(vec![
+            sandbox("a1", "editor", SandboxState::Running, None),
+            sandbox("b2", "editor", SandboxState::Paused, None),
+            sandbox(
+                "c3",
+                "editor",
+                SandboxState::Exited,
+                Some(ExitStatus::Code(0)),
+            ),
+        ]),
+        NOW,
+    );
+    link.sent.lock().unwrap().clear();
+    app
+}
+
+#[test]
+fn apply_sends_what_the_views_ask_for_and_changes_the_ui_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let link = RecordingLink::default();
+    let mut app = bare_app(&tmp.path().join("profiles"), &link);
+    for action in [
+        Action::Stop("a1".into()),
+        Action::Pause("a1".into()),
+        Action::Resume("b2".into()),
+        Action::Inspect("a1".into()),
+        Action::CheckSystem,
+    ] {
+        app.apply(action);
+    }
+    assert_eq!(
+        *link.sent.lock().unwrap(),
+        [
+            Command::Stop { id: "a1".into() },
+            Command::Pause { id: "a1".into() },
+            Command::Resume { id: "b2".into() },
+            Command::Inspect { id: "a1".into() },
+            Command::Doctor,
+        ]
+    );
+    // "Run again" of a sandbox not started here: its profile and command, logged.
+    app.apply(Action::RunAgain("c3".into()));
+    let runs = link.runs();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].profile.as_deref(), Some("editor"));
+    assert_eq!(runs[0].command, ["/usr/bin/editor", "--verbose"]);
+    assert_eq!(runs[0].stdio, Stdio::Log);
+    // UI state: no request.
+    let sent = link.sent.lock().unwrap().len();
+    app.apply(Action::Select("a1".into()));
+    app.apply(Action::ShowTab(DetailTab::Processes));
+    app.apply(Action::SetSpan(Span::Hour));
+    app.apply(Action::DismissToasts(2));
+    app.apply(Action::DismissToasts(1));
+    assert_eq!(app.ui.selected.as_deref(), Some("a1"));
+    assert_eq!(app.ui.tab, DetailTab::Processes);
+    assert_eq!(app.ui.span, Span::Hour);
+    assert_eq!(app.ui.toasts_seen, 2, "dismissed toasts stay dismissed");
+    assert_eq!(link.sent.lock().unwrap().len(), sent);
+    app.apply(Action::OpenChooser);
+    assert!(matches!(app.forms.dialog, Some(Dialog::Chooser(_))));
+    app.apply(Action::CloseDialog);
+    assert!(app.forms.dialog.is_none());
+}
+
+#[test]
+fn apply_saves_a_profile_and_limits_its_running_sandboxes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profiles = tmp.path().join("profiles");
+    save(&profiles, "editor", |p| {
+        p.command = vec!["/usr/bin/vi".into()]
+    });
+    let link = RecordingLink::default();
+    let mut app = bare_app(&profiles, &link);
+    app.apply(Action::ShowPage(Page::Profiles));
+    app.apply(Action::EditProfile("editor".into()));
+    let mut edited = app.forms.settings.as_ref().unwrap().original.clone();
+    edited.limits.pids = Some(64);
+    app.apply(Action::SaveProfile(edited));
+    let saved = hutch_client::profiles::load(&profiles, Some("editor")).unwrap();
+    assert_eq!(saved.limits.pids, Some(64));
+    assert_eq!(saved.command, ["/usr/bin/vi"]);
+    let limits: Vec<(String, Option<u64>)> = link
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|c| match c {
+            Command::Limit { id, limits } => Some((id.clone(), limits.pids)),
+            _ => None,
+        })
+        .collect();
+    // The running and the paused sandbox; not the exited one.
+    assert_eq!(limits, [("a1".into(), Some(64)), ("b2".into(), Some(64))]);
+    let form = app.forms.settings.as_ref().unwrap();
+    assert_eq!(form.original.limits.pids, Some(64), "the form starts anew");
+    assert!(
+        form.saved
+            .as_deref()
+            .is_some_and(|s| s.ends_with("new limits applied to 2 running sandbox(es)")),
+        "{:?}",
+        form.saved
+    );
+    // A profile that cannot be written says why in the form, and nothing is sent.
+    let sent = link.sent.lock().unwrap().len();
+    std::fs::remove_dir_all(&profiles).unwrap();
+    std::fs::write(&profiles, "not a folder").unwrap();
+    let mut again = app.forms.settings.as_ref().unwrap().original.clone();
+    again.limits.pids = Some(32);
+    app.apply(Action::SaveProfile(again));
+    assert!(app.forms.settings.as_ref().unwrap().save_error.is_some());
+    assert_eq!(link.sent.lock().unwrap().len(), sent);
+}
+
+#[test]
+fn apply_creates_a_profile_or_keeps_the_dialog_open_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profiles = tmp.path().join("profiles");
+    let link = RecordingLink::default();
+    let mut app = bare_app(&profiles, &link);
+    let tool = program(tmp.path(), "newtool");
+    app.apply(Action::OpenPath(tool.clone()));
+    let Some(Dialog::NewProfile(form)) = app.forms.dialog.clone() else {
+        panic!("{:?}", app.forms.dialog);
+    };
+    let mut bad = form.clone();
+    bad.name = "no/slash".into();
+    app.apply(Action::CreateProfile(bad));
+    match &app.forms.dialog {
+        Some(Dialog::NewProfile(f)) => {
+            assert!(
+                f.error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("invalid name"))
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(link.runs().is_empty());
+    app.apply(Action::CreateProfile(form));
+    assert!(app.forms.dialog.is_none());
+    assert_eq!(link.runs().len(), 1);
+    assert_eq!(link.runs()[0].command, [tool.display().to_string()]);
+    assert!(hutch_client::profiles::load(&profiles, Some("newtool")).is_ok());
 }

@@ -1,5 +1,6 @@
-//! The window's state and actions: which page and sandbox are shown, dialogs, launching
-//! dropped files, and applying the helper's updates.
+//! The window: the helper's updates taken into the model, dropped files launched, and every
+//! [`Action`] of the views carried out in one place ([`HutchApp::apply`]): requests to the
+//! helper, profile files, the UI state.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -7,12 +8,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hutch_core::profile::{Profile, ProfileError, Share, ShareMode};
-use hutch_core::protocol::{RunRequest, ShareSpec, Stdio};
+use hutch_core::protocol::{RunRequest, SandboxState, ShareSpec, Stdio};
 
+use super::action::Action;
+use super::forms::{Chooser, Dialog, Forms, NewProfileForm, SettingsForm};
 use super::link::{Command, Link};
 use super::model::{Model, Notice};
 use super::notify::Notifier;
 use super::report::Reporter;
+use super::state::{DetailTab, Page, UiState};
 use super::views;
 use crate::launchable::{self, Dropped, Launch};
 
@@ -74,124 +78,6 @@ fn window_run(
     }
 }
 
-/// The pages of the window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Page {
-    Sandboxes,
-    Profiles,
-    SystemCheck,
-}
-
-/// The tabs of a sandbox's details.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DetailTab {
-    Graphs,
-    Processes,
-    Output,
-    Anatomy,
-}
-
-/// How much time the graphs show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Span {
-    Minute,
-    TenMinutes,
-    Hour,
-}
-
-impl Span {
-    pub fn ms(self) -> u64 {
-        match self {
-            Self::Minute => 60_000,
-            Self::TenMinutes => 600_000,
-            Self::Hour => 3_600_000,
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Minute => "1 min",
-            Self::TenMinutes => "10 min",
-            Self::Hour => "1 h",
-        }
-    }
-}
-
-/// A dialog over the window.
-#[derive(Debug, Clone)]
-pub enum Dialog {
-    /// First launch of an app: make its profile.
-    NewProfile(NewProfileForm),
-    /// A data file was dropped: open it with an app.
-    OpenWith {
-        path: PathBuf,
-        profile: Option<String>,
-        writable: bool,
-    },
-    /// Something could not be done, and why.
-    Message { title: String, text: String },
-    /// "Launch…": pick a file.
-    Chooser(Chooser),
-}
-
-/// The first-launch dialog's fields.
-#[derive(Debug, Clone)]
-pub struct NewProfileForm {
-    pub launch: Launch,
-    pub name: String,
-    pub network: bool,
-    pub keep_home: bool,
-    /// Windows (Wayland, else X11) and sound.
-    pub desktop: bool,
-    pub error: Option<String>,
-}
-
-/// A small file chooser: a folder's entries and a path field.
-#[derive(Debug, Clone)]
-pub struct Chooser {
-    pub dir: PathBuf,
-    pub path: String,
-    pub entries: Vec<(String, bool)>,
-    pub error: Option<String>,
-}
-
-impl Chooser {
-    pub fn open(dir: PathBuf) -> Self {
-        let mut c = Self {
-            path: String::new(),
-            dir: PathBuf::new(),
-            entries: Vec::new(),
-            error: None,
-        };
-        c.enter(dir);
-        c
-    }
-
-    /// Lists `dir`: folders first, hidden entries left out.
-    pub fn enter(&mut self, dir: PathBuf) {
-        match std::fs::read_dir(&dir) {
-            Ok(rd) => {
-                let mut entries: Vec<(String, bool)> = rd
-                    .flatten()
-                    .filter_map(|e| {
-                        let name = e.file_name().into_string().ok()?;
-                        (!name.starts_with('.')).then(|| (name, e.path().is_dir()))
-                    })
-                    .collect();
-                entries.sort_by(|a, b| {
-                    b.1.cmp(&a.1)
-                        .then(a.0.to_lowercase().cmp(&b.0.to_lowercase()))
-                });
-                self.entries = entries;
-                self.path = format!("{}/", dir.display()).replace("//", "/");
-                self.dir = dir;
-                self.error = None;
-            }
-            Err(e) => self.error = Some(format!("cannot open {}: {e}", dir.display())),
-        }
-    }
-}
-
 /// The Hutch window.
 pub struct HutchApp {
     pub link: Box<dyn Link>,
@@ -200,13 +86,10 @@ pub struct HutchApp {
     pub profiles_dir: PathBuf,
     pub profiles: Vec<Profile>,
     pub broken_profiles: Vec<ProfileError>,
-    pub page: Page,
-    pub selected: Option<String>,
-    pub tab: DetailTab,
-    pub span: Span,
-    pub dialog: Option<Dialog>,
-    /// The settings form of the profile being edited.
-    pub settings: Option<views::settings::SettingsForm>,
+    /// The page, selection, tab and span: what the views read.
+    pub ui: UiState,
+    /// The dialog and the settings form: what the views edit.
+    pub forms: Forms,
     /// Requests of the sandboxes started here, for "Run again".
     pub launched: HashMap<String, (RunRequest, String)>,
     /// Run requests sent and not yet answered, by ticket, for "Run again" bookkeeping.
@@ -215,8 +98,6 @@ pub struct HutchApp {
     next_ticket: u64,
     /// When the processes or output of the selected sandbox were last asked for.
     pub last_poll_ms: u64,
-    /// Notices shown as toasts until this many are dismissed.
-    pub toasts_seen: usize,
     notifier: Option<Notifier>,
     reporter: Option<Reporter>,
     /// `HUTCH_GUI_SHOW=details` selects the first running sandbox once one is listed (for
@@ -228,10 +109,7 @@ pub struct HutchApp {
 
 impl std::fmt::Debug for HutchApp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HutchApp")
-            .field("page", &self.page)
-            .field("selected", &self.selected)
-            .finish()
+        f.debug_struct("HutchApp").field("ui", &self.ui).finish()
     }
 }
 
@@ -251,17 +129,12 @@ impl HutchApp {
             profiles_dir,
             profiles: Vec::new(),
             broken_profiles: Vec::new(),
-            page: Page::Sandboxes,
-            selected: None,
-            tab: DetailTab::Graphs,
-            span: Span::Minute,
-            dialog: None,
-            settings: None,
+            ui: UiState::default(),
+            forms: Forms::default(),
             launched: HashMap::new(),
             pending_runs: Vec::new(),
             next_ticket: 1,
             last_poll_ms: 0,
-            toasts_seen: 0,
             notifier: None,
             reporter: Reporter::from_env(),
             show_details: false,
@@ -270,13 +143,13 @@ impl HutchApp {
         app.reload_profiles();
         match std::env::var("HUTCH_GUI_SHOW").as_deref() {
             Ok("details") => app.show_details = true,
-            Ok("system") => app.page = Page::SystemCheck,
+            Ok("system") => app.ui.page = Page::SystemCheck,
             Ok(other) => {
                 if let Some(name) = other.strip_prefix("profile:")
                     && let Some(p) = app.profile(name)
                 {
-                    app.settings = Some(views::settings::SettingsForm::new(p));
-                    app.page = Page::Profiles;
+                    app.forms.settings = Some(SettingsForm::new(p));
+                    app.ui.page = Page::Profiles;
                 }
             }
             Err(_) => {}
@@ -301,7 +174,7 @@ impl HutchApp {
     }
 
     pub fn message(&mut self, title: impl Into<String>, text: impl Into<String>) {
-        self.dialog = Some(Dialog::Message {
+        self.forms.dialog = Some(Dialog::Message {
             title: title.into(),
             text: text.into(),
         });
@@ -323,7 +196,7 @@ impl HutchApp {
                 let (_, request, title) = self.pending_runs.remove(i);
                 if let super::link::Update::Started { id, .. } = &update {
                     self.launched.insert(id.clone(), (request, title));
-                    self.selected = Some(id.clone());
+                    self.ui.selected = Some(id.clone());
                 }
             }
             let added = self.model.apply(update, now);
@@ -340,20 +213,20 @@ impl HutchApp {
                 .model
                 .sandboxes
                 .iter()
-                .find(|s| s.state == hutch_core::protocol::SandboxState::Running)
+                .find(|s| s.state == SandboxState::Running)
         {
-            self.selected = Some(s.id.clone());
+            self.ui.selected = Some(s.id.clone());
             self.show_details = false;
         }
         // Keep the selected sandbox's lists fresh while they are shown.
-        if let (Page::Sandboxes, Some(id)) = (self.page, self.selected.clone())
+        if let (Page::Sandboxes, Some(id)) = (self.ui.page, self.ui.selected.clone())
             && now.saturating_sub(self.last_poll_ms) >= 1000
         {
             let running = self
                 .model
                 .sandbox(&id)
-                .is_some_and(|s| s.state != hutch_core::protocol::SandboxState::Exited);
-            match self.tab {
+                .is_some_and(|s| s.state != SandboxState::Exited);
+            match self.ui.tab {
                 DetailTab::Processes if running => {
                     self.link.send(Command::Processes { id });
                     self.last_poll_ms = now;
@@ -416,7 +289,7 @@ impl HutchApp {
                         launch.kind,
                         launchable::Kind::Desktop { .. } | launchable::Kind::AppImage
                     );
-                    self.dialog = Some(Dialog::NewProfile(NewProfileForm {
+                    self.forms.dialog = Some(Dialog::NewProfile(NewProfileForm {
                         name: launch.profile.clone(),
                         network: false,
                         keep_home: desktop,
@@ -443,7 +316,7 @@ impl HutchApp {
                         ),
                     );
                 } else {
-                    self.dialog = Some(Dialog::OpenWith {
+                    self.forms.dialog = Some(Dialog::OpenWith {
                         profile: Some(openers[0].name.clone()),
                         path,
                         writable: false,
@@ -537,6 +410,108 @@ impl HutchApp {
         self.start(request, super::model::title(&info));
     }
 
+    /// Carries out what a view asked for: the only place the window sends requests, writes
+    /// profiles and changes its UI state on the user's behalf.
+    pub fn apply(&mut self, action: Action) {
+        match action {
+            Action::ShowPage(page) => {
+                self.ui.page = page;
+                if page == Page::Profiles {
+                    self.reload_profiles();
+                }
+            }
+            Action::Select(id) => self.ui.selected = Some(id),
+            Action::ShowTab(tab) => {
+                if self.ui.tab != tab {
+                    self.ui.tab = tab;
+                    self.last_poll_ms = 0;
+                }
+            }
+            Action::SetSpan(span) => self.ui.span = span,
+            Action::DismissToasts(n) => self.ui.toasts_seen = self.ui.toasts_seen.max(n),
+            Action::Stop(id) => self.link.send(Command::Stop { id }),
+            Action::Pause(id) => self.link.send(Command::Pause { id }),
+            Action::Resume(id) => self.link.send(Command::Resume { id }),
+            Action::RunAgain(id) => self.run_again(&id),
+            Action::Inspect(id) => self.link.send(Command::Inspect { id }),
+            Action::CheckSystem => self.link.send(Command::Doctor),
+            Action::OpenChooser => {
+                let home = std::env::var_os("HOME")
+                    .map(Into::into)
+                    .unwrap_or_else(|| "/".into());
+                self.forms.dialog = Some(Dialog::Chooser(Chooser::open(home)));
+            }
+            Action::CloseDialog => self.forms.dialog = None,
+            Action::OpenPath(path) => {
+                self.forms.dialog = None;
+                self.open_path(&path);
+            }
+            Action::CreateProfile(mut form) => {
+                self.forms.dialog = None;
+                if let Err(e) = self.create_profile_and_launch(&form) {
+                    form.error = Some(e);
+                    self.forms.dialog = Some(Dialog::NewProfile(form));
+                }
+            }
+            Action::OpenWith {
+                path,
+                profile,
+                writable,
+            } => {
+                self.forms.dialog = None;
+                self.open_with(&path, &profile, writable);
+            }
+            Action::EditProfile(name) => {
+                if let Some(p) = self.profile(&name) {
+                    self.forms.settings = Some(SettingsForm::new(p));
+                }
+            }
+            Action::SaveProfile(profile) => self.save_profile(profile),
+        }
+    }
+
+    /// Writes the profile and applies its limits to the app's running sandboxes.
+    fn save_profile(&mut self, profile: Profile) {
+        match hutch_client::profiles::save(&self.profiles_dir, &profile) {
+            Ok(file) => {
+                let live: Vec<String> = self
+                    .model
+                    .sandboxes
+                    .iter()
+                    .filter(|s| s.profile == profile.name && s.state != SandboxState::Exited)
+                    .map(|s| s.id.clone())
+                    .collect();
+                let limits_changed = self
+                    .forms
+                    .settings
+                    .as_ref()
+                    .is_some_and(|f| f.original.limits != profile.limits);
+                let mut note = format!("Saved to {}", file.display());
+                if limits_changed && !live.is_empty() && !profile.limits.is_empty() {
+                    for id in &live {
+                        self.link.send(Command::Limit {
+                            id: id.clone(),
+                            limits: profile.limits,
+                        });
+                    }
+                    note.push_str(&format!(
+                        "; new limits applied to {} running sandbox(es)",
+                        live.len()
+                    ));
+                }
+                self.reload_profiles();
+                let mut form = SettingsForm::new(&profile);
+                form.saved = Some(note);
+                self.forms.settings = Some(form);
+            }
+            Err(e) => {
+                if let Some(f) = self.forms.settings.as_mut() {
+                    f.save_error = Some(e.to_string());
+                }
+            }
+        }
+    }
+
     fn take_drops(&mut self, ctx: &egui::Context) {
         let dropped: Vec<PathBuf> = ctx.input(|i| {
             i.raw
@@ -565,7 +540,38 @@ impl eframe::App for HutchApp {
         }
         self.pump();
         self.take_drops(&ctx);
-        views::draw(self, ui);
+        // A sandbox gone from the list is no longer selected.
+        if self.ui.page == Page::Sandboxes
+            && !self.model.sandboxes.is_empty()
+            && self
+                .ui
+                .selected
+                .as_ref()
+                .is_some_and(|id| self.model.sandbox(id).is_none())
+        {
+            self.ui.selected = None;
+        }
+        let now_ms = self.clock.now_ms();
+        let mut acted = false;
+        for part in views::Part::ALL {
+            let mut actions = Vec::new();
+            let view = views::View {
+                model: &self.model,
+                ui: &self.ui,
+                profiles: &self.profiles,
+                broken_profiles: &self.broken_profiles,
+                now_ms,
+            };
+            views::draw(part, ui, &view, &mut self.forms, &mut actions);
+            acted |= !actions.is_empty();
+            for action in actions {
+                self.apply(action);
+            }
+        }
+        if acted {
+            // What changed inside a part shows in the next frame.
+            ctx.request_repaint();
+        }
         // Uptimes tick once a second. While samples stream (every second), their arrival
         // repaints; a timer is needed only when they stop, so frames are not doubled.
         let streaming = self
@@ -575,8 +581,8 @@ impl eframe::App for HutchApp {
             .model
             .sandboxes
             .iter()
-            .any(|s| s.state != hutch_core::protocol::SandboxState::Exited);
-        if (live || self.selected.is_some()) && !streaming {
+            .any(|s| s.state != SandboxState::Exited);
+        if (live || self.ui.selected.is_some()) && !streaming {
             ctx.request_repaint_after(std::time::Duration::from_secs(1));
         }
         if let Some(r) = &mut self.reporter {

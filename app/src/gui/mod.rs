@@ -2,14 +2,19 @@
 //! and set each app's limits and permissions.
 //!
 //! Data path: [`link`] (threads on the helper's socket) → [`model`] (what the window knows,
-//! with [`history`] for the graphs) → [`app`] (state and actions) → [`views`] (drawing).
+//! with [`history`] for the graphs) → [`views`] (drawing: they read the model, [`state`] and
+//! [`forms`], and push [`action::Action`]s) → [`app`] (`HutchApp::apply`: requests, profile
+//! files, the UI state).
 
+pub mod action;
 pub mod app;
+pub mod forms;
 pub mod history;
 pub mod link;
 pub mod model;
 pub mod notify;
 pub mod report;
+pub mod state;
 pub mod views;
 
 pub use app::{Clock, HutchApp};
@@ -60,10 +65,7 @@ pub fn run_with(start: Start) -> anyhow::Result<()> {
                 app.open_path(&file);
             }
             if start.choose {
-                let home = std::env::var_os("HOME")
-                    .map(Into::into)
-                    .unwrap_or_else(|| "/".into());
-                app.dialog = Some(app::Dialog::Chooser(app::Chooser::open(home)));
+                app.apply(action::Action::OpenChooser);
             }
             Ok(Box::new(app))
         }),

@@ -5,23 +5,23 @@ use egui::{Color32, RichText, Ui};
 use egui_plot::{HLine, Legend, Line, Plot, PlotPoints};
 use hutch_core::protocol::{ProcessInfo, SandboxState};
 
-use super::super::app::{DetailTab, HutchApp, Span};
+use super::super::action::Action;
 use super::super::history::{History, Point};
-use super::super::link::Command;
 use super::super::model::title;
-use super::{style, widgets};
+use super::super::state::{DetailTab, Span};
+use super::{View, style, widgets};
 
-pub fn show(app: &mut HutchApp, ui: &mut Ui, id: &str) {
-    let Some(info) = app.model.sandbox(id).cloned() else {
+pub fn show(view: &View, ui: &mut Ui, id: &str, actions: &mut Vec<Action>) {
+    let Some(info) = view.model.sandbox(id) else {
         return;
     };
-    let now = app.clock.now_ms();
+    let now = view.now_ms;
     ui.horizontal(|ui| {
-        widgets::avatar(ui, &title(&info), 40.0);
+        widgets::avatar(ui, &title(info), 40.0);
         ui.vertical(|ui| {
             ui.horizontal(|ui| {
-                ui.heading(title(&info));
-                let (text, color) = widgets::state(&info);
+                ui.heading(title(info));
+                let (text, color) = widgets::state(info);
                 widgets::chip(ui, &text, color);
             });
             let pid = info.pid.map(|p| format!(" · pid {p}")).unwrap_or_default();
@@ -64,41 +64,40 @@ pub fn show(app: &mut HutchApp, ui: &mut Ui, id: &str) {
             (DetailTab::Output, "Output"),
             (DetailTab::Anatomy, "Anatomy"),
         ] {
-            if ui.selectable_label(app.tab == tab, label).clicked() && app.tab != tab {
-                app.tab = tab;
-                app.last_poll_ms = 0;
+            if ui.selectable_label(view.ui.tab == tab, label).clicked() && view.ui.tab != tab {
+                actions.push(Action::ShowTab(tab));
             }
         }
     });
     ui.separator();
-    match app.tab {
-        DetailTab::Graphs => graphs(app, ui, id, now),
-        DetailTab::Processes => processes(app, ui, id, info.state),
-        DetailTab::Output => output(app, ui, id),
-        DetailTab::Anatomy => super::details::anatomy(app, ui, id, info.state),
+    match view.ui.tab {
+        DetailTab::Graphs => graphs(view, ui, id, now, actions),
+        DetailTab::Processes => processes(view, ui, id, info.state),
+        DetailTab::Output => output(view, ui, id),
+        DetailTab::Anatomy => anatomy(view, ui, id, info.state, actions),
     }
 }
 
-fn graphs(app: &mut HutchApp, ui: &mut Ui, id: &str, now: u64) {
+fn graphs(view: &View, ui: &mut Ui, id: &str, now: u64, actions: &mut Vec<Action>) {
     ui.horizontal(|ui| {
         ui.label("Show the last");
         for span in [Span::Minute, Span::TenMinutes, Span::Hour] {
             if ui
-                .selectable_label(app.span == span, span.label())
+                .selectable_label(view.ui.span == span, span.label())
                 .clicked()
             {
-                app.span = span;
+                actions.push(Action::SetSpan(span));
             }
         }
     });
     let empty = History::default();
-    let h = app.model.history.get(id).unwrap_or(&empty);
+    let h = view.model.history.get(id).unwrap_or(&empty);
     if h.points().is_empty() {
         ui.label(RichText::new("Waiting for the first samples…").color(style::MUTED));
         return;
     }
-    let since = now.saturating_sub(app.span.ms());
-    let span_s = app.span.ms() as f64 / 1000.0;
+    let since = now.saturating_sub(view.ui.span.ms());
+    let span_s = view.ui.span.ms() as f64 / 1000.0;
     let latest = h.latest().copied();
     let width = ui.available_width();
     let height = ((ui.available_height() - 110.0) / 3.0).clamp(70.0, 220.0);
@@ -302,14 +301,14 @@ fn seconds_ago(x: f64) -> String {
     }
 }
 
-fn processes(app: &mut HutchApp, ui: &mut Ui, id: &str, state: SandboxState) {
+fn processes(view: &View, ui: &mut Ui, id: &str, state: SandboxState) {
     if state == SandboxState::Exited {
         ui.label(
             RichText::new("The sandbox has exited: no processes are left.").color(style::MUTED),
         );
         return;
     }
-    let Some(list) = app.model.processes.get(id) else {
+    let Some(list) = view.model.processes.get(id) else {
         ui.label(RichText::new("Reading the process list…").color(style::MUTED));
         return;
     };
@@ -372,8 +371,8 @@ pub fn tree<'a>(
     }
 }
 
-fn output(app: &mut HutchApp, ui: &mut Ui, id: &str) {
-    let Some(out) = app.model.outputs.get(id) else {
+fn output(view: &View, ui: &mut Ui, id: &str) {
+    let Some(out) = view.model.outputs.get(id) else {
         ui.label(RichText::new("Reading the output…").color(style::MUTED));
         return;
     };
@@ -404,7 +403,7 @@ fn output(app: &mut HutchApp, ui: &mut Ui, id: &str) {
 
 /// What the sandbox is made of, part by part, with a note on each; anything shared with
 /// the host in the warning colour.
-pub fn anatomy(app: &mut HutchApp, ui: &mut Ui, id: &str, state: SandboxState) {
+pub fn anatomy(view: &View, ui: &mut Ui, id: &str, state: SandboxState, actions: &mut Vec<Action>) {
     if state == SandboxState::Exited {
         ui.label(
             RichText::new("The sandbox has exited: there is nothing left to inspect.")
@@ -412,12 +411,12 @@ pub fn anatomy(app: &mut HutchApp, ui: &mut Ui, id: &str, state: SandboxState) {
         );
         return;
     }
-    let Some(a) = app.model.anatomy.get(id).cloned() else {
+    let Some(a) = view.model.anatomy.get(id) else {
         ui.label(RichText::new("Inspecting…").color(style::MUTED));
         return;
     };
     if ui.small_button("Inspect again").clicked() {
-        app.link.send(Command::Inspect { id: id.to_owned() });
+        actions.push(Action::Inspect(id.to_owned()));
     }
     let note = |ui: &mut Ui, text: &str| {
         ui.label(RichText::new(text).small().color(style::MUTED));

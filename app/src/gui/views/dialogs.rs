@@ -6,8 +6,9 @@
 
 use egui::RichText;
 
-use super::super::app::{Dialog, HutchApp};
-use super::style;
+use super::super::action::Action;
+use super::super::forms::Dialog;
+use super::{View, style};
 
 /// Takes this frame's Enter before the dialog's widgets see it (a focused checkbox would take
 /// it as a click): it means the default button, or the button Tab moved the focus to.
@@ -29,29 +30,27 @@ fn modal(ctx: &egui::Context, id: &str, body: impl FnOnce(&mut egui::Ui)) -> boo
         .should_close()
 }
 
-pub fn show(app: &mut HutchApp, ctx: &egui::Context) {
-    let Some(dialog) = app.dialog.take() else {
-        return;
-    };
-    // Each arm puts the dialog back unless it was closed.
+/// The open dialog, edited in place; what it is answered with goes to `actions` (closing it,
+/// or what closes it: a launch, a profile made).
+pub fn show(view: &View, dialog: &mut Dialog, ctx: &egui::Context, actions: &mut Vec<Action>) {
     match dialog {
         Dialog::Message { title, text } => {
             let mut open = true;
             let closed = modal(ctx, "message", |ui| {
                 let enter = take_enter(ui);
-                ui.heading(&title);
+                ui.heading(title.as_str());
                 ui.add_space(4.0);
-                ui.label(&text);
+                ui.label(text.as_str());
                 ui.add_space(8.0);
                 if ui.button("OK").clicked() || enter {
                     open = false;
                 }
             });
-            if open && !closed {
-                app.dialog = Some(Dialog::Message { title, text });
+            if !open || closed {
+                actions.push(Action::CloseDialog);
             }
         }
-        Dialog::NewProfile(mut form) => {
+        Dialog::NewProfile(form) => {
             let mut action = None;
             let closed = modal(ctx, "new-profile", |ui| {
                 let enter = take_enter(ui);
@@ -112,24 +111,19 @@ pub fn show(app: &mut HutchApp, ctx: &egui::Context) {
                 });
             });
             match action {
-                Some(true) => {
-                    if let Err(e) = app.create_profile_and_launch(&form) {
-                        form.error = Some(e);
-                        app.dialog = Some(Dialog::NewProfile(form));
-                    }
-                }
-                Some(false) => {}
-                None if closed => {}
-                None => app.dialog = Some(Dialog::NewProfile(form)),
+                Some(true) => actions.push(Action::CreateProfile(form.clone())),
+                Some(false) => actions.push(Action::CloseDialog),
+                None if closed => actions.push(Action::CloseDialog),
+                None => {}
             }
         }
         Dialog::OpenWith {
             path,
-            mut profile,
-            mut writable,
+            profile,
+            writable,
         } => {
             let mut action = None;
-            let openers: Vec<(String, String)> = app
+            let openers: Vec<(String, String)> = view
                 .profiles
                 .iter()
                 .filter(|p| !p.command.is_empty())
@@ -145,13 +139,9 @@ pub fn show(app: &mut HutchApp, ctx: &egui::Context) {
                 ));
                 ui.add_space(8.0);
                 for (name, command) in &openers {
-                    ui.radio_value(
-                        &mut profile,
-                        Some(name.clone()),
-                        format!("{name}  ({command})"),
-                    );
+                    ui.radio_value(profile, Some(name.clone()), format!("{name}  ({command})"));
                 }
-                ui.checkbox(&mut writable, "Let the app change this file");
+                ui.checkbox(writable, "Let the app change this file");
                 ui.add_space(8.0);
                 ui.horizontal(|ui| {
                     let open = ui.add_enabled(profile.is_some(), egui::Button::new("Open"));
@@ -164,22 +154,17 @@ pub fn show(app: &mut HutchApp, ctx: &egui::Context) {
                 });
             });
             match (action, &profile) {
-                (Some(true), Some(name)) => {
-                    let name = name.clone();
-                    app.open_with(&path, &name, writable);
-                }
-                (Some(_), _) => {}
-                (None, _) if closed => {}
-                (None, _) => {
-                    app.dialog = Some(Dialog::OpenWith {
-                        path,
-                        profile,
-                        writable,
-                    })
-                }
+                (Some(true), Some(name)) => actions.push(Action::OpenWith {
+                    path: path.clone(),
+                    profile: name.clone(),
+                    writable: *writable,
+                }),
+                (Some(_), _) => actions.push(Action::CloseDialog),
+                (None, _) if closed => actions.push(Action::CloseDialog),
+                (None, _) => {}
             }
         }
-        Dialog::Chooser(mut chooser) => {
+        Dialog::Chooser(chooser) => {
             let mut chosen = None;
             let mut enter = None;
             let mut cancel = false;
@@ -248,9 +233,9 @@ pub fn show(app: &mut HutchApp, ctx: &egui::Context) {
                 chooser.enter(dir);
             }
             if let Some(path) = chosen {
-                app.open_path(&path);
-            } else if !cancel && !closed {
-                app.dialog = Some(Dialog::Chooser(chooser));
+                actions.push(Action::OpenPath(path));
+            } else if cancel || closed {
+                actions.push(Action::CloseDialog);
             }
         }
     }

@@ -4,39 +4,30 @@
 use egui::{RichText, Ui, vec2};
 use hutch_core::protocol::SandboxState;
 
-use super::super::app::{Dialog, HutchApp};
-use super::super::link::Command;
+use super::super::action::Action;
 use super::super::model::title;
-use super::{details, style, widgets};
+use super::{View, details, style, widgets};
 
 /// Sparklines show the last minute.
 const SPARK_MS: u64 = 60_000;
 
-pub fn page(app: &mut HutchApp, ui: &mut Ui) {
-    if app.model.sandboxes.is_empty() {
-        empty(app, ui);
+pub fn page(view: &View, ui: &mut Ui, actions: &mut Vec<Action>) {
+    if view.model.sandboxes.is_empty() {
+        empty(ui, actions);
         return;
-    }
-    if app
-        .selected
-        .as_ref()
-        .is_some_and(|id| app.model.sandbox(id).is_none())
-    {
-        app.selected = None;
     }
     egui::Panel::left("sandbox-list")
         .resizable(true)
         .default_size(430.0)
         .show(ui, |ui| {
             egui::ScrollArea::vertical().show(ui, |ui| {
-                let ids: Vec<String> = app.model.sandboxes.iter().map(|s| s.id.clone()).collect();
-                for id in ids {
-                    row(app, ui, &id);
+                for info in &view.model.sandboxes {
+                    row(view, ui, info, actions);
                 }
             });
         });
-    egui::CentralPanel::default().show(ui, |ui| match app.selected.clone() {
-        Some(id) => details::show(app, ui, &id),
+    egui::CentralPanel::default().show(ui, |ui| match &view.ui.selected {
+        Some(id) => details::show(view, ui, id, actions),
         None => {
             ui.centered_and_justified(|ui| {
                 ui.label(
@@ -48,7 +39,7 @@ pub fn page(app: &mut HutchApp, ui: &mut Ui) {
     });
 }
 
-fn empty(app: &mut HutchApp, ui: &mut Ui) {
+fn empty(ui: &mut Ui, actions: &mut Vec<Action>) {
     ui.vertical_centered(|ui| {
         ui.add_space(ui.available_height() * 0.3);
         ui.label(RichText::new("Drop an app here to run it in a sandbox").size(24.0));
@@ -62,20 +53,20 @@ fn empty(app: &mut HutchApp, ui: &mut Ui) {
         );
         ui.add_space(16.0);
         if ui.button("Launch…").clicked() {
-            let home = std::env::var_os("HOME")
-                .map(Into::into)
-                .unwrap_or_else(|| "/".into());
-            app.dialog = Some(Dialog::Chooser(super::super::app::Chooser::open(home)));
+            actions.push(Action::OpenChooser);
         }
     });
 }
 
-fn row(app: &mut HutchApp, ui: &mut Ui, id: &str) {
-    let Some(info) = app.model.sandbox(id).cloned() else {
-        return;
-    };
-    let now = app.clock.now_ms();
-    let selected = app.selected.as_deref() == Some(id);
+fn row(
+    view: &View,
+    ui: &mut Ui,
+    info: &hutch_core::protocol::SandboxInfo,
+    actions: &mut Vec<Action>,
+) {
+    let id = info.id.as_str();
+    let now = view.now_ms;
+    let selected = view.ui.selected.as_deref() == Some(id);
     let frame = egui::Frame::new()
         .inner_margin(egui::Margin::same(8))
         .corner_radius(6.0)
@@ -84,52 +75,56 @@ fn row(app: &mut HutchApp, ui: &mut Ui, id: &str) {
         } else {
             ui.visuals().faint_bg_color
         });
-    let response = frame
-        .show(ui, |ui| {
-            ui.set_width(ui.available_width());
-            ui.horizontal(|ui| {
-                widgets::avatar(ui, &title(&info), 32.0);
-                ui.vertical(|ui| {
-                    ui.horizontal(|ui| {
-                        ui.label(RichText::new(title(&info)).strong());
-                        let (text, color) = widgets::state(&info);
-                        widgets::chip(ui, &text, color);
-                    });
-                    let command = info.command.join(" ");
-                    ui.label(
-                        RichText::new(ellipsize(&command, 48))
-                            .small()
-                            .color(style::MUTED),
-                    )
-                    .on_hover_text(command);
-                    ui.horizontal(|ui| {
-                        let live = info.state != SandboxState::Exited;
-                        let uptime = now.saturating_sub(info.started_at_ms);
+    // The row senses clicks below its buttons (a click on Stop stops, elsewhere selects).
+    let row = egui::UiBuilder::new().sense(egui::Sense::click());
+    let response = ui
+        .scope_builder(row, |ui| {
+            frame.show(ui, |ui| {
+                ui.set_width(ui.available_width());
+                ui.horizontal(|ui| {
+                    widgets::avatar(ui, &title(info), 32.0);
+                    ui.vertical(|ui| {
+                        ui.horizontal(|ui| {
+                            ui.label(RichText::new(title(info)).strong());
+                            let (text, color) = widgets::state(info);
+                            widgets::chip(ui, &text, color);
+                        });
+                        let command = info.command.join(" ");
                         ui.label(
-                            RichText::new(if live {
-                                format!("up {}", hutch_core::units::duration_ms(uptime))
-                            } else {
-                                format!("id {}", &info.id)
-                            })
-                            .small(),
-                        );
-                        if live {
-                            sparklines(app, ui, id, now);
-                        }
+                            RichText::new(ellipsize(&command, 48))
+                                .small()
+                                .color(style::MUTED),
+                        )
+                        .on_hover_text(command);
+                        ui.horizontal(|ui| {
+                            let live = info.state != SandboxState::Exited;
+                            let uptime = now.saturating_sub(info.started_at_ms);
+                            ui.label(
+                                RichText::new(if live {
+                                    format!("up {}", hutch_core::units::duration_ms(uptime))
+                                } else {
+                                    format!("id {}", &info.id)
+                                })
+                                .small(),
+                            );
+                            if live {
+                                sparklines(view, ui, id, now);
+                            }
+                        });
+                        ui.horizontal(|ui| buttons(view, ui, info, actions));
                     });
-                    ui.horizontal(|ui| actions(app, ui, &info));
                 });
-            });
+            })
         })
         .response;
-    if response.interact(egui::Sense::click()).clicked() {
-        app.selected = Some(id.to_owned());
+    if response.clicked() {
+        actions.push(Action::Select(id.to_owned()));
     }
     ui.add_space(4.0);
 }
 
-fn sparklines(app: &HutchApp, ui: &mut Ui, id: &str, now: u64) {
-    let Some(h) = app.model.history.get(id) else {
+fn sparklines(view: &View, ui: &mut Ui, id: &str, now: u64) {
+    let Some(h) = view.model.history.get(id) else {
         ui.label(
             RichText::new("waiting for samples")
                 .small()
@@ -170,12 +165,17 @@ fn sparklines(app: &HutchApp, ui: &mut Ui, id: &str, now: u64) {
     );
 }
 
-fn actions(app: &mut HutchApp, ui: &mut Ui, info: &hutch_core::protocol::SandboxInfo) {
+fn buttons(
+    view: &View,
+    ui: &mut Ui,
+    info: &hutch_core::protocol::SandboxInfo,
+    actions: &mut Vec<Action>,
+) {
     let id = info.id.clone();
     match info.state {
         SandboxState::Exited => {
             if ui.small_button("Run again").clicked() {
-                app.run_again(&id);
+                actions.push(Action::RunAgain(id.clone()));
             }
         }
         state => {
@@ -187,13 +187,13 @@ fn actions(app: &mut HutchApp, ui: &mut Ui, info: &hutch_core::protocol::Sandbox
                 .on_hover_text("SIGTERM, then SIGKILL after 5 seconds")
                 .clicked()
             {
-                app.link.send(Command::Stop { id: id.clone() });
+                actions.push(Action::Stop(id.clone()));
             }
-            let limits = app.model.limits_available();
-            let (label, cmd) = if state == SandboxState::Paused {
-                ("Resume", Command::Resume { id: id.clone() })
+            let limits = view.model.limits_available();
+            let (label, action) = if state == SandboxState::Paused {
+                ("Resume", Action::Resume(id.clone()))
             } else {
-                ("Pause", Command::Pause { id: id.clone() })
+                ("Pause", Action::Pause(id.clone()))
             };
             let button = ui.add_enabled(limits.is_ok(), egui::Button::new(label).small());
             let button = match &limits {
@@ -203,12 +203,12 @@ fn actions(app: &mut HutchApp, ui: &mut Ui, info: &hutch_core::protocol::Sandbox
                 }
             };
             if button.clicked() {
-                app.link.send(cmd);
+                actions.push(action);
             }
         }
     }
     if ui.small_button("Details").clicked() {
-        app.selected = Some(id);
+        actions.push(Action::Select(id));
     }
 }
 

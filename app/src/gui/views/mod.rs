@@ -1,4 +1,8 @@
 //! Drawing: the top bar with the pages, the status bar, the page itself, dialogs, notices.
+//!
+//! Views read a [`View`] (the model, the UI state, the profiles, the time), edit only their
+//! own form ([`Forms`]), and push what the user asked for as [`Action`]s; they never send a
+//! request or write a file.
 
 pub mod details;
 pub mod dialogs;
@@ -8,28 +12,91 @@ pub mod style;
 pub mod system;
 pub mod widgets;
 
-use super::app::{Chooser, Dialog, HutchApp, Page};
-use super::model::Connection;
+use hutch_core::profile::{Profile, ProfileError};
 
-pub fn draw(app: &mut HutchApp, ui: &mut egui::Ui) {
-    egui::Panel::top("top").show(ui, |ui| top_bar(app, ui));
-    egui::Panel::bottom("status").show(ui, |ui| status_bar(app, ui));
-    egui::CentralPanel::default().show(ui, |ui| match app.page {
-        Page::Sandboxes => list::page(app, ui),
-        Page::Profiles => settings::page(app, ui),
-        Page::SystemCheck => system::page(app, ui),
-    });
-    dialogs::show(app, ui.ctx());
-    widgets::toasts(app, ui.ctx());
-    drop_hint(ui.ctx());
+use super::action::Action;
+use super::forms::Forms;
+use super::model::{Connection, Model};
+use super::state::{Page, UiState};
+
+/// What the views read.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    pub model: &'a Model,
+    pub ui: &'a UiState,
+    pub profiles: &'a [Profile],
+    pub broken_profiles: &'a [ProfileError],
+    /// Milliseconds since the Unix epoch, for uptimes, graphs and toasts.
+    pub now_ms: u64,
 }
 
-fn top_bar(app: &mut HutchApp, ui: &mut egui::Ui) {
+impl View<'_> {
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+}
+
+/// The parts of the window, in drawing order. The app carries out each part's actions before
+/// it draws the next, so a dialog opened from the top bar shows in the same frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    TopBar,
+    StatusBar,
+    Page,
+    Dialog,
+    Toasts,
+}
+
+impl Part {
+    pub const ALL: [Self; 5] = [
+        Self::TopBar,
+        Self::StatusBar,
+        Self::Page,
+        Self::Dialog,
+        Self::Toasts,
+    ];
+}
+
+/// One part of the window: what the user asks for goes to `actions`.
+pub fn draw(
+    part: Part,
+    ui: &mut egui::Ui,
+    view: &View,
+    forms: &mut Forms,
+    actions: &mut Vec<Action>,
+) {
+    match part {
+        Part::TopBar => {
+            egui::Panel::top("top").show(ui, |ui| top_bar(view, ui, actions));
+        }
+        Part::StatusBar => {
+            egui::Panel::bottom("status").show(ui, |ui| status_bar(view, ui, actions));
+        }
+        Part::Page => {
+            egui::CentralPanel::default().show(ui, |ui| match view.ui.page {
+                Page::Sandboxes => list::page(view, ui, actions),
+                Page::Profiles => settings::page(view, &mut forms.settings, ui, actions),
+                Page::SystemCheck => system::page(view, ui, actions),
+            });
+        }
+        Part::Dialog => {
+            if let Some(dialog) = &mut forms.dialog {
+                dialogs::show(view, dialog, ui.ctx(), actions);
+            }
+        }
+        Part::Toasts => {
+            widgets::toasts(view, ui.ctx(), actions);
+            drop_hint(ui.ctx());
+        }
+    }
+}
+
+fn top_bar(view: &View, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     ui.add_space(6.0);
     ui.horizontal(|ui| {
         ui.heading(egui::RichText::new("Hutch").strong());
         ui.add_space(16.0);
-        let running = app
+        let running = view
             .model
             .sandboxes
             .iter()
@@ -40,11 +107,8 @@ fn top_bar(app: &mut HutchApp, ui: &mut egui::Ui) {
             (Page::Profiles, "App profiles".to_owned()),
             (Page::SystemCheck, "System check".to_owned()),
         ] {
-            if ui.selectable_label(app.page == page, label).clicked() {
-                app.page = page;
-                if page == Page::Profiles {
-                    app.reload_profiles();
-                }
+            if ui.selectable_label(view.ui.page == page, label).clicked() {
+                actions.push(Action::ShowPage(page));
             }
         }
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
@@ -55,19 +119,16 @@ fn top_bar(app: &mut HutchApp, ui: &mut egui::Ui) {
                 )
                 .clicked()
             {
-                let home = std::env::var_os("HOME")
-                    .map(Into::into)
-                    .unwrap_or_else(|| "/".into());
-                app.dialog = Some(Dialog::Chooser(Chooser::open(home)));
+                actions.push(Action::OpenChooser);
             }
         });
     });
     ui.add_space(4.0);
 }
 
-fn status_bar(app: &mut HutchApp, ui: &mut egui::Ui) {
+fn status_bar(view: &View, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     ui.horizontal(|ui| {
-        match app.model.connection() {
+        match view.model.connection() {
             Connection::Connected {
                 helper_version,
                 helper_pid,
@@ -87,7 +148,7 @@ fn status_bar(app: &mut HutchApp, ui: &mut egui::Ui) {
             }
         }
         ui.separator();
-        match app.model.limits_available() {
+        match view.model.limits_available() {
             Ok(()) => {
                 widgets::dot(ui, style::OK);
                 ui.label("Limits and metrics: cgroup v2");
@@ -99,7 +160,7 @@ fn status_bar(app: &mut HutchApp, ui: &mut egui::Ui) {
             }
         }
         ui.separator();
-        match app.model.networking() {
+        match view.model.networking() {
             Some((hutch_core::protocol::CheckStatus::Ok, detail)) => {
                 widgets::dot(ui, style::OK);
                 ui.label("Networking").on_hover_text(detail);
@@ -113,7 +174,7 @@ fn status_bar(app: &mut HutchApp, ui: &mut egui::Ui) {
                 ui.label("Networking: not checked yet");
             }
         }
-        if app
+        if view
             .model
             .doctor
             .as_ref()
@@ -121,7 +182,7 @@ fn status_bar(app: &mut HutchApp, ui: &mut egui::Ui) {
         {
             ui.separator();
             if ui.link("See the system check").clicked() {
-                app.page = Page::SystemCheck;
+                actions.push(Action::ShowPage(Page::SystemCheck));
             }
         }
     });

@@ -1,131 +1,22 @@
 //! The settings of each app profile: limits, network, home, shared folders and desktop
-//! permissions. Saved to the same TOML files the CLI reads, atomically; invalid values are
-//! flagged beside their field and nothing is saved; new limits apply at once to the app's
-//! running sandboxes.
+//! permissions. Invalid values are flagged beside their field and Save stays off; Save asks
+//! for [`Action::SaveProfile`], which writes the same TOML files the CLI reads, atomically,
+//! and applies new limits at once to the app's running sandboxes.
 
 use egui::{RichText, Ui};
-use hutch_core::limits::{self, Limits};
 use hutch_core::network::NetworkMode;
-use hutch_core::profile::{DisplayMode, HomeMode, Profile, Share, ShareMode};
-use hutch_core::protocol::SandboxState;
+use hutch_core::profile::{DisplayMode, HomeMode, Share, ShareMode};
 
-use super::super::app::HutchApp;
-use super::super::link::Command;
-use super::{style, widgets};
+use super::super::action::Action;
+use super::super::forms::SettingsForm;
+use super::{View, style, widgets};
 
-/// The form's text, as typed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SettingsForm {
-    pub original: Profile,
-    pub memory: String,
-    pub cpu_weight: String,
-    pub cpu_cap: String,
-    pub pids: String,
-    pub network: NetworkMode,
-    pub home: HomeMode,
-    pub display: DisplayMode,
-    pub audio: bool,
-    pub gpu: bool,
-    pub shares: Vec<Share>,
-    pub new_share: String,
-    pub saved: Option<String>,
-    pub save_error: Option<String>,
-}
-
-/// The form's problems, by field.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Problems {
-    pub memory: Option<String>,
-    pub cpu_weight: Option<String>,
-    pub cpu_cap: Option<String>,
-    pub pids: Option<String>,
-    pub new_share: Option<String>,
-}
-
-impl Problems {
-    pub fn any(&self) -> bool {
-        self.memory.is_some()
-            || self.cpu_weight.is_some()
-            || self.cpu_cap.is_some()
-            || self.pids.is_some()
-    }
-}
-
-fn opt<T>(
-    text: &str,
-    parse: impl Fn(&str) -> Result<T, limits::LimitError>,
-) -> Result<Option<T>, String> {
-    let t = text.trim();
-    if t.is_empty() {
-        Ok(None)
-    } else {
-        parse(t).map(Some).map_err(|e| e.to_string())
-    }
-}
-
-impl SettingsForm {
-    pub fn new(p: &Profile) -> Self {
-        let l = &p.limits;
-        Self {
-            original: p.clone(),
-            memory: l.memory.map(limits::format_size_exact).unwrap_or_default(),
-            cpu_weight: l.cpu_weight.map(|w| w.to_string()).unwrap_or_default(),
-            cpu_cap: l.cpu_percent.map(|c| format!("{c}%")).unwrap_or_default(),
-            pids: l.pids.map(|n| n.to_string()).unwrap_or_default(),
-            network: p.network,
-            home: p.home,
-            display: p.display,
-            audio: p.audio,
-            gpu: p.gpu,
-            shares: p.shares.clone(),
-            new_share: String::new(),
-            saved: None,
-            save_error: None,
-        }
-    }
-
-    /// The profile the form describes, or what is wrong with it.
-    pub fn profile(&self) -> (Profile, Problems) {
-        let mut problems = Problems::default();
-        let mut p = self.original.clone();
-        let mut lim = Limits {
-            memory_high: p.limits.memory_high,
-            memory_swap: p.limits.memory_swap,
-            io_weight: p.limits.io_weight,
-            ..Limits::default()
-        };
-        match opt(&self.memory, limits::parse_memory) {
-            Ok(v) => lim.memory = v,
-            Err(e) => problems.memory = Some(e),
-        }
-        match opt(&self.cpu_weight, |s| limits::parse_weight(s, "CPU weight")) {
-            Ok(v) => lim.cpu_weight = v,
-            Err(e) => problems.cpu_weight = Some(e),
-        }
-        match opt(&self.cpu_cap, limits::parse_cpu) {
-            Ok(v) => lim.cpu_percent = v,
-            Err(e) => problems.cpu_cap = Some(e),
-        }
-        match opt(&self.pids, limits::parse_pids) {
-            Ok(v) => lim.pids = v,
-            Err(e) => problems.pids = Some(e),
-        }
-        if !self.new_share.trim().is_empty() {
-            problems.new_share =
-                hutch_core::profile::validate_share_path(self.new_share.trim()).err();
-        }
-        p.limits = lim;
-        p.network = self.network;
-        p.home = self.home;
-        p.display = self.display;
-        p.audio = self.audio;
-        p.gpu = self.gpu;
-        p.shares = self.shares.clone();
-        (p, problems)
-    }
-}
-
-pub fn page(app: &mut HutchApp, ui: &mut Ui) {
+pub fn page(
+    view: &View,
+    settings: &mut Option<SettingsForm>,
+    ui: &mut Ui,
+    actions: &mut Vec<Action>,
+) {
     egui::Panel::left("profile-list")
         .resizable(false)
         .exact_size(220.0)
@@ -137,40 +28,36 @@ pub fn page(app: &mut HutchApp, ui: &mut Ui) {
                     .color(style::MUTED),
             );
             ui.add_space(6.0);
-            let current = app.settings.as_ref().map(|f| f.original.name.clone());
-            let names: Vec<String> = app.profiles.iter().map(|p| p.name.clone()).collect();
-            for name in names {
+            let current = settings.as_ref().map(|f| f.original.name.as_str());
+            for p in view.profiles {
+                let name = &p.name;
                 ui.horizontal(|ui| {
-                    widgets::avatar(ui, &name, 20.0);
-                    if ui
-                        .selectable_label(current.as_deref() == Some(&name), &name)
-                        .clicked()
-                        && let Some(p) = app.profile(&name)
-                    {
-                        app.settings = Some(SettingsForm::new(p));
+                    widgets::avatar(ui, name, 20.0);
+                    if ui.selectable_label(current == Some(name), name).clicked() {
+                        actions.push(Action::EditProfile(name.clone()));
                     }
                 });
             }
-            if app.profiles.is_empty() {
+            if view.profiles.is_empty() {
                 ui.label(
                     RichText::new("No profiles yet: drop an app on the window.")
                         .color(style::MUTED),
                 );
             }
-            for bad in &app.broken_profiles {
+            for bad in view.broken_profiles {
                 ui.label(RichText::new(format!("! {bad}")).small().color(style::BAD));
             }
         });
     egui::CentralPanel::default().show(ui, |ui| {
-        if app.settings.is_none() {
+        let Some(f) = settings else {
             ui.centered_and_justified(|ui| {
                 ui.label(
                     RichText::new("Choose a profile to change its settings").color(style::MUTED),
                 );
             });
             return;
-        }
-        egui::ScrollArea::vertical().show(ui, |ui| form(app, ui));
+        };
+        egui::ScrollArea::vertical().show(ui, |ui| form(view, f, ui, actions));
     });
 }
 
@@ -202,11 +89,9 @@ fn field(
     ui.end_row();
 }
 
-fn form(app: &mut HutchApp, ui: &mut Ui) {
-    let limits_ok = app.model.limits_available();
-    let Some(f) = app.settings.as_mut() else {
-        return;
-    };
+/// The form of one profile: edited in place; Save pushes the profile it describes.
+pub fn form(view: &View, f: &mut SettingsForm, ui: &mut Ui, actions: &mut Vec<Action>) {
+    let limits_ok = view.model.limits_available();
     let (profile, problems) = f.profile();
     ui.horizontal(|ui| {
         widgets::avatar(ui, &f.original.name, 32.0);
@@ -408,47 +293,6 @@ fn form(app: &mut HutchApp, ui: &mut Ui) {
         }
     });
     if save {
-        save_profile(app, profile);
-    }
-}
-
-/// Writes the profile and applies its limits to the app's running sandboxes.
-pub fn save_profile(app: &mut HutchApp, profile: Profile) {
-    match hutch_client::profiles::save(&app.profiles_dir, &profile) {
-        Ok(file) => {
-            let live: Vec<String> = app
-                .model
-                .sandboxes
-                .iter()
-                .filter(|s| s.profile == profile.name && s.state != SandboxState::Exited)
-                .map(|s| s.id.clone())
-                .collect();
-            let limits_changed = app
-                .settings
-                .as_ref()
-                .is_some_and(|f| f.original.limits != profile.limits);
-            let mut note = format!("Saved to {}", file.display());
-            if limits_changed && !live.is_empty() && !profile.limits.is_empty() {
-                for id in &live {
-                    app.link.send(Command::Limit {
-                        id: id.clone(),
-                        limits: profile.limits,
-                    });
-                }
-                note.push_str(&format!(
-                    "; new limits applied to {} running sandbox(es)",
-                    live.len()
-                ));
-            }
-            app.reload_profiles();
-            let mut form = SettingsForm::new(&profile);
-            form.saved = Some(note);
-            app.settings = Some(form);
-        }
-        Err(e) => {
-            if let Some(f) = app.settings.as_mut() {
-                f.save_error = Some(e.to_string());
-            }
-        }
+        actions.push(Action::SaveProfile(profile));
     }
 }

@@ -3,15 +3,14 @@
 use egui::{RichText, Ui};
 use hutch_core::protocol::CheckStatus;
 
-use super::super::app::HutchApp;
-use super::super::link::Command;
-use super::{style, widgets};
+use super::super::action::Action;
+use super::{View, style, widgets};
 
-pub fn page(app: &mut HutchApp, ui: &mut Ui) {
+pub fn page(view: &View, ui: &mut Ui, actions: &mut Vec<Action>) {
     ui.horizontal(|ui| {
         ui.heading("System check");
         if ui.button("Check again").clicked() {
-            app.link.send(Command::Doctor);
+            actions.push(Action::CheckSystem);
         }
     });
     ui.label(
@@ -19,7 +18,7 @@ pub fn page(app: &mut HutchApp, ui: &mut Ui) {
             .color(style::MUTED),
     );
     ui.add_space(8.0);
-    let Some(report) = &app.model.doctor else {
+    let Some(report) = &view.model.doctor else {
         ui.label("Running the checks…");
         return;
     };

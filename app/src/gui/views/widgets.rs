@@ -3,9 +3,10 @@
 use egui::{Color32, Sense, Stroke, Ui, pos2, vec2};
 use hutch_core::protocol::{ExitStatus, SandboxInfo, SandboxState};
 
-use super::super::app::HutchApp;
+use super::super::action::Action;
 use super::super::model::Level;
-use super::style;
+use super::super::state::Page;
+use super::{View, style};
 
 pub fn dot(ui: &mut Ui, color: Color32) {
     let (rect, _) = ui.allocate_exact_size(vec2(10.0, 10.0), Sense::hover());
@@ -94,15 +95,14 @@ pub fn bytes(n: f64) -> String {
 }
 
 /// The newest notices, top right, until dismissed; they fade after 8 seconds.
-pub fn toasts(app: &mut HutchApp, ctx: &egui::Context) {
-    let now = app.clock.now_ms();
-    let fresh: Vec<(usize, super::super::model::Notice)> = app
+pub fn toasts(view: &View, ctx: &egui::Context, actions: &mut Vec<Action>) {
+    let now = view.now_ms;
+    let fresh: Vec<(usize, &super::super::model::Notice)> = view
         .model
         .notices
         .iter()
-        .cloned()
         .enumerate()
-        .skip(app.toasts_seen)
+        .skip(view.ui.toasts_seen)
         .filter(|(_, n)| now.saturating_sub(n.at_ms) < 8_000)
         .collect();
     if fresh.is_empty() {
@@ -131,7 +131,7 @@ pub fn toasts(app: &mut HutchApp, ctx: &egui::Context) {
                                 egui::Layout::right_to_left(egui::Align::Center),
                                 |ui| {
                                     if ui.small_button("×").on_hover_text("Dismiss").clicked() {
-                                        app.toasts_seen = app.toasts_seen.max(i + 1);
+                                        actions.push(Action::DismissToasts(i + 1));
                                     }
                                 },
                             );
@@ -140,8 +140,8 @@ pub fn toasts(app: &mut HutchApp, ctx: &egui::Context) {
                         if let Some(id) = &n.sandbox
                             && ui.link("Show").clicked()
                         {
-                            app.selected = Some(id.clone());
-                            app.page = super::super::app::Page::Sandboxes;
+                            actions.push(Action::Select(id.clone()));
+                            actions.push(Action::ShowPage(Page::Sandboxes));
                         }
                     });
                 ui.add_space(6.0);
