@@ -32,12 +32,7 @@ impl std::fmt::Debug for Clock {
 
 impl Clock {
     pub fn system() -> Self {
-        Self(Arc::new(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis() as u64
-        }))
+        Self(Arc::new(hutch_client::now_ms))
     }
 
     pub fn fixed(ms: u64) -> Self {
