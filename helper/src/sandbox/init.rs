@@ -10,6 +10,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use super::mounts::Host;
 use super::{InitCommand, InitReport, SETUP_FAILED_CODE, SetupError, exec, rootfs, seccomp};
 use crate::plan::SandboxPlan;
 use crate::sys;
@@ -62,7 +63,7 @@ fn open_terminal(rows: u16, cols: u16) -> Result<Terminal, SetupError> {
 
 /// Finishes the root and enters it; returns what the launch is told (sockets hidden).
 fn setup(plan: &SandboxPlan) -> Result<Vec<String>, SetupError> {
-    let notes = rootfs::finish_and_enter(plan)?;
+    let notes = rootfs::finish_and_enter(&Host, &plan.root, &plan.mounts)?;
     nix::unistd::sethostname(&plan.hostname)
         .map_err(|e| SetupError::new(format!("set host name {:?}", plan.hostname), e))?;
     // Non-dumpable: the app (same uid) cannot open /proc/1/exe or ptrace us (CVE-2019-5736).
@@ -179,7 +180,7 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
             SetupError::new("enter a cgroup namespace rooted at the sandbox's cgroup", e),
         );
     }
-    if let Err(e) = rootfs::prepare(&root, &base_mounts) {
+    if let Err(e) = rootfs::prepare(&Host, &root, &base_mounts) {
         fail(&report, e);
     }
     // The app's process (forked below) gets a boot clock of its own.
