@@ -383,7 +383,7 @@ const MASKED_PROC_DIRS: &[&str] = &["acpi", "scsi", "asound"];
 fn mask_proc(m: &impl Mounts, proc_dir: &Path) -> Result<(), SetupError> {
     for rel in MASKED_PROC_DIRS {
         let dir = proc_dir.join(rel);
-        if fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+        if fs::symlink_metadata(&dir).is_ok_and(|meta| meta.is_dir()) {
             do_mount(
                 m,
                 Some(Path::new("tmpfs")),
