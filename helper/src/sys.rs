@@ -17,6 +17,20 @@ fn failed(call: impl std::fmt::Display) -> io::Error {
     io::Error::new(err.kind(), format!("{call} failed: {err}"))
 }
 
+/// The value a system call returned, or, when it is negative (the call failed), the error
+/// [`failed`] makes of `errno` and the call `call` names (asked only then).
+fn check<T, D>(ret: T, call: impl FnOnce() -> D) -> io::Result<T>
+where
+    T: Copy + PartialOrd + Default,
+    D: std::fmt::Display,
+{
+    if ret < T::default() {
+        Err(failed(call()))
+    } else {
+        Ok(ret)
+    }
+}
+
 /// Which side of a fork-like clone we are on.
 #[derive(Debug)]
 pub enum CloneResult {
@@ -45,11 +59,7 @@ pub fn clone_process(flags: CloneFlags) -> io::Result<CloneResult> {
             0 as libc::c_ulong,
         )
     };
-    match ret {
-        -1 => Err(io::Error::new(
-            io::Error::last_os_error().kind(),
-            format!("clone({flags:?}) failed: {}", io::Error::last_os_error()),
-        )),
+    match check(ret, || format!("clone({flags:?})"))? {
         0 => Ok(CloneResult::Child),
         pid => Ok(CloneResult::Parent {
             child: Pid::from_raw(pid as libc::pid_t),
@@ -68,11 +78,7 @@ pub fn cloexec_from(first: RawFd) -> io::Result<()> {
             libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
         )
     };
-    if ret == 0 {
-        Ok(())
-    } else {
-        Err(failed(format!("close_range({first}, ~0, CLOEXEC)")))
-    }
+    check(ret, || format!("close_range({first}, ~0, CLOEXEC)")).map(drop)
 }
 
 /// Brings the loopback interface of the current network namespace up.
@@ -91,26 +97,21 @@ pub fn loopback_up() -> io::Result<()> {
     }
     // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name and writes the flags into `req`, a
     // valid, exclusively borrowed ifreq that lives across the call.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
-        return Err(failed("ioctl(SIOCGIFFLAGS, lo)"));
-    }
+    let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) };
+    check(ret, || "ioctl(SIOCGIFFLAGS, lo)")?;
     // SAFETY: after SIOCGIFFLAGS the flags member of the union is the initialised one.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
     req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
     // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
-        return Err(failed("ioctl(SIOCSIFFLAGS, lo up)"));
-    }
-    Ok(())
+    let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
+    check(ret, || "ioctl(SIOCSIFFLAGS, lo up)").map(drop)
 }
 
 /// Makes the terminal on `fd` the controlling terminal of this (session leader) process.
 pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal) and touches no memory.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0 as libc::c_int) } < 0 {
-        return Err(failed("ioctl(TIOCSCTTY)"));
-    }
-    Ok(())
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0 as libc::c_int) };
+    check(ret, || "ioctl(TIOCSCTTY)").map(drop)
 }
 
 /// Arranges for `fd` to be open as `target` in the child that `cmd` starts (not close-on-exec).
@@ -149,9 +150,7 @@ pub fn new_session(cmd: &mut Command) {
 pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
     let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0 as libc::c_uint) };
-    if ret < 0 {
-        return Err(failed(format!("pidfd_open({pid})")));
-    }
+    let ret = check(ret, || format!("pidfd_open({pid})"))?;
     // SAFETY: the syscall returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
 }
@@ -168,20 +167,16 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
             0 as libc::c_uint,
         )
     };
-    if ret < 0 {
-        return Err(failed(format!("pidfd_send_signal({signal})")));
-    }
-    Ok(())
+    check(ret, || format!("pidfd_send_signal({signal})")).map(drop)
 }
 
 /// Takes ownership of an fd this process inherited at a known number.
 pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_GETFD only reads the fd's flags; it fails with EBADF when `fd` is not open.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(failed(format!(
-            "fcntl({fd}, F_GETFD): fd {fd} is not open; it"
-        )));
-    }
+    let ret = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    check(ret, || {
+        format!("fcntl({fd}, F_GETFD): fd {fd} is not open; it")
+    })?;
     // SAFETY: the fd is open (checked above) and was placed for us by our parent (pass_fd_as);
     // nothing else in this process refers to it, so we may own and close it.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -260,9 +255,7 @@ pub fn clone_tree(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
             flags as libc::c_ulong,
         )
     };
-    if ret < 0 {
-        return Err(failed("open_tree(OPEN_TREE_CLONE)"));
-    }
+    let ret = check(ret, || "open_tree(OPEN_TREE_CLONE)")?;
     // SAFETY: open_tree returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
 }
@@ -288,10 +281,7 @@ pub fn mount_set_flags(tree: BorrowedFd<'_>, set: u64) -> io::Result<()> {
             std::mem::size_of::<libc::mount_attr>(),
         )
     };
-    if ret < 0 {
-        return Err(failed(format!("mount_setattr({set:#x})")));
-    }
-    Ok(())
+    check(ret, || format!("mount_setattr({set:#x})")).map(drop)
 }
 
 /// `move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)`:
@@ -311,10 +301,7 @@ pub fn attach_tree(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<(
             flags as libc::c_uint,
         )
     };
-    if ret < 0 {
-        return Err(failed("move_mount"));
-    }
-    Ok(())
+    check(ret, || "move_mount").map(drop)
 }
 
 /// A pidfd of the process on the other end of the Unix socket `sock` (`SO_PEERPIDFD`, Linux
@@ -335,16 +322,16 @@ pub fn peer_pidfd(sock: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
             &mut len,
         )
     };
-    if ret < 0 {
-        let err = io::Error::last_os_error();
-        return match err.raw_os_error() {
-            Some(libc::ENOPROTOOPT) | Some(libc::EINVAL) => Ok(None),
-            _ => Err(io::Error::new(
-                err.kind(),
-                format!("getsockopt(SO_PEERPIDFD) failed: {err}"),
-            )),
-        };
+    // Kernels before 6.5 do not know the option.
+    if ret < 0
+        && matches!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENOPROTOOPT | libc::EINVAL)
+        )
+    {
+        return Ok(None);
     }
+    check(ret, || "getsockopt(SO_PEERPIDFD)")?;
     // SAFETY: the kernel returned a new pidfd that nothing else owns.
     Ok((fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) }))
 }
@@ -365,8 +352,26 @@ pub fn landlock_abi() -> io::Result<i32> {
             VERSION,
         )
     };
-    if ret < 0 {
-        return Err(failed("landlock_create_ruleset(VERSION)"));
+    check(ret, || "landlock_create_ruleset(VERSION)").map(|v| v as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_call_is_named_with_its_error() {
+        let err = take_inherited_fd(-1).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "fcntl(-1, F_GETFD): fd -1 is not open; it failed: Bad file descriptor (os error 9)"
+        );
+        assert_eq!(err.kind(), io::Error::from_raw_os_error(libc::EBADF).kind());
     }
-    Ok(ret as i32)
+
+    #[test]
+    fn a_call_that_did_not_fail_gives_its_value() {
+        assert_eq!(check(7 as libc::c_long, || "never asked").unwrap(), 7);
+        assert_eq!(check(0 as libc::c_int, || "never asked").unwrap(), 0);
+    }
 }

@@ -10,6 +10,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use super::mounts::Host;
 use super::{InitCommand, InitReport, SETUP_FAILED_CODE, SetupError, exec, rootfs, seccomp};
 use crate::plan::SandboxPlan;
 use crate::sys;
@@ -62,7 +63,7 @@ fn open_terminal(rows: u16, cols: u16) -> Result<Terminal, SetupError> {
 
 /// Finishes the root and enters it; returns what the launch is told (sockets hidden).
 fn setup(plan: &SandboxPlan) -> Result<Vec<String>, SetupError> {
-    let notes = rootfs::finish_and_enter(plan)?;
+    let notes = rootfs::finish_and_enter(&Host, &plan.root, &plan.mounts)?;
     nix::unistd::sethostname(&plan.hostname)
         .map_err(|e| SetupError::new(format!("set host name {:?}", plan.hostname), e))?;
     // Non-dumpable: the app (same uid) cannot open /proc/1/exe or ptrace us (CVE-2019-5736).
@@ -141,6 +142,51 @@ fn gone_before_launch(status: nix::Result<WaitStatus>) -> SetupError {
     )
 }
 
+/// Why pid 1 stops before the app runs (it then exits with [`SETUP_FAILED_CODE`]).
+#[derive(Debug)]
+enum Stop {
+    /// The supervisor gave up (the id maps could not be written), or the sandbox was never
+    /// used: nobody waits for a report.
+    Quietly,
+    /// The app's process reported its own failure: passed on as it is.
+    Pass(InitReport),
+    /// A step of the setup failed.
+    Failed(SetupError),
+}
+
+impl From<SetupError> for Stop {
+    fn from(e: SetupError) -> Self {
+        Self::Failed(e)
+    }
+}
+
+/// Reports why the sandbox stopped before its app ran, and exits: the one way out before the
+/// launch.
+fn stop(report: &UnixStream, why: Stop) -> ! {
+    match why {
+        Stop::Quietly => {}
+        Stop::Pass(msg) => send(report, &msg, &[]),
+        Stop::Failed(e) => send(
+            report,
+            &InitReport::SetupFailed {
+                message: e.to_string(),
+            },
+            &[],
+        ),
+    }
+    std::process::exit(SETUP_FAILED_CODE)
+}
+
+/// A prepared sandbox, idle until its launch.
+struct Prepared {
+    go: Receiver,
+    root: std::path::PathBuf,
+    base_mounts: Vec<crate::plan::MountOp>,
+    app: WaitingApp,
+    /// The signals pid 1 handles (blocked).
+    handled: SigSet,
+}
+
 /// Runs as pid 1 of the new pid namespace; never returns.
 ///
 /// Commands arrive on `go`: first [`InitCommand::Prepare`] (once the id maps are written),
@@ -151,114 +197,116 @@ fn gone_before_launch(status: nix::Result<WaitStatus>) -> SetupError {
 pub fn run(go: UnixStream, report: UnixStream) -> ! {
     // Die with the supervisor, whatever way it dies.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    let fail = |report: &UnixStream, e: SetupError| -> ! {
-        send(
-            report,
-            &InitReport::SetupFailed {
-                message: e.to_string(),
-            },
-            &[],
-        );
-        std::process::exit(SETUP_FAILED_CODE)
+    let (app, handled) = match prepare(go, &report).and_then(|p| launch(p, &report)) {
+        Ok(running) => running,
+        Err(why) => stop(&report, why),
     };
+
+    // pid 1 keeps no privilege it does not need either.
+    let _ = nix::sys::prctl::set_no_new_privs();
+    let _ = exec::drop_all_capabilities();
+
+    let status = reap_until(app, &handled);
+    send(&report, &InitReport::Exited { status }, &[]);
+    std::process::exit(status.shell_code())
+}
+
+/// On [`InitCommand::Prepare`]: the base of the root, the sandbox's own clocks and limits, and
+/// the app's process, forked and ready; reports [`InitReport::Prepared`].
+fn prepare(go: UnixStream, report: &UnixStream) -> Result<Prepared, Stop> {
     let mut go = Receiver::new(go);
-    // The supervisor gave up (the id maps could not be written) or the sandbox was never used.
     let Ok(InitCommand::Prepare {
         root,
         base_mounts,
         cgroup_ns,
     }) = go.recv()
     else {
-        std::process::exit(SETUP_FAILED_CODE)
+        return Err(Stop::Quietly);
     };
     // The supervisor moved us into our own cgroup after the clone: make it the root of a new
     // cgroup namespace, so the app sees only its own cgroup.
-    if cgroup_ns && let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
-        fail(
-            &report,
-            SetupError::new("enter a cgroup namespace rooted at the sandbox's cgroup", e),
-        );
+    if cgroup_ns {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(|e| {
+            SetupError::new("enter a cgroup namespace rooted at the sandbox's cgroup", e)
+        })?;
     }
-    if let Err(e) = rootfs::prepare(&root, &base_mounts) {
-        fail(&report, e);
-    }
+    rootfs::prepare(&Host, &root, &base_mounts)?;
     // The app's process (forked below) gets a boot clock of its own.
-    if let Err(e) = own_boot_clock() {
-        fail(&report, e);
-    }
+    own_boot_clock()?;
     share_of_inotify();
     // Every sandbox has its loopback up (the first socket in a network namespace is slow to
     // make: done before the launch).
-    if let Err(e) = sys::loopback_up() {
-        fail(&report, SetupError::new("bring up loopback", e));
-    }
-    let filters = match seccomp::Filters::build() {
-        Ok(p) => p,
-        Err(e) => fail(&report, SetupError::new("build seccomp filter", e)),
-    };
+    sys::loopback_up().map_err(|e| SetupError::new("bring up loopback", e))?;
+    let filters =
+        seccomp::Filters::build().map_err(|e| SetupError::new("build seccomp filter", e))?;
     // Block the signals we handle before forking, so none is lost in between.
     let mut handled = SigSet::empty();
     handled.add(Signal::SIGCHLD);
     for &sig in FORWARDED {
         handled.add(sig);
     }
-    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled), None) {
-        fail(&report, SetupError::new("block signals", e));
-    }
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled), None)
+        .map_err(|e| SetupError::new("block signals", e))?;
     let base_rules = crate::plan::landlock::rules(&base_mounts);
-    let app = match fork_app(&go, &report, &filters, (&root, &base_rules)) {
-        Ok(app) => app,
-        Err(e) => fail(&report, e),
-    };
+    let app = fork_app(&go, report, &filters, (&root, &base_rules))?;
     // Prepared once the app's process is ready too (it looks paths up under the root that a
     // launch would pivot away).
     match first_report(&app.reports) {
         Some(InitReport::Prepared) => {}
-        Some(failed @ InitReport::SetupFailed { .. }) => {
-            send(&report, &failed, &[]);
-            std::process::exit(SETUP_FAILED_CODE);
-        }
+        Some(failed @ InitReport::SetupFailed { .. }) => return Err(Stop::Pass(failed)),
         other => {
             let message = format!("the app's process did not get ready (it said {other:?})");
-            fail(&report, SetupError::new("prepare", message));
+            return Err(SetupError::new("prepare", message).into());
         }
     }
-    send(&report, &InitReport::Prepared, &[]);
+    send(report, &InitReport::Prepared, &[]);
+    Ok(Prepared {
+        go,
+        root,
+        base_mounts,
+        app,
+        handled,
+    })
+}
+
+/// On [`InitCommand::Launch`]: the rest of the root, entered, and the app let go; reports
+/// [`InitReport::Running`]. Returns the app's pid and the signals pid 1 handles.
+fn launch(prepared: Prepared, report: &UnixStream) -> Result<(Pid, SigSet), Stop> {
+    let Prepared {
+        mut go,
+        root,
+        base_mounts,
+        app,
+        handled,
+    } = prepared;
     let plan = match go.recv() {
         Ok(InitCommand::Launch(plan)) => plan,
-        _ => std::process::exit(SETUP_FAILED_CODE),
+        _ => return Err(Stop::Quietly),
     };
     let stdio = go.take_fds(3);
     drop(go);
     if plan.root != root || plan.base_mounts != base_mounts {
         let why = "the plan does not fit the prepared root";
-        fail(&report, SetupError::new("launch", why));
+        return Err(SetupError::new("launch", why).into());
     }
     let plan = &*plan;
-    let notes = match setup(plan) {
-        Ok(notes) => notes,
-        Err(e) => fail(&report, e),
-    };
-    let terminal = match plan
+    let notes = setup(plan)?;
+    let terminal = plan
         .tty
         .map(|(rows, cols)| open_terminal(rows, cols))
-        .transpose()
-    {
-        Ok(t) => t,
-        Err(e) => fail(&report, e),
-    };
+        .transpose()?;
     // The app's process waited while the sandbox was idle (ready: a failure to get ready was
     // reported at the preparation): it may have been killed meanwhile.
     let waited = waitpid(app.pid, Some(WaitPidFlag::WNOHANG));
     if !matches!(waited, Ok(WaitStatus::StillAlive)) {
-        fail(&report, gone_before_launch(waited));
+        return Err(gone_before_launch(waited).into());
     }
     let launch = exec::AppLaunch::new(plan, terminal.as_ref().map(|t| t.follower.clone()));
     // With a terminal, only the streams the caller keeps (its pipes and files) come along.
     let fds: Vec<BorrowedFd<'_>> = stdio.iter().map(|fd| fd.as_fd()).collect();
     if channel::send(&app.go, &launch, &fds).is_err() {
         // Its process died since the check above.
-        fail(&report, gone_before_launch(waitpid(app.pid, None)));
+        return Err(gone_before_launch(waitpid(app.pid, None)).into());
     }
     drop(fds);
     drop(app.go);
@@ -274,17 +322,15 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
             Ok(InitReport::Confined { landlock: status }) => landlock = Some(status),
             parsed => {
                 let _ = waitpid(app, None);
-                let report_msg = parsed.unwrap_or(InitReport::SetupFailed {
+                return Err(Stop::Pass(parsed.unwrap_or(InitReport::SetupFailed {
                     message: format!("the app failed before exec: {line}"),
-                });
-                send(&report, &report_msg, &[]);
-                std::process::exit(SETUP_FAILED_CODE);
+                })));
             }
         }
     }
     let fds: Vec<BorrowedFd<'_>> = terminal.iter().map(|t| t.controller.as_fd()).collect();
     send(
-        &report,
+        report,
         &InitReport::Running {
             app_pid: app.as_raw(),
             landlock,
@@ -294,14 +340,7 @@ pub fn run(go: UnixStream, report: UnixStream) -> ! {
     );
     // The client holds the controller now; pid 1 keeps no copy.
     drop(terminal);
-
-    // pid 1 keeps no privilege it does not need either.
-    let _ = nix::sys::prctl::set_no_new_privs();
-    let _ = exec::drop_all_capabilities();
-
-    let status = reap_until(app, &handled);
-    send(&report, &InitReport::Exited { status }, &[]);
-    std::process::exit(status.shell_code())
+    Ok((app, handled))
 }
 
 /// Puts the children of this process in a time namespace of their own whose boot clock
@@ -371,5 +410,41 @@ fn reap_until(app: Pid, handled: &SigSet) -> ExitStatus {
                 Ok(_) => continue,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_report_is_one_line_and_anything_else_is_none() {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        nix::unistd::write(&w, b"\"prepared\"\n").unwrap();
+        assert_eq!(first_report(&r), Some(InitReport::Prepared));
+        nix::unistd::write(&w, b"not a report\n").unwrap();
+        assert_eq!(first_report(&r), None);
+        drop(w);
+        assert_eq!(first_report(&r), None);
+    }
+
+    #[test]
+    fn an_app_gone_before_its_launch_says_how() {
+        let pid = Pid::from_raw(2);
+        let killed = gone_before_launch(Ok(WaitStatus::Signaled(pid, Signal::SIGKILL, false)));
+        assert_eq!(
+            killed.to_string(),
+            "launch: the app's process was killed by SIGKILL before the launch"
+        );
+        let exited = gone_before_launch(Ok(WaitStatus::Exited(pid, 3)));
+        assert_eq!(
+            exited.to_string(),
+            "launch: the app's process exited with code 3 before the launch"
+        );
+        let gone = gone_before_launch(Err(nix::errno::Errno::ECHILD));
+        assert_eq!(
+            gone.to_string(),
+            "launch: the app's process is gone before the launch"
+        );
     }
 }

@@ -23,6 +23,7 @@ pub mod exec;
 pub mod idmap;
 pub(crate) mod init;
 pub(crate) mod landlock;
+pub(crate) mod mounts;
 pub(crate) mod network;
 pub(crate) mod rootfs;
 pub mod seccomp;

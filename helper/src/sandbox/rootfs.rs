@@ -10,16 +10,18 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open, openat};
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::{Mode, fchmod, fstat, mkdirat};
-use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::unistd::symlinkat;
 
+use super::mounts::Mounts;
 use super::{SetupError, sockets};
 use crate::plan::host;
 use crate::plan::source::FileId;
-use crate::plan::{Access, MountOp, SandboxPlan};
-use crate::sys;
+use crate::plan::{Access, MountOp};
+
+#[cfg(test)]
+mod tests;
 
 /// Host paths under /proc that stay read-only inside (kernel knobs), as bubblewrap does.
 const PROC_READ_ONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus"];
@@ -33,43 +35,22 @@ fn mount_err(what: String) -> impl FnOnce(nix::errno::Errno) -> SetupError {
 }
 
 fn do_mount(
+    m: &impl Mounts,
     source: Option<&Path>,
     target: &Path,
     fstype: Option<&str>,
     flags: MsFlags,
     data: Option<&str>,
 ) -> Result<(), SetupError> {
-    mount(source, target, fstype, flags, data).map_err(mount_err(format!(
-        "mount {} on {} ({}{flags:?})",
-        source
-            .map(|s| s.display().to_string())
-            .unwrap_or_else(|| "-".into()),
-        target.display(),
-        fstype.map(|t| format!("{t}, ")).unwrap_or_default(),
-    )))
-}
-
-/// Mount flags of `path` that a bind remount must keep (the kernel refuses to drop locked ones).
-fn kept_flags(path: &Path) -> MsFlags {
-    let Ok(st) = statvfs(path) else {
-        return MsFlags::empty();
-    };
-    let f = st.flags();
-    let mut out = MsFlags::empty();
-    for (fs_flag, ms_flag) in [
-        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
-        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
-    ] {
-        if f.contains(fs_flag) {
-            out |= ms_flag;
-        }
-    }
-    out
+    m.mount(source, target, fstype, flags, data)
+        .map_err(mount_err(format!(
+            "mount {} on {} ({}{flags:?})",
+            source
+                .map(|s| s.display().to_string())
+                .unwrap_or_else(|| "-".into()),
+            target.display(),
+            fstype.map(|t| format!("{t}, ")).unwrap_or_default(),
+        )))
 }
 
 /// The sandbox's root folder, open: every mount target is found from it, one part at a
@@ -311,6 +292,7 @@ fn open_source(source: &Path, id: Option<FileId>, dir: bool) -> Result<OwnedFd, 
 /// and (but for devices) `nodev` throughout, then attached on a target found without following
 /// links.
 fn bind(
+    m: &impl Mounts,
     root: &Root,
     source: &Path,
     path: &Path,
@@ -322,6 +304,7 @@ fn bind(
     let src = open_source(source, id, dir)?;
     let target = root.target(path, if dir { Want::Dir(0o755) } else { Want::File })?;
     attach(
+        m,
         src.as_fd(),
         target.as_fd(),
         access,
@@ -332,12 +315,13 @@ fn bind(
 
 /// Attaches a copy of the mount tree at `src` on `target`, with its flags set first.
 pub(super) fn attach(
+    m: &impl Mounts,
     src: std::os::fd::BorrowedFd<'_>,
     target: std::os::fd::BorrowedFd<'_>,
     access: Access,
     device: bool,
 ) -> std::io::Result<()> {
-    let tree = sys::clone_tree(src)?;
+    let tree = m.clone_tree(src)?;
     let mut flags = libc::MOUNT_ATTR_NOSUID;
     if !device {
         flags |= libc::MOUNT_ATTR_NODEV;
@@ -345,8 +329,8 @@ pub(super) fn attach(
     if access == Access::ReadOnly {
         flags |= libc::MOUNT_ATTR_RDONLY;
     }
-    sys::mount_set_flags(tree.as_fd(), flags)?;
-    sys::attach_tree(tree.as_fd(), target)
+    m.mount_set_flags(tree.as_fd(), flags)?;
+    m.attach_tree(tree.as_fd(), target)
 }
 
 /// A random version 4 UUID, as the kernel formats boot ids.
@@ -396,11 +380,12 @@ const MASKED_PROC_DIRS: &[&str] = &["acpi", "scsi", "asound"];
 
 /// Binds a generated read-only file over each of [`masked_proc_files`] in the sandbox's /proc,
 /// and an empty read-only tmpfs over each of [`MASKED_PROC_DIRS`].
-fn mask_proc(proc_dir: &Path) -> Result<(), SetupError> {
+fn mask_proc(m: &impl Mounts, proc_dir: &Path) -> Result<(), SetupError> {
     for rel in MASKED_PROC_DIRS {
         let dir = proc_dir.join(rel);
-        if fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+        if fs::symlink_metadata(&dir).is_ok_and(|meta| meta.is_dir()) {
             do_mount(
+                m,
                 Some(Path::new("tmpfs")),
                 &dir,
                 Some("tmpfs"),
@@ -418,9 +403,10 @@ fn mask_proc(proc_dir: &Path) -> Result<(), SetupError> {
         let source = proc_dir.parent().unwrap_or(proc_dir).join(".hutch-masked");
         fs::write(&source, contents)
             .map_err(|e| SetupError::io(format!("write {}", source.display()), e))?;
-        do_mount(Some(&source), &knob, None, MsFlags::MS_BIND, None)?;
-        let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | kept_flags(&knob);
-        do_mount(None, &knob, None, flags, None)?;
+        do_mount(m, Some(&source), &knob, None, MsFlags::MS_BIND, None)?;
+        let flags =
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | m.kept_flags(&knob);
+        do_mount(m, None, &knob, None, flags, None)?;
         fs::remove_file(&source)
             .map_err(|e| SetupError::io(format!("remove {}", source.display()), e))?;
     }
@@ -429,6 +415,7 @@ fn mask_proc(proc_dir: &Path) -> Result<(), SetupError> {
 
 /// Mounts a fresh file system on the target `path` inside (found without following links).
 fn mount_fs(
+    m: &impl Mounts,
     root: &Root,
     path: &Path,
     fstype: &str,
@@ -437,6 +424,7 @@ fn mount_fs(
 ) -> Result<PathBuf, SetupError> {
     let target = root.target(path, Want::Dir(0o755))?;
     do_mount(
+        m,
         Some(Path::new(fstype)),
         &Root::host_path(&target),
         Some(fstype),
@@ -447,7 +435,7 @@ fn mount_fs(
     Ok(inside(&root.path, path))
 }
 
-fn apply(root: &Root, op: &MountOp) -> Result<(), SetupError> {
+fn apply(m: &impl Mounts, root: &Root, op: &MountOp) -> Result<(), SetupError> {
     match op {
         MountOp::Dir { path, mode } => {
             root.target(path, Want::Dir(*mode))?;
@@ -475,6 +463,7 @@ fn apply(root: &Root, op: &MountOp) -> Result<(), SetupError> {
         MountOp::Tmpfs { path, mode } => {
             let data = format!("mode={mode:o}");
             mount_fs(
+                m,
                 root,
                 path,
                 "tmpfs",
@@ -490,7 +479,7 @@ fn apply(root: &Root, op: &MountOp) -> Result<(), SetupError> {
             dir,
             id,
             ..
-        } => bind(root, source, path, *access, *dir, *id),
+        } => bind(m, root, source, path, *access, *dir, *id),
         MountOp::File { path, contents } => {
             let (parent, name) = root.parent_of(path)?;
             let file = openat(
@@ -512,6 +501,7 @@ fn apply(root: &Root, op: &MountOp) -> Result<(), SetupError> {
         }
         MountOp::Proc { path } => {
             let target = mount_fs(
+                m,
                 root,
                 path,
                 "proc",
@@ -522,6 +512,7 @@ fn apply(root: &Root, op: &MountOp) -> Result<(), SetupError> {
                 let knob = target.join(sub);
                 if fs::symlink_metadata(&knob).is_ok() {
                     do_mount(
+                        m,
                         Some(&knob),
                         &knob,
                         None,
@@ -531,13 +522,14 @@ fn apply(root: &Root, op: &MountOp) -> Result<(), SetupError> {
                     let flags = MsFlags::MS_REMOUNT
                         | MsFlags::MS_BIND
                         | MsFlags::MS_RDONLY
-                        | kept_flags(&knob);
-                    do_mount(None, &knob, None, flags, None)?;
+                        | m.kept_flags(&knob);
+                    do_mount(m, None, &knob, None, flags, None)?;
                 }
             }
-            mask_proc(&target)
+            mask_proc(m, &target)
         }
         MountOp::Devpts { path } => mount_fs(
+            m,
             root,
             path,
             "devpts",
@@ -580,9 +572,10 @@ fn remove_empty(root: &Root) -> Result<(), SetupError> {
 }
 
 /// Step 1, ahead of the plan: a tmpfs on `root` and the host-only base of the root.
-pub fn prepare(root: &Path, base: &[MountOp]) -> Result<(), SetupError> {
+pub fn prepare(m: &impl Mounts, root: &Path, base: &[MountOp]) -> Result<(), SetupError> {
     // Our mounts must not propagate back to the host; host unmounts may still reach us.
     do_mount(
+        m,
         None,
         Path::new("/"),
         None,
@@ -590,6 +583,7 @@ pub fn prepare(root: &Path, base: &[MountOp]) -> Result<(), SetupError> {
         None,
     )?;
     do_mount(
+        m,
         Some(Path::new("tmpfs")),
         root,
         Some("tmpfs"),
@@ -598,14 +592,18 @@ pub fn prepare(root: &Path, base: &[MountOp]) -> Result<(), SetupError> {
     )?;
     let opened = Root::open(root)?;
     for op in base {
-        apply(&opened, op)?;
+        apply(m, &opened, op)?;
     }
     Ok(())
 }
 
 /// Hides the sockets of every bind that asks for it (shared folders), once every mount is
 /// made; returns what the launch is told.
-fn hide_sockets(root: &Root, mounts: &[MountOp]) -> Result<Vec<String>, SetupError> {
+fn hide_sockets(
+    m: &impl Mounts,
+    root: &Root,
+    mounts: &[MountOp],
+) -> Result<Vec<String>, SetupError> {
     let shares: Vec<&Path> = mounts
         .iter()
         .filter_map(|op| match op {
@@ -622,7 +620,7 @@ fn hide_sockets(root: &Root, mounts: &[MountOp]) -> Result<Vec<String>, SetupErr
     }
     let empty = empty_file(root)?;
     let notes = (|| {
-        let mut hider = sockets::Hider::new(&empty)?;
+        let mut hider = sockets::Hider::new(m, &empty)?;
         for at in shares {
             let what = || format!("open the share {} to look for sockets", at.display());
             let Some((top, _)) = root.find(at).map_err(|e| SetupError::new(what(), e))? else {
@@ -645,23 +643,30 @@ fn hide_sockets(root: &Root, mounts: &[MountOp]) -> Result<Vec<String>, SetupErr
     notes
 }
 
-/// Step 2: the plan's own mounts on top, then pivot into the root and seal it read-only.
-/// Returns what the launch is told (the sockets hidden).
-pub fn finish_and_enter(plan: &SandboxPlan) -> Result<Vec<String>, SetupError> {
-    let root = &plan.root;
+/// Step 2: the plan's own `mounts` on top of the root `root`, then pivot into the root and
+/// seal it read-only. Returns what the launch is told (the sockets hidden).
+pub fn finish_and_enter(
+    m: &impl Mounts,
+    root: &Path,
+    mounts: &[MountOp],
+) -> Result<Vec<String>, SetupError> {
     let opened = Root::open(root)?;
-    for op in &plan.mounts {
-        apply(&opened, op)?;
+    for op in mounts {
+        apply(m, &opened, op)?;
     }
-    let notes = hide_sockets(&opened, &plan.mounts)?;
+    let notes = hide_sockets(m, &opened, mounts)?;
     drop(opened);
-    std::env::set_current_dir(root)
+    m.chdir(root)
         .map_err(|e| SetupError::io(format!("chdir {}", root.display()), e))?;
     // pivot_root(".", "."): the old root ends up stacked under the new one; detach it.
-    nix::unistd::pivot_root(".", ".").map_err(mount_err("pivot_root(., .)".into()))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(mount_err("detach the old root".into()))?;
-    std::env::set_current_dir("/").map_err(|e| SetupError::io("chdir /".into(), e))?;
+    m.pivot_root(Path::new("."), Path::new("."))
+        .map_err(mount_err("pivot_root(., .)".into()))?;
+    m.umount2(Path::new("."), MntFlags::MNT_DETACH)
+        .map_err(mount_err("detach the old root".into()))?;
+    m.chdir(Path::new("/"))
+        .map_err(|e| SetupError::io("chdir /".into(), e))?;
     do_mount(
+        m,
         None,
         Path::new("/"),
         None,

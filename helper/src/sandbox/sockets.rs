@@ -29,6 +29,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use nix::sys::stat::{Mode, fstat};
 
 use super::SetupError;
+use super::mounts::Mounts;
 
 /// At most this many entries of the shared folders are looked at (more refuses the launch
 /// unless the share says `sockets`).
@@ -63,7 +64,9 @@ struct Folder {
 }
 
 /// Hides sockets beneath shared folders; see the module's documentation.
-pub struct Hider<'a> {
+pub struct Hider<'a, M> {
+    /// What makes the mounts.
+    mounts: &'a M,
     /// The empty read-only file attached over each socket.
     empty: &'a OwnedFd,
     /// One inotify instance per share.
@@ -79,7 +82,7 @@ pub struct Hider<'a> {
     hidden: Vec<Vec<(PathBuf, bool)>>,
 }
 
-impl std::fmt::Debug for Hider<'_> {
+impl<M> std::fmt::Debug for Hider<'_, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hider")
             .field("folders", &self.folders.len())
@@ -122,9 +125,10 @@ impl From<SetupError> for Drain {
     }
 }
 
-impl<'a> Hider<'a> {
-    pub fn new(empty: &'a OwnedFd) -> Result<Self, SetupError> {
+impl<'a, M: Mounts> Hider<'a, M> {
+    pub fn new(mounts: &'a M, empty: &'a OwnedFd) -> Result<Self, SetupError> {
         Ok(Self {
+            mounts,
             empty,
             watchers: Vec::new(),
             folders: HashMap::new(),
@@ -346,6 +350,7 @@ impl<'a> Hider<'a> {
             return Ok(());
         }
         super::rootfs::attach(
+            self.mounts,
             self.empty.as_fd(),
             socket.as_fd(),
             crate::plan::Access::ReadOnly,
