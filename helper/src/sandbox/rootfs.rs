@@ -42,15 +42,18 @@ fn do_mount(
     flags: MsFlags,
     data: Option<&str>,
 ) -> Result<(), SetupError> {
-    m.mount(source, target, fstype, flags, data)
-        .map_err(mount_err(format!(
+    // The message is made only when the mount failed: this runs for every mount of a launch.
+    m.mount(source, target, fstype, flags, data).map_err(|e| {
+        let what = format!(
             "mount {} on {} ({}{flags:?})",
             source
                 .map(|s| s.display().to_string())
                 .unwrap_or_else(|| "-".into()),
             target.display(),
             fstype.map(|t| format!("{t}, ")).unwrap_or_default(),
-        )))
+        );
+        SetupError::new(what, e)
+    })
 }
 
 /// The sandbox's root folder, open: every mount target is found from it, one part at a
