@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use nix::unistd::{Gid, Group, Uid, User};
-
-use super::source::{Checked, FileId, Unchecked};
+use serde::{Deserialize, Serialize};
 
 /// A range from /etc/subuid or /etc/subgid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -80,6 +79,34 @@ impl HostFacts {
             real_home: "/home/alice".into(),
         }
     }
+}
+
+/// The identity of a host file: its device and inode. Two paths with the same identity name
+/// the same file (a hard link of a file, or the same folder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// What a host path was found to be when it was opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// Its real path: absolute, with no link, `.` or `..` left in it.
+    pub path: PathBuf,
+    pub id: FileId,
+    /// [`Entry::File`], [`Entry::Dir`] or [`Entry::Other`] (never a link).
+    pub kind: Entry,
+}
+
+/// Why a host path could not be checked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unchecked {
+    #[error("it does not exist")]
+    Missing,
+    /// What the path led to changed while it was looked at (a link or folder swapped).
+    #[error("it changed while it was checked (a link or folder was swapped at {})", .0.display())]
+    Changed(PathBuf),
 }
 
 /// What kind of thing is at a host path (without following a final symlink).

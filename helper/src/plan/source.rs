@@ -13,37 +13,8 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-use super::host::{Entry, HostFacts};
-
-/// The identity of a host file: its device and inode. Two paths with the same identity name
-/// the same file (a hard link of a file, or the same folder).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct FileId {
-    pub dev: u64,
-    pub ino: u64,
-}
-
-/// What a host path was found to be when it was opened.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checked {
-    /// Its real path: absolute, with no link, `.` or `..` left in it.
-    pub path: PathBuf,
-    pub id: FileId,
-    /// [`Entry::File`], [`Entry::Dir`] or [`Entry::Other`] (never a link).
-    pub kind: Entry,
-}
-
-/// Why a host path could not be checked.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Unchecked {
-    #[error("it does not exist")]
-    Missing,
-    /// What the path led to changed while it was looked at (a link or folder swapped).
-    #[error("it changed while it was checked (a link or folder was swapped at {})", .0.display())]
-    Changed(PathBuf),
-}
+use super::host::HostFacts;
+pub use super::host::{Checked, FileId, Unchecked};
 
 /// Folders of the host system a sandbox never gets, whatever the path that leads there: their
 /// contents are the host itself (its processes, devices, kernel knobs).

@@ -9,10 +9,12 @@
 //! a temporary folder.
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags};
+
+use crate::plan::Access;
 
 /// The mount calls `rootfs` makes.
 pub(crate) trait Mounts {
@@ -49,6 +51,26 @@ pub(crate) trait Mounts {
     /// Mount flags of `path` that a bind remount must keep (the kernel refuses to drop locked
     /// ones).
     fn kept_flags(&self, path: &Path) -> MsFlags;
+}
+
+/// Attaches a copy of the mount tree at `src` on `target`, with its flags set first.
+pub(crate) fn attach(
+    m: &impl Mounts,
+    src: BorrowedFd<'_>,
+    target: BorrowedFd<'_>,
+    access: Access,
+    device: bool,
+) -> io::Result<()> {
+    let tree = m.clone_tree(src)?;
+    let mut flags = libc::MOUNT_ATTR_NOSUID;
+    if !device {
+        flags |= libc::MOUNT_ATTR_NODEV;
+    }
+    if access == Access::ReadOnly {
+        flags |= libc::MOUNT_ATTR_RDONLY;
+    }
+    m.mount_set_flags(tree.as_fd(), flags)?;
+    m.attach_tree(tree.as_fd(), target)
 }
 
 /// The real calls.

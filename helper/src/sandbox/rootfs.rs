@@ -14,7 +14,7 @@ use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::{Mode, fchmod, fstat, mkdirat};
 use nix::unistd::symlinkat;
 
-use super::mounts::Mounts;
+use super::mounts::{Mounts, attach};
 use super::{SetupError, sockets};
 use crate::plan::host;
 use crate::plan::source::FileId;
@@ -314,26 +314,6 @@ fn bind(
         path.starts_with("/dev"),
     )
     .map_err(|e| SetupError::io(what(), e))
-}
-
-/// Attaches a copy of the mount tree at `src` on `target`, with its flags set first.
-pub(super) fn attach(
-    m: &impl Mounts,
-    src: std::os::fd::BorrowedFd<'_>,
-    target: std::os::fd::BorrowedFd<'_>,
-    access: Access,
-    device: bool,
-) -> std::io::Result<()> {
-    let tree = m.clone_tree(src)?;
-    let mut flags = libc::MOUNT_ATTR_NOSUID;
-    if !device {
-        flags |= libc::MOUNT_ATTR_NODEV;
-    }
-    if access == Access::ReadOnly {
-        flags |= libc::MOUNT_ATTR_RDONLY;
-    }
-    m.mount_set_flags(tree.as_fd(), flags)?;
-    m.attach_tree(tree.as_fd(), target)
 }
 
 /// A random version 4 UUID, as the kernel formats boot ids.

@@ -349,7 +349,7 @@ impl<'a, M: Mounts> Hider<'a, M> {
         if !matches!(kind, Ok(libc::S_IFSOCK | libc::S_IFIFO)) {
             return Ok(());
         }
-        super::rootfs::attach(
+        super::mounts::attach(
             self.mounts,
             self.empty.as_fd(),
             socket.as_fd(),

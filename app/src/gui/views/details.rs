@@ -49,7 +49,7 @@ pub fn show(view: &View, ui: &mut Ui, id: &str, actions: &mut Vec<Action>) {
             );
             let command = info.command.join(" ");
             ui.label(
-                RichText::new(super::list::ellipsize(&command, 90))
+                RichText::new(widgets::ellipsize(&command, 90))
                     .monospace()
                     .small(),
             )
@@ -343,7 +343,7 @@ fn processes(view: &View, ui: &mut Ui, id: &str, state: SandboxState) {
                 let name = if p.ns_pid == 1 {
                     format!("{indent}{} (the sandbox's init)", p.name)
                 } else {
-                    format!("{indent}{}{}", p.name, super::list::ellipsize(&args, 60))
+                    format!("{indent}{}{}", p.name, widgets::ellipsize(&args, 60))
                 };
                 ui.label(RichText::new(hutch_core::text::escape_line(&name)).monospace());
                 ui.label(p.state.clone());

@@ -91,7 +91,7 @@ fn row(
                         });
                         let command = info.command.join(" ");
                         ui.label(
-                            RichText::new(ellipsize(&command, 48))
+                            RichText::new(widgets::ellipsize(&command, 48))
                                 .small()
                                 .color(style::MUTED),
                         )
@@ -209,17 +209,5 @@ fn buttons(
     }
     if ui.small_button("Details").clicked() {
         actions.push(Action::Select(id));
-    }
-}
-
-/// One line of at most `max` characters (line breaks become spaces).
-pub fn ellipsize(text: &str, max: usize) -> String {
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if text.chars().count() <= max {
-        text
-    } else {
-        let mut s: String = text.chars().take(max - 1).collect();
-        s.push('…');
-        s
     }
 }

@@ -148,3 +148,15 @@ pub fn toasts(view: &View, ctx: &egui::Context, actions: &mut Vec<Action>) {
             }
         });
 }
+
+/// One line of at most `max` characters (line breaks become spaces).
+pub fn ellipsize(text: &str, max: usize) -> String {
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.chars().count() <= max {
+        text
+    } else {
+        let mut s: String = text.chars().take(max - 1).collect();
+        s.push('…');
+        s
+    }
+}
