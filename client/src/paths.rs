@@ -68,6 +68,11 @@ pub fn data_dir() -> Result<PathBuf, PathError> {
     Ok(base_dirs()?.data_dir().join("hutch"))
 }
 
+/// `$XDG_DATA_HOME/hutch/machine-ids`: each profile's machine id (`/etc/machine-id` inside).
+pub fn machine_ids_dir() -> Result<PathBuf, PathError> {
+    Ok(data_dir()?.join("machine-ids"))
+}
+
 /// `$XDG_DATA_HOME/hutch/homes`: persistent per-app homes.
 pub fn homes_dir() -> Result<PathBuf, PathError> {
     Ok(data_dir()?.join("homes"))

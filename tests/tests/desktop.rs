@@ -351,3 +351,61 @@ fn with_the_wayland_permission_the_app_gets_the_socket_and_without_it_none() {
     let out = run(&["run", "--", "sh", "-c", &script]);
     assert!(!out.status.success(), "{}", stdout(&out));
 }
+
+#[test]
+fn each_profile_has_its_own_machine_id_and_gtk_settings_stay_in_its_kept_home() {
+    let env = env_or_skip!();
+    env.write_profile("editor", "home = \"persist\"\n");
+    env.write_profile("viewer", "");
+    let read = |profile: &str| {
+        let out = ok(&env.sh(
+            &["--profile", profile],
+            "cat /etc/machine-id /var/lib/dbus/machine-id",
+        ));
+        let lines: Vec<String> = out.lines().map(str::to_owned).collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert_eq!(lines[0], lines[1], "D-Bus's old place says the same");
+        assert!(
+            lines[0].len() == 32 && lines[0].bytes().all(|b| b.is_ascii_hexdigit()),
+            "{out}"
+        );
+        lines[0].clone()
+    };
+    let editor = read("editor");
+    assert_eq!(read("editor"), editor, "a profile keeps its machine id");
+    let viewer = read("viewer");
+    assert_ne!(viewer, editor, "two profiles never share one");
+    if let Ok(host) = std::fs::read_to_string("/etc/machine-id") {
+        assert_ne!(host.trim(), editor, "never the host's");
+        assert_ne!(host.trim(), viewer, "never the host's");
+    }
+
+    // A GTK app's setting (GSettings) is written in the app's own home and is there again at
+    // its next run: mousepad's schema, through the same library mousepad uses.
+    if !std::path::Path::new("/usr/share/glib-2.0/schemas/org.xfce.mousepad.gschema.xml").exists()
+        || !have("gsettings")
+    {
+        skip_or_fail("mousepad's schema and gsettings are needed (mousepad, libglib2.0-bin)");
+        return;
+    }
+    let key = "org.xfce.mousepad.preferences.view show-line-numbers";
+    ok(&env.sh(
+        &["--profile", "editor"],
+        &format!("gsettings set {key} true"),
+    ));
+    assert_eq!(
+        ok(&env.sh(&["--profile", "editor"], &format!("gsettings get {key}"))),
+        "true\n",
+        "kept in the app's home"
+    );
+    let keyfile = ok(&env.sh(
+        &["--profile", "editor"],
+        "cat ~/.config/glib-2.0/settings/keyfile",
+    ));
+    assert!(keyfile.contains("show-line-numbers=true"), "{keyfile}");
+    assert_eq!(
+        ok(&env.sh(&["--profile", "viewer"], &format!("gsettings get {key}"))),
+        "false\n",
+        "another profile (a home thrown away) has the default"
+    );
+}

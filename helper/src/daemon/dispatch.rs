@@ -123,9 +123,10 @@ impl RequestError {
                 | LaunchError::PortUnavailable { .. }
                 | LaunchError::Limits(_)
                 | LaunchError::NoDelegation { .. } => ErrorCode::InvalidRequest,
-                LaunchError::DevNull(_) | LaunchError::Pipe(_) | LaunchError::CopyPipe(_) => {
-                    ErrorCode::Internal
-                }
+                LaunchError::DevNull(_)
+                | LaunchError::Pipe(_)
+                | LaunchError::CopyPipe(_)
+                | LaunchError::Identity(_) => ErrorCode::Internal,
                 LaunchError::HandOver(_) | LaunchError::Supervisor(_) => ErrorCode::Setup,
                 LaunchError::Prepare(e) => prepare(e),
                 LaunchError::Registry(e) => registry(e),
@@ -354,6 +355,7 @@ mod tests {
             runtime_dir: dir.join("runtime"),
             socket: dir.join("runtime/helper.sock"),
             profiles_dir: dir.join("profiles"),
+            machine_ids_dir: dir.join("machine-ids"),
             host: crate::plan::host::FactsCache::new(Vec::new(), dir.join("homes")),
             socket_activated: false,
             cgroups: Cgroups {
@@ -545,6 +547,12 @@ mod tests {
             (launch(LaunchError::DevNull(io())), ErrorCode::Internal),
             (launch(LaunchError::Pipe(io())), ErrorCode::Internal),
             (launch(LaunchError::CopyPipe(io())), ErrorCode::Internal),
+            (
+                launch(LaunchError::Identity(
+                    super::super::identity::IdentityError::Random(io()),
+                )),
+                ErrorCode::Internal,
+            ),
             (
                 launch(LaunchError::Plan(crate::plan::PlanError::ShareInvalid(
                     "x".into(),

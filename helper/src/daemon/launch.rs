@@ -12,6 +12,7 @@ use std::sync::Arc;
 use hutch_core::protocol::{ExitStatus, IdMapKind, RunRequest, SandboxInfo, SandboxState, Stdio};
 
 use super::State;
+use super::identity::{self, IdentityError};
 use super::logs;
 use super::monitor::{cleanup, spawn_monitor};
 use super::pool::{self, PrepareError, Prepared, SupervisorError};
@@ -36,6 +37,8 @@ pub enum LaunchError {
     TooMany { running: usize, max: usize },
     #[error(transparent)]
     Profile(#[from] ProfileError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     #[error(
         "a run with stdio \"inherit\" needs exactly 3 fds (stdin, stdout, stderr) \
          attached to its frame; got {got}"
@@ -263,15 +266,14 @@ pub fn launch(
     // Until the plan goes to it, nothing is started in the prepared sandbox: a launch refused
     // before that drops `taken`, which keeps it for the next launch.
     let taken = state.pool.take(state, &key)?;
-    let mut plan = plan::build(
-        &taken.get().id,
-        taken.get().dir.join("root"),
-        &profile,
-        &request,
-        &host,
-        base,
-        &host::RealFs,
-    )?;
+    let machine_id = identity::machine_id(&state.machine_ids_dir, &profile.name)?;
+    let root = taken.get().dir.join("root");
+    let chosen = plan::Chosen {
+        id: &taken.get().id,
+        root: &root,
+        machine_id: &machine_id,
+    };
+    let mut plan = plan::build(chosen, &profile, &request, &host, base, &host::RealFs)?;
     for dir in &plan.prepare_dirs {
         pool::make_private_dir(dir)?;
     }

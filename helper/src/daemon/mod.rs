@@ -3,6 +3,7 @@
 pub(crate) mod adopt;
 pub(crate) mod connection;
 pub(crate) mod dispatch;
+pub(crate) mod identity;
 pub(crate) mod inspect;
 pub(crate) mod launch;
 pub(crate) mod logs;
@@ -33,6 +34,8 @@ pub struct State {
     pub runtime_dir: PathBuf,
     pub socket: PathBuf,
     pub profiles_dir: PathBuf,
+    /// Each profile's machine id (`identity`).
+    pub machine_ids_dir: PathBuf,
     /// The facts about the user and the host that plans are built from (with the folders a
     /// sandbox may never see, and where persistent homes live).
     pub host: crate::plan::host::FactsCache,
@@ -248,6 +251,7 @@ pub fn bind(socket: PathBuf) -> Result<Listening, DaemonError> {
         runtime_dir,
         socket,
         profiles_dir: paths::profiles_dir()?,
+        machine_ids_dir: paths::machine_ids_dir()?,
         prepare_key: prepare_key::KeyCache::default(),
         pool: pool::Pool::default(),
         cgroups: crate::cgroup::Cgroups::set_up(),

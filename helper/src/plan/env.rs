@@ -47,6 +47,10 @@ pub fn build(
     env.insert("SHELL".into(), who.shell.into());
     env.insert("HOSTNAME".into(), who.hostname.into());
     env.insert("HUTCH_SANDBOX".into(), "1".into());
+    // GSettings (GTK apps' preferences) in a file of the app's own home
+    // (`~/.config/glib-2.0/settings/keyfile`), kept with a kept home: never the user's dconf
+    // database, which only the session bus reaches.
+    env.insert("GSETTINGS_BACKEND".into(), "keyfile".into());
     for (k, v) in profile_env {
         env.insert(k.clone(), v.clone());
     }
@@ -84,6 +88,7 @@ mod tests {
         assert_eq!(env["PATH"], SANDBOX_PATH);
         assert_eq!(env["HOME"], "/home/u");
         assert_eq!(env["EDITOR"], "vi");
+        assert_eq!(env["GSETTINGS_BACKEND"], "keyfile");
         for hidden in [
             "SSH_AUTH_SOCK",
             "AWS_SECRET_ACCESS_KEY",

@@ -349,11 +349,20 @@ pub(crate) fn checked(
     }
 }
 
-/// Builds the plan for sandbox `id` on the host `root` folder. `base` is [`base_mounts`] of
-/// this host, as the prepared sandbox was built with (the caller has it already).
+/// What the daemon chose for one sandbox before its plan: its id, the host folder its root is
+/// built on, and the machine id of its profile (kept with the profile, see `daemon::identity`).
+#[derive(Debug, Clone, Copy)]
+pub struct Chosen<'a> {
+    pub id: &'a str,
+    pub root: &'a Path,
+    /// 32 lowercase hex digits, as `/etc/machine-id` holds.
+    pub machine_id: &'a str,
+}
+
+/// Builds the plan for the sandbox the daemon `chose`. `base` is [`base_mounts`] of this host,
+/// as the prepared sandbox was built with (the caller has it already).
 pub fn build(
-    id: &str,
-    root: PathBuf,
+    chosen: Chosen<'_>,
     profile: &Profile,
     request: &RunRequest,
     host: &HostFacts,
@@ -385,6 +394,7 @@ pub fn build(
         check_cpu(percent, host.cores).map_err(PlanError::Limit)?;
     }
     let mut mounts = hostname_files(&profile.hostname);
+    mounts.extend(machine_id_files(chosen.machine_id));
     mounts.push(MountOp::File {
         path: "/etc/resolv.conf".into(),
         contents: match network {
@@ -489,9 +499,9 @@ pub fn build(
     let base_mounts = base;
     let landlock = landlock::rules(base_mounts.iter().chain(&mounts));
     Ok(SandboxPlan {
-        id: id.to_owned(),
+        id: chosen.id.to_owned(),
         profile: profile.name.clone(),
-        root,
+        root: chosen.root.to_owned(),
         uid: host.uid,
         gid: host.gid,
         id_map,
@@ -765,6 +775,25 @@ fn generated_users(host: &HostFacts) -> [(&'static str, String); 2] {
     group.push_str(&format!("{}:x:{gid}:\n", host.group));
     group.push_str("nogroup:x:65534:\n");
     [("passwd", passwd), ("group", group)]
+}
+
+/// The app's own machine id (D-Bus, Chromium, systemd's libraries read it): its profile's,
+/// never the host's, also where older D-Bus looks (`/var/lib/dbus/machine-id`).
+fn machine_id_files(machine_id: &str) -> Vec<MountOp> {
+    vec![
+        MountOp::File {
+            path: "/etc/machine-id".into(),
+            contents: format!("{machine_id}\n"),
+        },
+        MountOp::Dir {
+            path: "/var/lib/dbus".into(),
+            mode: 0o755,
+        },
+        MountOp::Symlink {
+            target: "/etc/machine-id".into(),
+            path: "/var/lib/dbus/machine-id".into(),
+        },
+    ]
 }
 
 /// The /etc files naming the sandbox's host.

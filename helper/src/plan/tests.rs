@@ -174,10 +174,24 @@ fn request(command: &[&str]) -> RunRequest {
     }
 }
 
+/// The machine id the tests' profile has.
+const MACHINE_ID: &str = "5f0c3c9e2a7b4d1e8f6a0b1c2d3e4f50";
+
+fn chosen() -> Chosen<'static> {
+    Chosen {
+        id: "x",
+        root: Path::new("/r"),
+        machine_id: MACHINE_ID,
+    }
+}
+
 fn plan(profile: &Profile, req: &RunRequest) -> Result<SandboxPlan, PlanError> {
     build(
-        "ab12cd34",
-        "/run/user/1000/hutch/sandboxes/ab12cd34/root".into(),
+        Chosen {
+            id: "ab12cd34",
+            root: Path::new("/run/user/1000/hutch/sandboxes/ab12cd34/root"),
+            machine_id: MACHINE_ID,
+        },
         profile,
         req,
         &alice(),
@@ -189,8 +203,7 @@ fn plan(profile: &Profile, req: &RunRequest) -> Result<SandboxPlan, PlanError> {
 /// A plan for another host (a changed `alice()`).
 fn plan_fs(profile: &Profile, req: &RunRequest, fs: &FakeFs) -> Result<SandboxPlan, PlanError> {
     build(
-        "x",
-        "/r".into(),
+        chosen(),
         profile,
         req,
         &alice(),
@@ -205,15 +218,7 @@ fn plan_on(
     req: &RunRequest,
 ) -> Result<SandboxPlan, PlanError> {
     let fs = FakeFs::debian();
-    build(
-        "x",
-        "/r".into(),
-        profile,
-        req,
-        host,
-        base_mounts(host, &fs),
-        &fs,
-    )
+    build(chosen(), profile, req, host, base_mounts(host, &fs), &fs)
 }
 
 fn find<'a>(plan: &'a SandboxPlan, path: &str) -> Vec<&'a MountOp> {
@@ -310,6 +315,32 @@ fn etc_is_generated_or_bound_read_only() {
         find(&p, "/etc/ssl")[..],
         [MountOp::Bind { dir: true, .. }]
     ));
+}
+
+#[test]
+fn the_app_has_its_profiles_machine_id_never_the_hosts() {
+    let p = plan(&Profile::builtin_default(), &request(&["true"])).unwrap();
+    assert_eq!(
+        find(&p, "/etc/machine-id"),
+        [&MountOp::File {
+            path: "/etc/machine-id".into(),
+            contents: format!("{MACHINE_ID}\n"),
+        }]
+    );
+    assert_eq!(
+        find(&p, "/var/lib/dbus/machine-id"),
+        [&MountOp::Symlink {
+            target: "/etc/machine-id".into(),
+            path: "/var/lib/dbus/machine-id".into(),
+        }]
+    );
+    assert!(
+        !p.base_mounts
+            .iter()
+            .chain(&p.mounts)
+            .any(|op| matches!(op, MountOp::Bind { source, .. } if source.ends_with("machine-id"))),
+        "the host's machine id is never bound"
+    );
 }
 
 #[test]
@@ -976,7 +1007,7 @@ fn desktop_plan(
 ) -> Result<SandboxPlan, PlanError> {
     let host = alice();
     let base = base_mounts(&host, fs);
-    build("ab12cd34", "/r".into(), profile, req, &host, base, fs)
+    build(chosen(), profile, req, &host, base, fs)
 }
 
 fn env_of<'a>(plan: &'a SandboxPlan, key: &str) -> Option<&'a str> {
