@@ -795,3 +795,33 @@ fn a_named_pipe_and_a_folder_shared_twice_are_hidden_too() {
     ]);
     assert!(!ok(&out).contains("reached"), "{}", stdout(&out));
 }
+
+#[test]
+fn a_folder_given_as_a_stream_is_refused_and_a_file_is_not() {
+    let env = env_or_skip!();
+    let secret = env.home.join("private");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(secret.join("secret.txt"), "s3cr3t\n").unwrap();
+    // `sh -c '... < ~/private'` opens the folder read-only, which the kernel allows: held open
+    // by the app, it is a way into the folder (`cd /proc/self/fd/0`, `openat`).
+    let script = "cat /proc/self/fd/0/secret.txt; ls /proc/self/fd/0/";
+    let out = env
+        .hutch_command(&["run", "--", "sh", "-c", script])
+        .stdin(std::fs::File::open(&secret).unwrap())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("the app's stdin is a folder") && err.contains("--share"),
+        "{err}"
+    );
+    assert!(!stdout(&out).contains("s3cr3t"), "{}", stdout(&out));
+    // The control: a file is a stream, passed as it is.
+    let out = env
+        .hutch_command(&["run", "--", "cat"])
+        .stdin(std::fs::File::open(secret.join("secret.txt")).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), "s3cr3t\n");
+}

@@ -116,6 +116,7 @@ impl RequestError {
             match e {
                 LaunchError::Profile(_) => ErrorCode::Profile,
                 LaunchError::TooMany { .. }
+                | LaunchError::NotAStream { .. }
                 | LaunchError::InheritFds { .. }
                 | LaunchError::TerminalFds { .. }
                 | LaunchError::Plan(_)

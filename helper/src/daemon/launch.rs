@@ -49,6 +49,15 @@ pub enum LaunchError {
          attached to its frame; got {got}"
     )]
     TerminalFds { wanted: usize, got: usize },
+    #[error(
+        "the app's {stream} is {what}: a sandbox's standard streams may be pipes, files or \
+         terminals (a folder held open is a way into it). Share the folder instead: \
+         --share PATH"
+    )]
+    NotAStream {
+        stream: &'static str,
+        what: &'static str,
+    },
     #[error("open /dev/null: {0}")]
     DevNull(std::io::Error),
     #[error("cannot make a pipe: {0}")]
@@ -153,7 +162,10 @@ fn stdio_for(
     fds: Vec<OwnedFd>,
 ) -> Result<(Vec<OwnedFd>, Option<std::fs::File>), LaunchError> {
     match request.stdio {
-        Stdio::Inherit if fds.len() == 3 => Ok((fds, None)),
+        Stdio::Inherit if fds.len() == 3 => {
+            check_streams(&fds, [true; 3])?;
+            Ok((fds, None))
+        }
         Stdio::Inherit => Err(LaunchError::InheritFds { got: fds.len() }),
         Stdio::Null => Ok(((0..3).map(|_| open_null()).collect::<Result<_, _>>()?, None)),
         Stdio::Log => {
@@ -164,6 +176,7 @@ fn stdio_for(
         Stdio::Tty { keep, .. } => {
             let wanted = keep.iter().filter(|k| **k).count();
             if fds.len() == wanted {
+                check_streams(&fds, keep)?;
                 Ok((fds, None))
             } else {
                 Err(LaunchError::TerminalFds {
@@ -173,6 +186,35 @@ fn stdio_for(
             }
         }
     }
+}
+
+/// Refuses a caller's fd that is no stream: a folder, or a descriptor opened only for its path
+/// (`O_PATH`), which the app could open anew as the file or folder it names, or go into.
+/// `given` marks which of stdin, stdout and stderr the fds are, in order.
+fn check_streams(fds: &[OwnedFd], given: [bool; 3]) -> Result<(), LaunchError> {
+    let names = ["stdin", "stdout", "stderr"];
+    let streams = names.iter().zip(given).filter(|(_, g)| *g).map(|(n, _)| *n);
+    for (fd, stream) in fds.iter().zip(streams) {
+        let path_only = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)
+            .map(|flags| {
+                nix::fcntl::OFlag::from_bits_retain(flags).contains(nix::fcntl::OFlag::O_PATH)
+            })
+            .unwrap_or(true);
+        let folder = nix::sys::stat::fstat(fd)
+            .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+            .unwrap_or(true);
+        if folder || path_only {
+            return Err(LaunchError::NotAStream {
+                stream,
+                what: if folder {
+                    "a folder"
+                } else {
+                    "a descriptor opened only for its path (O_PATH)"
+                },
+            });
+        }
+    }
+    Ok(())
 }
 
 fn open_null() -> Result<OwnedFd, LaunchError> {
