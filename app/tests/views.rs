@@ -49,6 +49,7 @@ fn sandbox(id: &str, profile: &str, state: SandboxState, exit: Option<ExitStatus
             publish: Vec::new(),
             host_loopback: false,
         },
+        user_namespaces: None,
     }
 }
 
@@ -196,6 +197,7 @@ fn the_details_ask_for_tabs_spans_and_a_new_inspection() {
             cap_bounding: "0".into(),
             cap_ambient: "0".into(),
             landlock: "on".into(),
+            user_namespaces: "refused (seccomp)".into(),
         },
     };
     h.state_mut()

@@ -356,6 +356,7 @@ fn sandbox(id: &str, profile: &str, state: SandboxState, exit: Option<ExitStatus
             publish: Vec::new(),
             host_loopback: false,
         },
+        user_namespaces: None,
     }
 }
 
@@ -565,6 +566,7 @@ fn snapshot_anatomy_tab() {
             cap_bounding: "0000000000000000".into(),
             cap_ambient: "0000000000000000".into(),
             landlock: "not used".into(),
+            user_namespaces: "refused (seccomp)".into(),
         },
     }))]);
     let mut h = harness(&tmp.path().join("profiles"), &link);

@@ -59,6 +59,9 @@ pub struct Security {
     pub cap_bounding: String,
     pub cap_ambient: String,
     pub landlock: String,
+    /// Whether the app may make user namespaces, and why.
+    #[serde(default)]
+    pub user_namespaces: String,
 }
 
 /// Everything `hutch inspect` shows.

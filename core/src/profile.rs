@@ -9,7 +9,8 @@
 //! allow_host_loopback = false       # may the app reach services on the host's loopback?
 //! publish = ["8080:80"]             # [ADDR:]HOSTPORT:SANDBOXPORT, host side on 127.0.0.1
 //! hostname = "tool"                 # defaults to "hutch-NAME"
-//! allow_user_namespaces = false     # may the app create nested user namespaces?
+//! allow_user_namespaces = false     # may the app make user namespaces (its own sandbox)?
+//!                                   # unset: yes for Chromium, Electron and Firefox only
 //! display = "wayland"               # "none" (default), "wayland", "x11" (unsafe) or "auto"
 //! audio = true                      # PipeWire / PulseAudio socket (default false)
 //! gpu = true                        # /dev/dri (default false)
@@ -132,7 +133,9 @@ pub struct Profile {
     pub publish: Vec<PortForward>,
     pub limits: Limits,
     pub hostname: String,
-    pub allow_user_namespaces: bool,
+    /// May the app make user namespaces (what Chromium's, Electron's and Firefox's own
+    /// sandboxes are made of)? `None`: Hutch decides by the program (yes for those).
+    pub allow_user_namespaces: Option<bool>,
     pub env: BTreeMap<String, String>,
     pub shares: Vec<Share>,
     /// The display server socket, if any.
@@ -162,7 +165,7 @@ impl Profile {
             publish: Vec::new(),
             limits: Limits::default(),
             hostname: default_hostname(name),
-            allow_user_namespaces: false,
+            allow_user_namespaces: None,
             env: BTreeMap::new(),
             shares: Vec::new(),
             display: DisplayMode::None,
@@ -244,7 +247,7 @@ impl Profile {
             profile.hostname = hostname.into_inner();
         }
         if let Some(allow) = raw.allow_user_namespaces {
-            profile.allow_user_namespaces = allow;
+            profile.allow_user_namespaces = Some(allow);
         }
         if let Some(env) = raw.env {
             for (key, value) in env.get_ref() {
@@ -454,7 +457,8 @@ struct WriteProfile<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     limits: Option<WriteLimits>,
     hostname: &'a str,
-    allow_user_namespaces: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allow_user_namespaces: Option<bool>,
     env: &'a BTreeMap<String, String>,
     display: DisplayMode,
     audio: bool,
@@ -593,7 +597,7 @@ mod tests {
         assert_eq!(p.home, HomeMode::Tmp);
         assert_eq!(p.network, NetworkMode::None);
         assert_eq!(p.hostname, "hutch-tool");
-        assert!(!p.allow_user_namespaces && p.shares.is_empty() && p.command.is_empty());
+        assert!(p.allow_user_namespaces.is_none() && p.shares.is_empty() && p.command.is_empty());
     }
 
     #[test]
@@ -620,7 +624,7 @@ sockets = true
         assert_eq!(p.command, ["tool", "--flag"]);
         assert_eq!(p.home, HomeMode::Persist);
         assert_eq!(p.hostname, "box1");
-        assert!(p.allow_user_namespaces);
+        assert_eq!(p.allow_user_namespaces, Some(true));
         assert_eq!(p.env["EDITOR"], "vi");
         assert_eq!(
             p.shares,

@@ -309,6 +309,9 @@ pub struct SandboxInfo {
     #[serde(default)]
     pub exit: Option<ExitStatus>,
     pub network: NetworkInfo,
+    /// Why the app may make user namespaces (its own sandbox, or its profile), when it may.
+    #[serde(default)]
+    pub user_namespaces: Option<String>,
 }
 
 /// One process inside a sandbox, as `/proc` shows it from the host.

@@ -123,6 +123,7 @@ pub fn render(a: &Anatomy) -> String {
         }
     ));
     out.push_str(&format!("  landlock: {}\n", s.landlock));
+    out.push_str(&format!("  user namespaces: {}\n", s.user_namespaces));
     out
 }
 

@@ -353,6 +353,7 @@ mod tests {
                 publish: Vec::new(),
                 host_loopback: false,
             },
+            user_namespaces: None,
         }
     }
 

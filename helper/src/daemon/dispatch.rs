@@ -281,6 +281,10 @@ pub fn dispatch(
                     })?;
             anatomy.security.landlock =
                 landlock.unwrap_or_else(|| "not reported by the sandbox".into());
+            anatomy.security.user_namespaces = match &info.user_namespaces {
+                Some(why) => format!("allowed: {why}"),
+                None => "refused (seccomp)".into(),
+            };
             answer(Response::Anatomy {
                 anatomy: Box::new(anatomy),
             })
@@ -389,6 +393,7 @@ mod tests {
                 publish: Vec::new(),
                 host_loopback: false,
             },
+            user_namespaces: None,
         }
     }
 

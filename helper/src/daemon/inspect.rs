@@ -164,6 +164,7 @@ fn security(status: &str) -> Security {
         cap_bounding: field("CapBnd:"),
         cap_ambient: field("CapAmb:"),
         landlock: "not used".into(),
+        user_namespaces: String::new(),
     }
 }
 

@@ -353,6 +353,7 @@ pub fn launch(
         id_map: plan.id_map.kind,
         exit: None,
         network: network_info(&plan.network),
+        user_namespaces: plan.user_namespaces.clone(),
     };
     let record = SandboxRecord {
         info: info.clone(),

@@ -430,6 +430,7 @@ mod tests {
                 publish: Vec::new(),
                 host_loopback: false,
             },
+            user_namespaces: None,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod env;
 pub mod host;
 pub mod idmap;
 pub mod landlock;
+pub mod own_sandbox;
 pub mod source;
 
 use std::path::{Component, Path, PathBuf};
@@ -29,9 +30,12 @@ const SYSTEM_DIRS: &[&str] = &[
     "usr", "opt", "bin", "sbin", "lib", "lib32", "lib64", "libx32",
 ];
 
-/// Entries of the host's /etc that programs need, bound read-only when present.
-/// passwd, group, hostname and hosts are generated instead (see [`generated_etc`]).
+/// Entries of the host's /etc that programs need, bound read-only when present: an allowlist
+/// (see SECURITY.md, "The /etc an app sees"), so a host secret there (shadow, sudoers, ssh host
+/// keys, saved network passwords, the real machine id, subuid) is never named, whatever the
+/// host has installed. passwd, group, hostname, hosts and machine-id are generated instead.
 const ETC_ENTRIES: &[&str] = &[
+    // the system: libraries, names, certificates, locale, time
     "alternatives",
     "bash.bashrc",
     "ca-certificates",
@@ -55,6 +59,26 @@ const ETC_ENTRIES: &[&str] = &[
     "ssl",
     "terminfo",
     "timezone",
+    // the desktop: toolkits, menus and defaults, sound, graphics drivers' settings
+    "X11",
+    "alsa",
+    "asound.conf",
+    "dconf",
+    "drirc",
+    "glvnd",
+    "gtk-2.0",
+    "gtk-3.0",
+    "gtk-4.0",
+    "mailcap",
+    "pipewire",
+    "pulse",
+    "vulkan",
+    "xdg",
+    // browsers' own settings (policies, default flags, the launcher's scripts)
+    "chromium",
+    "chromium.d",
+    "firefox",
+    "firefox-esr",
 ];
 
 /// Device nodes bound from the host's /dev.
@@ -203,6 +227,9 @@ pub struct SandboxPlan {
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
     pub allow_user_namespaces: bool,
+    /// Why the app may make user namespaces, when it may (`inspect` says it).
+    #[serde(default)]
+    pub user_namespaces: Option<String>,
     /// Landlock rules: the paths the app may reach and how (applied where the kernel has
     /// Landlock).
     pub landlock: Vec<landlock::FsRule>,
@@ -493,6 +520,20 @@ pub fn build(
         env.push((key.clone(), value.clone()));
     }
 
+    // Programs with a sandbox of their own make user namespaces; others may not.
+    let user_namespaces = match profile.allow_user_namespaces {
+        Some(true) => Some("the profile allows them (allow_user_namespaces = true)".to_owned()),
+        Some(false) => None,
+        None => own_sandbox::detect(&argv[0], fs).map(|kind| {
+            warnings.push(format!(
+                "{} keeps its own sandbox: it may make user namespaces for it (and nothing else \
+                 more). Set allow_user_namespaces = false in profile `{}` to refuse them",
+                kind.name(),
+                profile.name
+            ));
+            format!("{}'s own sandbox", kind.name())
+        }),
+    };
     let (id_map, warning) = id_map_plan(host);
     warnings.splice(0..0, warning);
     warnings.extend(desktop.warnings);
@@ -511,7 +552,8 @@ pub fn build(
         argv,
         env,
         cwd,
-        allow_user_namespaces: profile.allow_user_namespaces,
+        allow_user_namespaces: user_namespaces.is_some(),
+        user_namespaces,
         landlock,
         network,
         limits,

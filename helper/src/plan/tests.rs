@@ -277,6 +277,59 @@ fn system_folders_are_read_only_and_links_are_recreated() {
 }
 
 #[test]
+fn host_secrets_in_etc_are_never_bound() {
+    let mut fs = FakeFs::debian();
+    for secret in [
+        "/etc/shadow",
+        "/etc/gshadow",
+        "/etc/sudoers",
+        "/etc/machine-id",
+        "/etc/subuid",
+        "/etc/ssh/ssh_host_ed25519_key",
+        "/etc/NetworkManager/system-connections/home.nmconnection",
+        "/etc/wpa_supplicant/wpa_supplicant.conf",
+    ] {
+        fs = fs.with(secret, Entry::File);
+    }
+    for desktop in ["/etc/chromium.d", "/etc/xdg", "/etc/gtk-3.0"] {
+        fs = fs.with(desktop, Entry::Dir);
+    }
+    let p = plan_fs(&Profile::builtin_default(), &request(&["true"]), &fs).unwrap();
+    let bound: Vec<&Path> = p
+        .base_mounts
+        .iter()
+        .chain(&p.mounts)
+        .filter_map(|op| match op {
+            MountOp::Bind { source, .. } => Some(source.as_path()),
+            _ => None,
+        })
+        .collect();
+    for secret in [
+        "shadow",
+        "gshadow",
+        "sudoers",
+        "machine-id",
+        "subuid",
+        "ssh",
+        "NetworkManager",
+        "wpa_supplicant",
+    ] {
+        assert!(
+            !bound
+                .iter()
+                .any(|b| b.starts_with(Path::new("/etc").join(secret))),
+            "{secret}: {bound:?}"
+        );
+    }
+    for desktop in ["chromium.d", "xdg", "gtk-3.0"] {
+        assert!(
+            bound.contains(&Path::new("/etc").join(desktop).as_path()),
+            "{desktop}: {bound:?}"
+        );
+    }
+}
+
+#[test]
 fn etc_is_generated_or_bound_read_only() {
     let p = plan(&Profile::builtin_default(), &request(&["true"])).unwrap();
     let [MountOp::File { contents, .. }] = find(&p, "/etc/passwd")[..] else {
@@ -778,7 +831,7 @@ fn id_map_uses_the_range_or_falls_back_with_a_warning() {
 #[test]
 fn tty_and_user_namespace_options_carry_through() {
     let mut profile = Profile::builtin_default();
-    profile.allow_user_namespaces = true;
+    profile.allow_user_namespaces = Some(true);
     let mut req = request(&["sh"]);
     req.stdio = Stdio::Tty {
         rows: 24,
@@ -794,6 +847,73 @@ fn tty_and_user_namespace_options_carry_through() {
         "stdout stays the caller's file"
     );
     assert_eq!(p.hostname, "hutch-default");
+}
+
+#[test]
+fn browsers_and_electron_apps_keep_their_own_sandbox_and_nothing_else_does() {
+    let fs = FakeFs::debian()
+        // Debian's launcher script, and the binary beside its files
+        .with("/usr/bin/chromium", Entry::File)
+        .with("/usr/lib/chromium/chromium", Entry::File)
+        .with("/usr/lib/chromium/chrome-sandbox", Entry::File)
+        // Firefox ESR: a link to the binary beside libxul
+        .with(
+            "/usr/bin/firefox-esr",
+            Entry::Symlink("/usr/lib/firefox-esr/firefox-esr".into()),
+        )
+        .with("/usr/lib/firefox-esr/firefox-esr", Entry::File)
+        // an Electron app in a shared folder, under a name of its own
+        .with("/home/alice/Apps/Notes", Entry::Dir)
+        .with("/home/alice/Apps/Notes/notes", Entry::File)
+        .with("/home/alice/Apps/Notes/resources/app.asar", Entry::File)
+        // a program named like nothing, beside nothing telling
+        .with("/home/alice/Apps/tool", Entry::File);
+    let profile = Profile::builtin_default();
+    let run = |argv: &[&str], profile: &Profile| plan_fs(profile, &request(argv), &fs).unwrap();
+    for (argv, who) in [
+        ("chromium", "Chromium"),
+        ("/usr/lib/chromium/chromium", "Chromium"),
+        ("firefox-esr", "Firefox"),
+        ("/home/alice/Apps/Notes/notes", "Electron"),
+    ] {
+        let p = run(&[argv], &profile);
+        assert!(p.allow_user_namespaces, "{argv}");
+        assert_eq!(
+            p.user_namespaces.as_deref(),
+            Some(format!("{who}'s own sandbox").as_str())
+        );
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w.starts_with(&format!("{who} keeps its own sandbox"))
+                    && w.contains("allow_user_namespaces = false")),
+            "{argv}: {:?}",
+            p.warnings
+        );
+    }
+    for argv in [
+        "sh",
+        "/home/alice/Apps/tool",
+        "./chromium",
+        "no-such-program",
+    ] {
+        let p = run(&[argv], &profile);
+        assert!(!p.allow_user_namespaces, "{argv}");
+        assert_eq!(p.user_namespaces, None, "{argv}");
+    }
+    // The profile decides when it says so, either way.
+    let mut refused = Profile::builtin_default();
+    refused.allow_user_namespaces = Some(false);
+    assert!(!run(&["chromium"], &refused).allow_user_namespaces);
+    let mut allowed = Profile::builtin_default();
+    allowed.allow_user_namespaces = Some(true);
+    let p = run(&["/home/alice/Apps/tool"], &allowed);
+    assert!(p.allow_user_namespaces);
+    assert!(
+        p.user_namespaces
+            .unwrap()
+            .contains("the profile allows them")
+    );
 }
 
 #[test]

@@ -572,6 +572,9 @@ pub fn anatomy(view: &View, ui: &mut Ui, id: &str, state: SandboxState, actions:
                     !caps_empty(&s.cap_effective),
                 );
                 ui.label(format!("Landlock: {}", s.landlock));
+                if !s.user_namespaces.is_empty() {
+                    ui.label(format!("user namespaces: {}", s.user_namespaces));
+                }
                 note(
                     ui,
                     "a filter on system calls, no way to gain privileges, no capabilities",
